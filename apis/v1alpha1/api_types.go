@@ -79,6 +79,7 @@ type BuildSpec struct {
 }
 
 // ImageSpec overrides where the image goes, or names a prebuilt one.
+// +kubebuilder:validation:XValidation:rule="!has(self.ref) || !(has(self.registry) || has(self.repository) || has(self.pushSecretRef))",message="image.ref names a prebuilt image: registry, repository and pushSecretRef apply only to images the operator builds"
 type ImageSpec struct {
 	// Ref names a prebuilt image; no build happens.
 	// +optional
@@ -177,11 +178,30 @@ type APIStatus struct {
 	// Warnings lists what the compiler read but cannot honour.
 	// +optional
 	Warnings []string `json:"warnings,omitempty"`
+	// References lists the objects of this namespace the API was last resolved
+	// against, found or not, so that a change to any of them re-reconciles it.
+	// +optional
+	References *References `json:"references,omitempty"`
+}
+
+// References names objects of the API's namespace, each list sorted.
+type References struct {
+	// +optional
+	ConfigMaps []string `json:"configMaps,omitempty"`
+	// +optional
+	Endpoints []string `json:"endpoints,omitempty"`
+	// +optional
+	RateLimits []string `json:"rateLimits,omitempty"`
+	// +optional
+	Securities []string `json:"securities,omitempty"`
+	// +optional
+	Secrets []string `json:"secrets,omitempty"`
 }
 
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:shortName=gkapi
+// +kubebuilder:resource:shortName=gkapi,categories=gatekiln
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 63",message="an API's name is its Service's name: at most 63 characters"
 // +kubebuilder:printcolumn:name="READY",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="IMAGE",type=string,JSONPath=`.status.image`
 // +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.status.url`

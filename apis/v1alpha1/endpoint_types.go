@@ -10,6 +10,7 @@ import (
 type EndpointSpec struct {
 	// URLs are load-balanced.
 	// +optional
+	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:items:Pattern=`^https?://`
 	URLs []string `json:"urls,omitempty"`
 	// Image runs the upstream in the cluster.
@@ -87,6 +88,9 @@ type EndpointStatus struct {
 
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
+// +kubebuilder:resource:categories=gatekiln
+// +kubebuilder:validation:XValidation:rule="!has(self.spec.image) || self.metadata.name.size() <= 54",message="an image Endpoint's Service is named <name>-upstream: the name may have at most 54 characters"
+// +kubebuilder:printcolumn:name="READY",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="URLS",type=string,JSONPath=`.status.urls`
 // +kubebuilder:printcolumn:name="AGE",type=date,JSONPath=`.metadata.creationTimestamp`
 

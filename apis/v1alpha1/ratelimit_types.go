@@ -5,6 +5,7 @@ import (
 )
 
 // RateLimitSpec is a named policy: Requests per Unit, with a burst.
+// +kubebuilder:validation:XValidation:rule="!has(self.key) || self.key != 'Header' || (has(self.header) && self.header.size() > 0)",message="key Header needs header: the request header to group by"
 type RateLimitSpec struct {
 	// +kubebuilder:validation:Minimum=1
 	Requests int64 `json:"requests"`
@@ -56,6 +57,7 @@ type RateLimitStatus struct {
 
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
+// +kubebuilder:resource:categories=gatekiln
 // +kubebuilder:printcolumn:name="REQUESTS",type=integer,JSONPath=`.spec.requests`
 // +kubebuilder:printcolumn:name="UNIT",type=string,JSONPath=`.spec.unit`
 // +kubebuilder:printcolumn:name="STORE",type=string,JSONPath=`.spec.store`
