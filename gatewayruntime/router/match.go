@@ -1,0 +1,188 @@
+package router
+
+import (
+	"net/http"
+	"strings"
+)
+
+type segment struct {
+	raw, dec string
+}
+
+// Match finds the route for method and the escaped request path (URL.EscapedPath
+// or the raw request target without its query). Parameters are appended to
+// params[:0], so a caller that keeps its slice between requests allocates nothing.
+func (r *Router[T]) Match(method, path string, params []Param) (Result[T], []Param) {
+	params = params[:0]
+	if path == "" || path[0] != '/' {
+		return Result[T]{Status: BadPath}, params
+	}
+	var segBuf [16]segment
+	segs := segBuf[:0]
+	rest := path[1:]
+	for {
+		i := strings.IndexByte(rest, '/')
+		s := rest
+		if i >= 0 {
+			s = rest[:i]
+		}
+		dec, ok := decodeSegment(s)
+		if !ok {
+			return Result[T]{Status: BadPath}, params
+		}
+		segs = append(segs, segment{raw: s, dec: dec})
+		if i < 0 {
+			break
+		}
+		rest = rest[i+1:]
+	}
+	if len(segs) > r.depth {
+		return Result[T]{Status: NotFound}, params
+	}
+	var valBuf [8]string
+	l, vals := r.root.match(segs, valBuf[:0])
+	if l == nil {
+		return Result[T]{Status: NotFound}, params
+	}
+	for i, v := range vals {
+		params = append(params, Param{Name: l.names[i], Value: v})
+	}
+	res := Result[T]{Template: l.template, Allow: l.allow, methods: l}
+	if v, ok := l.get(method); ok {
+		res.Value = v
+		return res, params
+	}
+	if method == http.MethodOptions {
+		res.Status = Options
+		return res, params
+	}
+	res.Status = MethodNotAllowed
+	return res, params
+}
+
+func (n *node[T]) lit(seg string) *node[T] {
+	if n.litMap != nil {
+		return n.litMap[seg]
+	}
+	for i := range n.lits {
+		if n.lits[i].seg == seg {
+			return n.lits[i].node
+		}
+	}
+	return nil
+}
+
+// match walks the trie depth first, concrete before templated, and returns the
+// first leaf that consumes every segment.
+func (n *node[T]) match(segs []segment, vals []string) (*leaf[T], []string) {
+	if len(segs) == 0 {
+		return n.leaf, vals
+	}
+	s := segs[0].dec
+	if child := n.lit(s); child != nil {
+		if l, v := child.match(segs[1:], vals); l != nil {
+			return l, v
+		}
+	}
+	mark := len(vals)
+	for _, m := range n.mixed {
+		v, ok := matchPieces(m.pieces, s, vals[:mark])
+		if !ok {
+			continue
+		}
+		if l, v := m.node.match(segs[1:], v); l != nil {
+			return l, v
+		}
+	}
+	if n.param != nil && s != "" {
+		if l, v := n.param.match(segs[1:], append(vals[:mark], s)); l != nil {
+			return l, v
+		}
+	}
+	return nil, vals[:mark]
+}
+
+// matchPieces matches one decoded segment against literal text and parameters.
+// A parameter runs to the first occurrence of the literal after it, or to the
+// end of the segment when it is last; it must not be empty.
+func matchPieces(pieces []piece, s string, vals []string) ([]string, bool) {
+	for i, p := range pieces {
+		if p.param == "" {
+			if !strings.HasPrefix(s, p.lit) {
+				return vals, false
+			}
+			s = s[len(p.lit):]
+			continue
+		}
+		end := len(s)
+		if i+1 < len(pieces) {
+			end = strings.Index(s, pieces[i+1].lit)
+			if end < 0 {
+				return vals, false
+			}
+		}
+		if end == 0 {
+			return vals, false
+		}
+		vals = append(vals, s[:end])
+		s = s[end:]
+	}
+	return vals, s == ""
+}
+
+// decodeSegment percent-decodes one path segment and refuses what the gateway
+// will not forward: bad escapes, control characters, dot segments.
+func decodeSegment(s string) (string, bool) {
+	if s == "." || s == ".." {
+		return "", false
+	}
+	pct := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '%' {
+			pct = true
+		} else if c < 0x20 || c == 0x7f {
+			return "", false
+		}
+	}
+	if !pct {
+		return s, true
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '%' {
+			b = append(b, c)
+			continue
+		}
+		if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
+			return "", false
+		}
+		c = unhex(s[i+1])<<4 | unhex(s[i+2])
+		if c < 0x20 || c == 0x7f {
+			return "", false
+		}
+		b = append(b, c)
+		i += 2
+	}
+	d := string(b)
+	if d == "." || d == ".." {
+		return "", false
+	}
+	return d, true
+}
+
+func isHex(c byte) bool {
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0'
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10
+	default:
+		return c - 'A' + 10
+	}
+}
