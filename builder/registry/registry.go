@@ -1,0 +1,141 @@
+// Package registry says how Gatekiln reaches an OCI registry: which
+// credentials, which certificate authorities, and whether plain HTTP is
+// allowed. It turns that into go-containerregistry options; every other
+// builder package takes those options and never builds a transport itself.
+package registry
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+// Config is how to reach registries. The zero value uses the default keychain
+// (~/.docker/config.json or $DOCKER_CONFIG), the system certificate pool, and
+// HTTPS only.
+type Config struct {
+	// DockerConfig is the content of a docker config.json, which is also the
+	// `.dockerconfigjson` value of a kubernetes.io/dockerconfigjson Secret.
+	// When set it is the only source of credentials.
+	DockerConfig []byte
+	// Keychain, when set and DockerConfig is empty, replaces the default keychain.
+	Keychain authn.Keychain
+	// CABundle holds PEM certificates trusted in addition to the system pool.
+	CABundle []byte
+	// Insecure lists registries (host[:port]) that may be reached over plain
+	// HTTP. Any other registry is HTTPS only, loopback addresses included.
+	Insecure []string
+	// WrapTransport, when set, wraps the HTTP transport (request counting,
+	// tracing). It sees every request the options below make.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
+	// UserAgent is added to every request.
+	UserAgent string
+}
+
+// IsInsecure reports whether reg may be reached over plain HTTP.
+func (c Config) IsInsecure(reg string) bool { return slices.Contains(c.Insecure, reg) }
+
+// ParseReference parses an image reference, marking it insecure when its
+// registry is listed in Insecure (go-containerregistry then tries plain HTTP).
+func (c Config) ParseReference(s string) (name.Reference, error) {
+	ref, err := name.ParseReference(s, name.StrictValidation)
+	if err != nil {
+		return nil, fmt.Errorf("image reference %q: %w", s, err)
+	}
+	if c.IsInsecure(ref.Context().RegistryStr()) {
+		return name.ParseReference(s, name.StrictValidation, name.Insecure)
+	}
+	return ref, nil
+}
+
+// ParseRepository parses a repository (no tag or digest), marking it insecure
+// when its registry is listed in Insecure.
+func (c Config) ParseRepository(s string) (name.Repository, error) {
+	repo, err := name.NewRepository(s, name.StrictValidation)
+	if err != nil {
+		return name.Repository{}, fmt.Errorf("repository %q: %w", s, err)
+	}
+	if c.IsInsecure(repo.RegistryStr()) {
+		return name.NewRepository(s, name.StrictValidation, name.Insecure)
+	}
+	return repo, nil
+}
+
+// Remote returns the go-containerregistry options for this configuration.
+func (c Config) Remote(ctx context.Context) ([]remote.Option, error) {
+	kc, err := c.keychain()
+	if err != nil {
+		return nil, err
+	}
+	rt, err := c.Transport()
+	if err != nil {
+		return nil, err
+	}
+	opts := []remote.Option{
+		remote.WithContext(ctx),
+		remote.WithAuthFromKeychain(kc),
+		remote.WithTransport(rt),
+	}
+	if c.UserAgent != "" {
+		opts = append(opts, remote.WithUserAgent(c.UserAgent))
+	}
+	return opts, nil
+}
+
+// Transport returns the HTTP transport: the system pool plus CABundle, plain
+// HTTP refused unless the registry is listed in Insecure.
+func (c Config) Transport() (http.RoundTripper, error) {
+	base, ok := remote.DefaultTransport.(*http.Transport)
+	if !ok {
+		return nil, errors.New("registry transport: go-containerregistry's default transport is not an *http.Transport")
+	}
+	t := base.Clone()
+	if len(c.CABundle) > 0 {
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(c.CABundle) {
+			return nil, errors.New("registry CA bundle: no PEM certificate found")
+		}
+		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	var rt http.RoundTripper = &httpsOnly{allowed: c.Insecure, inner: t}
+	if c.WrapTransport != nil {
+		rt = c.WrapTransport(rt)
+	}
+	return rt, nil
+}
+
+func (c Config) keychain() (authn.Keychain, error) {
+	if len(c.DockerConfig) > 0 {
+		return KeychainFromDockerConfig(c.DockerConfig)
+	}
+	if c.Keychain != nil {
+		return c.Keychain, nil
+	}
+	return authn.DefaultKeychain, nil
+}
+
+// httpsOnly refuses plain-HTTP requests to any host not explicitly allowed.
+// go-containerregistry falls back to HTTP by itself for loopback and private
+// addresses; a registry should never be reached in clear text by accident.
+type httpsOnly struct {
+	allowed []string
+	inner   http.RoundTripper
+}
+
+func (h *httpsOnly) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme == "http" && !slices.Contains(h.allowed, req.URL.Host) {
+		return nil, fmt.Errorf("registry %s: plain HTTP refused (allow it with an insecure-registry setting)", req.URL.Host)
+	}
+	return h.inner.RoundTrip(req)
+}
