@@ -1,0 +1,118 @@
+// Package policy holds the gateway's request policies: CORS, mutual TLS,
+// authentication (JWT, OAuth2 introspection, API keys, Basic), rate limits and
+// request validation. Each is a filter.Factory in its own file; Factories returns
+// them in the order the gateway must run them.
+//
+// Everything a policy needs from the Bundle and the Binding is resolved in Build,
+// once per route and Binding generation: files are read, keys parsed, limiters
+// and clients created. A request then runs precompiled closures.
+package policy
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/gatekiln/gatekiln/gatewayruntime/bundle"
+	"github.com/gatekiln/gatekiln/gatewayruntime/filter"
+)
+
+// Factories returns the policies in the order filter documents:
+// CORS → mTLS → security → rate limit → validation. The factories share one
+// per-generation state (JWKS caches, the Redis client, limiters), so build them
+// with one call and hand the whole list to the gateway.
+func Factories() []filter.Factory {
+	s := &shared{}
+	return []filter.Factory{
+		corsFactory{},
+		&mtlsFactory{s},
+		&securityFactory{s},
+		&rateLimitFactory{s},
+		&validationFactory{s},
+	}
+}
+
+// shared is the state one Binding generation's chains have in common. A new
+// generation starts empty; the previous one's background work stops with its
+// Env.Context.
+type shared struct {
+	metricsOnce sync.Once
+	m           *metrics
+
+	mu    sync.Mutex
+	gen   *generation
+	specs map[*bundle.Bundle]specEntry
+}
+
+type generation struct {
+	env filter.Env
+	m   *metrics
+
+	schemes map[string]schemeEntry
+	limits  map[string]limitEntry
+	redis   *redisStore
+}
+
+type schemeEntry struct {
+	auth authenticator
+	err  error
+}
+
+type limitEntry struct {
+	policy *limitPolicy
+	err    error
+}
+
+// generation returns the state for env.Generation, creating it on first use.
+// Build calls for one generation come from one goroutine, but the mutex keeps
+// this safe should two generations ever overlap.
+func (s *shared) generation(env filter.Env) *generation {
+	s.metricsOnce.Do(func() { s.m = newMetrics(env.Metrics) })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gen == nil || s.gen.env.Generation != env.Generation {
+		s.gen = &generation{
+			env:     env,
+			m:       s.m,
+			schemes: map[string]schemeEntry{},
+			limits:  map[string]limitEntry{},
+		}
+	}
+	return s.gen
+}
+
+// readBindingFile reads a file named by the Binding, relative to its directory.
+func readBindingFile(env filter.Env, name string) ([]byte, error) {
+	if name == "" {
+		return nil, fmt.Errorf("no file named")
+	}
+	p := name
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(env.BindingDir, name)
+	}
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	return data, nil
+}
+
+// readSecretString reads a one-value secret file; a trailing newline (as
+// editors and `kubectl create secret --from-file` often leave) is not part of it.
+func readSecretString(env filter.Env, name string) (string, error) {
+	data, err := readBindingFile(env, name)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimRight(string(data), "\r\n"), nil
+}
+
+// realm names the API in WWW-Authenticate challenges.
+func realm(api *bundle.Bundle) string {
+	if api.API.Title != "" {
+		return api.API.Title
+	}
+	return "gatekiln"
+}

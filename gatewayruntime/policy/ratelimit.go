@@ -1,0 +1,364 @@
+package policy
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+
+	"github.com/gatekiln/gatekiln/gatewayruntime/bundle"
+	"github.com/gatekiln/gatekiln/gatewayruntime/filter"
+	"github.com/gatekiln/gatekiln/gatewayruntime/problem"
+)
+
+// errStoreDown: the store could not decide (unreachable, or its circuit is open).
+var errStoreDown = errors.New("rate-limit store unavailable")
+
+// A limitStore takes one token from the bucket named key.
+type limitStore interface {
+	take(ctx context.Context, key string, b bucket) (decision, error)
+}
+
+// bucket is a token bucket: capacity tokens, refilled at requests per period.
+type bucket struct {
+	requests int64
+	period   time.Duration
+	capacity int64
+}
+
+type decision struct {
+	allowed bool
+	// remaining is the whole tokens left after this request.
+	remaining int64
+	// retryAfter is, when refused, how long until a token is available.
+	retryAfter time.Duration
+	// reset is how long until the bucket is full again.
+	reset time.Duration
+}
+
+// limitPolicy is one named rate-limit policy with its numbers from the
+// Binding (or the Bundle's inline default) and its store.
+type limitPolicy struct {
+	name       string
+	bucket     bucket
+	key        string
+	header     string
+	store      limitStore
+	failClosed bool
+	// field is this policy's member of the RateLimit-Policy header.
+	field string
+	// prefix namespaces the policy's keys in a shared store.
+	prefix string
+
+	limited, storeDown, failedOpen, failedClosed prometheus.Counter
+}
+
+// rateLimitFactory applies a route's rate-limit policies; every one must admit
+// the request. It runs after authentication, so a consumer key is known.
+type rateLimitFactory struct{ s *shared }
+
+func (f *rateLimitFactory) Name() string { return "ratelimit" }
+
+func (f *rateLimitFactory) Build(api *bundle.Bundle, route *bundle.Route, b *bundle.Binding, env filter.Env) (filter.Middleware, error) {
+	if len(route.RateLimits) == 0 {
+		return nil, nil
+	}
+	g := f.s.generation(env)
+	routeName := route.Method + " " + route.Path
+	var checks []limitCheck
+	for _, name := range route.RateLimits {
+		p, err := g.limitPolicy(api, name, b)
+		if err != nil {
+			return nil, err
+		}
+		checks = append(checks, limitCheck{p, keyFunc(p, routeName)})
+	}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !admit(w, r, checks) {
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}, nil
+}
+
+type limitCheck struct {
+	p   *limitPolicy
+	key func(r *http.Request) string
+}
+
+// admit runs every policy and writes the RateLimit headers (or the refusal).
+func admit(w http.ResponseWriter, r *http.Request, checks []limitCheck) bool {
+	var policies, states []string
+	for _, c := range checks {
+		d, err := c.p.store.take(r.Context(), c.key(r), c.p.bucket)
+		if err != nil {
+			if c.p.failClosed {
+				c.p.failedClosed.Inc()
+				c.p.storeDown.Inc()
+				w.Header().Set("Retry-After", "1")
+				problem.Write(w, r, http.StatusServiceUnavailable, "Service Unavailable",
+					"the rate limit cannot be checked right now")
+				return false
+			}
+			c.p.failedOpen.Inc()
+			continue
+		}
+		policies = append(policies, c.p.field)
+		if !d.allowed {
+			c.p.limited.Inc()
+			retry := ceilSeconds(d.retryAfter)
+			h := w.Header()
+			h.Set("Retry-After", strconv.FormatInt(retry, 10))
+			h.Set("RateLimit-Policy", c.p.field)
+			h.Set("RateLimit", rateLimitField(c.p.name, 0, retry))
+			problem.Write(w, r, http.StatusTooManyRequests, "Too Many Requests",
+				fmt.Sprintf("rate limit %s exceeded; retry in %d s", c.p.name, retry))
+			return false
+		}
+		states = append(states, rateLimitField(c.p.name, d.remaining, ceilSeconds(d.reset)))
+	}
+	if len(states) > 0 {
+		h := w.Header()
+		h.Set("RateLimit-Policy", strings.Join(policies, ", "))
+		h.Set("RateLimit", strings.Join(states, ", "))
+	}
+	return true
+}
+
+// rateLimitField is one member of the RateLimit header
+// (draft-ietf-httpapi-ratelimit-headers): remaining quota r, seconds to reset t.
+func rateLimitField(name string, remaining, reset int64) string {
+	return strconv.Quote(name) + ";r=" + strconv.FormatInt(max(remaining, 0), 10) + ";t=" + strconv.FormatInt(reset, 10)
+}
+
+func ceilSeconds(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64(math.Ceil(d.Seconds()))
+}
+
+// keyFunc returns how p partitions requests on one route. A consumer key
+// without an authenticated identity, or a header key without the header, falls
+// back to the client address, so that anonymous callers do not share one bucket.
+func keyFunc(p *limitPolicy, routeName string) func(r *http.Request) string {
+	byIP := func(r *http.Request) string {
+		return p.prefix + "ip:" + filter.ClientIP(r).String()
+	}
+	switch p.key {
+	case bundle.KeyOperation:
+		k := p.prefix + "op:" + routeName
+		return func(*http.Request) string { return k }
+	case bundle.KeyConsumer:
+		return func(r *http.Request) string {
+			if id := filter.IdentityFrom(r.Context()); id != nil && id.Subject != "" {
+				return p.prefix + "consumer:" + boundKey(id.Scheme+"/"+id.Subject)
+			}
+			return byIP(r)
+		}
+	case bundle.KeyClientIP:
+		return byIP
+	case bundle.KeyHeader:
+		return func(r *http.Request) string {
+			if v := r.Header.Get(p.header); v != "" {
+				return p.prefix + "h:" + boundKey(v)
+			}
+			return byIP(r)
+		}
+	}
+	k := p.prefix + "api"
+	return func(*http.Request) string { return k }
+}
+
+// boundKey keeps client-chosen key parts short: a long one is replaced by its digest.
+func boundKey(s string) string {
+	if len(s) <= 64 {
+		return s
+	}
+	sum := sha256.Sum256([]byte(s))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// limitPolicy builds the named policy once per generation: its numbers, key and store.
+func (g *generation) limitPolicy(api *bundle.Bundle, name string, b *bundle.Binding) (*limitPolicy, error) {
+	if e, ok := g.limits[name]; ok {
+		return e.policy, e.err
+	}
+	p, err := g.buildLimitPolicy(api, name, b)
+	if err != nil {
+		err = fmt.Errorf("rate limit %s: %w", name, err)
+	}
+	g.limits[name] = limitEntry{p, err}
+	return p, err
+}
+
+func (g *generation) buildLimitPolicy(api *bundle.Bundle, name string, b *bundle.Binding) (*limitPolicy, error) {
+	var rb bundle.RateLimitBinding
+	var bound bool
+	if b != nil {
+		rb, bound = b.RateLimits[name]
+	}
+	if !bound || rb.Requests <= 0 || rb.Period <= 0 {
+		def := api.RateLimits[name].Default
+		if def == nil {
+			return nil, errors.New("no rate in the binding and no default in the bundle")
+		}
+		rb.Requests, rb.Period, rb.Burst = def.Requests, def.Period, def.Burst
+	}
+	if rb.Requests <= 0 || rb.Period <= 0 {
+		return nil, fmt.Errorf("rate %d per %s: want positive numbers", rb.Requests, rb.Period.D())
+	}
+	p := &limitPolicy{
+		name:         name,
+		bucket:       bucket{requests: rb.Requests, period: rb.Period.D(), capacity: rb.Burst},
+		key:          rb.Key,
+		header:       rb.Header,
+		limited:      g.m.denied.WithLabelValues("ratelimit", "limited"),
+		storeDown:    g.m.denied.WithLabelValues("ratelimit", "store_unavailable"),
+		failedOpen:   g.m.storeFailures.WithLabelValues(name, bundle.FailOpen),
+		failedClosed: g.m.storeFailures.WithLabelValues(name, bundle.FailClosed),
+	}
+	if p.bucket.capacity <= 0 {
+		p.bucket.capacity = rb.Requests
+	}
+	switch rb.Key {
+	case "", bundle.KeyAPI, bundle.KeyOperation, bundle.KeyConsumer, bundle.KeyClientIP:
+	case bundle.KeyHeader:
+		if rb.Header == "" {
+			return nil, errors.New("key header needs a header name")
+		}
+	default:
+		return nil, fmt.Errorf("key %q: want api, operation, consumer, clientIP or header", rb.Key)
+	}
+	switch rb.FailureMode {
+	case "", bundle.FailOpen:
+	case bundle.FailClosed:
+		p.failClosed = true
+	default:
+		return nil, fmt.Errorf("failureMode %q: want open or closed", rb.FailureMode)
+	}
+	// q is the quota per window w (seconds), as the draft defines them.
+	p.field = strconv.Quote(name) + ";q=" + strconv.FormatInt(rb.Requests, 10) +
+		";w=" + strconv.FormatInt(max(ceilSeconds(p.bucket.period), 1), 10)
+	switch rb.Store {
+	case "", bundle.StoreLocal:
+		p.store = newLocalStore(g.env.Context, p.bucket)
+	case bundle.StoreRedis:
+		rs, err := g.redisStore(b)
+		if err != nil {
+			return nil, err
+		}
+		p.store = rs
+		p.prefix = "gatekiln:rl:" + apiID(api) + ":" + name + ":"
+	default:
+		return nil, fmt.Errorf("store %q: want local or redis", rb.Store)
+	}
+	return p, nil
+}
+
+// apiID names the API in shared-store keys, so that the replicas of one API
+// share buckets and different APIs never do.
+func apiID(api *bundle.Bundle) string {
+	sum := sha256.Sum256([]byte(api.API.Title + "\x00" + api.API.Version + "\x00" + api.API.BasePath))
+	return hex.EncodeToString(sum[:6])
+}
+
+// localStore keeps one x/time/rate limiter per key in this replica's memory.
+// Buckets that have refilled completely carry no state worth keeping and are
+// swept every minute, so idle keys (client addresses) do not accumulate.
+type localStore struct {
+	limit  rate.Limit
+	burst  int
+	seed   maphash.Seed
+	shards [32]localShard
+}
+
+type localShard struct {
+	mu sync.Mutex
+	m  map[string]*rate.Limiter
+}
+
+func newLocalStore(ctx context.Context, b bucket) *localStore {
+	s := &localStore{
+		limit: rate.Limit(float64(b.requests) / b.period.Seconds()),
+		burst: int(b.capacity),
+		seed:  maphash.MakeSeed(),
+	}
+	for i := range s.shards {
+		s.shards[i].m = map[string]*rate.Limiter{}
+	}
+	if ctx != nil {
+		go s.sweep(ctx, time.Minute)
+	}
+	return s
+}
+
+func (s *localStore) limiter(key string) *rate.Limiter {
+	sh := &s.shards[maphash.String(s.seed, key)%uint64(len(s.shards))]
+	sh.mu.Lock()
+	l, ok := sh.m[key]
+	if !ok {
+		l = rate.NewLimiter(s.limit, s.burst)
+		sh.m[key] = l
+	}
+	sh.mu.Unlock()
+	return l
+}
+
+func (s *localStore) take(_ context.Context, key string, _ bucket) (decision, error) {
+	l := s.limiter(key)
+	now := time.Now()
+	res := l.ReserveN(now, 1)
+	if !res.OK() {
+		return decision{retryAfter: time.Second}, nil
+	}
+	if d := res.DelayFrom(now); d > 0 {
+		res.CancelAt(now)
+		return decision{retryAfter: d, reset: s.untilFull(l.TokensAt(now))}, nil
+	}
+	tokens := l.TokensAt(now)
+	return decision{allowed: true, remaining: int64(math.Floor(tokens)), reset: s.untilFull(tokens)}, nil
+}
+
+func (s *localStore) untilFull(tokens float64) time.Duration {
+	missing := float64(s.burst) - tokens
+	if missing <= 0 {
+		return 0
+	}
+	return time.Duration(missing / float64(s.limit) * float64(time.Second))
+}
+
+func (s *localStore) sweep(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			for i := range s.shards {
+				sh := &s.shards[i]
+				sh.mu.Lock()
+				for k, l := range sh.m {
+					if l.TokensAt(now) >= float64(s.burst) {
+						delete(sh.m, k)
+					}
+				}
+				sh.mu.Unlock()
+			}
+		}
+	}
+}

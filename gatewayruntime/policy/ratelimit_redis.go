@@ -1,0 +1,324 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gatekiln/gatekiln/gatewayruntime/bundle"
+)
+
+// tokenBucketScript takes tokens from several buckets in one atomic call, on
+// the Redis clock (TIME), so that replicas with skewed clocks agree. For
+// bucket i, ARGV holds capacity, requests, period (µs) and the number of
+// tokens wanted; the reply holds, per bucket, tokens granted, whole tokens
+// left, µs until one token is available and µs until the bucket is full.
+// Numbers are written back with %.17g / %.0f: Lua's tostring keeps only 14
+// digits, which would lose the microseconds of the timestamp.
+const tokenBucketScript = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local out = {}
+for i = 1, #KEYS do
+  local a = (i - 1) * 4
+  local cap = tonumber(ARGV[a + 1])
+  local rate = tonumber(ARGV[a + 2]) / tonumber(ARGV[a + 3])
+  local want = tonumber(ARGV[a + 4])
+  local st = redis.call('HMGET', KEYS[i], 't', 'n')
+  local tokens = tonumber(st[1])
+  local last = tonumber(st[2])
+  if tokens == nil or last == nil then
+    tokens = cap
+  elseif now > last then
+    tokens = math.min(cap, tokens + (now - last) * rate)
+  end
+  local granted = math.max(0, math.min(want, math.floor(tokens)))
+  tokens = tokens - granted
+  local full = math.ceil((cap - tokens) / rate)
+  local wait = 0
+  if tokens < 1 then wait = math.ceil((1 - tokens) / rate) end
+  redis.call('HSET', KEYS[i], 't', string.format('%.17g', tokens), 'n', string.format('%.0f', now))
+  redis.call('PEXPIRE', KEYS[i], math.ceil(full / 1000) + 1000)
+  out[#out + 1] = granted
+  out[#out + 1] = math.floor(tokens)
+  out[#out + 1] = wait
+  out[#out + 1] = full
+end
+return out
+`
+
+// redisOptions tune the store; zero fields take the defaults in withDefaults.
+type redisOptions struct {
+	// timeout bounds dialling, one round trip and waiting for a pooled
+	// connection: a dead Redis costs at most this, once per cooldown.
+	timeout time.Duration
+	// cooldown is how long the circuit stays open after a failure; then one
+	// request probes Redis while the others keep failing fast.
+	cooldown time.Duration
+	// flushers is the number of concurrent batches in flight.
+	flushers int
+	// maxBatch bounds the takes sent in one script call.
+	maxBatch int
+}
+
+func (o redisOptions) withDefaults() redisOptions {
+	if o.timeout == 0 {
+		o.timeout = 250 * time.Millisecond
+	}
+	if o.cooldown == 0 {
+		o.cooldown = time.Second
+	}
+	if o.flushers == 0 {
+		o.flushers = 4
+	}
+	if o.maxBatch == 0 {
+		o.maxBatch = 128
+	}
+	return o
+}
+
+// redisStore is the global token-bucket store shared by all replicas.
+//
+// Each take is queued and a few flusher goroutines send whatever is queued as
+// one script call (takes for the same key are merged into one "want n"): under
+// load a request waits for at most about one round trip plus its own, instead
+// of queueing for a pooled connection behind every other request, and the
+// decisions stay exact (no tokens are handed out ahead of time).
+//
+// When Redis fails, a circuit opens for opts.cooldown: takes fail at once with
+// errStoreDown (the policy's failure mode decides), then one probe is let through.
+type redisStore struct {
+	client *redis.Client
+	script *redis.Script
+	opts   redisOptions
+	log    *slog.Logger
+	queue  chan *redisTake
+
+	// open is set while the circuit is open; until (unix ns) is when the next
+	// probe may go. Whoever moves until forward past now sends the probe.
+	open  atomic.Bool
+	until atomic.Int64
+}
+
+type redisTake struct {
+	key   string
+	b     bucket
+	probe bool
+	done  chan decisionOrErr
+}
+
+type decisionOrErr struct {
+	d   decision
+	err error
+}
+
+var takePool = sync.Pool{New: func() any { return &redisTake{done: make(chan decisionOrErr, 1)} }}
+
+// redisStore returns this generation's store, creating it on first use; the
+// client closes when the generation ends.
+func (g *generation) redisStore(b *bundle.Binding) (*redisStore, error) {
+	if g.redis != nil {
+		return g.redis, nil
+	}
+	if b == nil || b.Redis == nil || b.Redis.Address == "" {
+		return nil, errors.New("store redis but the binding has no redis address")
+	}
+	var password string
+	if b.Redis.PasswordFile != "" {
+		var err error
+		if password, err = readSecretString(g.env, b.Redis.PasswordFile); err != nil {
+			return nil, err
+		}
+	}
+	ctx := g.env.Context
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	s := newRedisStore(ctx, &redis.Options{Addr: b.Redis.Address, Password: password, DB: b.Redis.DB}, redisOptions{}, g.env.Logger)
+	g.redis = s
+	return s, nil
+}
+
+func newRedisStore(ctx context.Context, ro *redis.Options, opts redisOptions, log *slog.Logger) *redisStore {
+	opts = opts.withDefaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ro.DialTimeout = opts.timeout
+	ro.ReadTimeout = opts.timeout
+	ro.WriteTimeout = opts.timeout
+	ro.PoolTimeout = opts.timeout
+	ro.MaxRetries = -1 // a retry would double the wait on a dead server; the circuit handles it
+	ro.DisableIdentity = true
+	ro.PoolSize = opts.flushers * 2
+	ro.MinIdleConns = opts.flushers
+	s := &redisStore{
+		client: redis.NewClient(ro),
+		script: redis.NewScript(tokenBucketScript),
+		opts:   opts,
+		log:    log,
+		queue:  make(chan *redisTake, 4096),
+	}
+	var wg sync.WaitGroup
+	for range opts.flushers {
+		wg.Go(func() { s.flush(ctx) })
+	}
+	go func() {
+		wg.Wait()
+		_ = s.client.Close()
+	}()
+	return s
+}
+
+func (s *redisStore) take(ctx context.Context, key string, b bucket) (decision, error) {
+	ok, probe := s.admit(time.Now())
+	if !ok {
+		return decision{}, errStoreDown
+	}
+	t := takePool.Get().(*redisTake)
+	t.key, t.b, t.probe = key, b, probe
+	select {
+	case s.queue <- t:
+	default:
+		// Queue full: Redis cannot keep up; decide by the failure mode now.
+		takePool.Put(t)
+		return decision{}, errStoreDown
+	}
+	select {
+	case r := <-t.done:
+		takePool.Put(t)
+		return r.d, r.err
+	case <-ctx.Done():
+		// The flusher still owns t and will answer into its buffered channel;
+		// t is not reused, so dropping it is safe.
+		return decision{}, ctx.Err()
+	}
+}
+
+// admit reports whether a take may go to Redis now, and whether it is the
+// probe of an open circuit. A lost probe (its request cancelled) is replaced
+// after the probe window.
+func (s *redisStore) admit(now time.Time) (ok, probe bool) {
+	if !s.open.Load() {
+		return true, false
+	}
+	until := s.until.Load()
+	if now.UnixNano() < until {
+		return false, false
+	}
+	window := now.Add(4 * s.opts.timeout).UnixNano()
+	if s.until.CompareAndSwap(until, window) {
+		return true, true
+	}
+	return false, false
+}
+
+func (s *redisStore) flush(ctx context.Context) {
+	batch := make([]*redisTake, 0, s.opts.maxBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case <-ctx.Done():
+			return
+		case t := <-s.queue:
+			batch = append(batch, t)
+		}
+	drain:
+		for len(batch) < s.opts.maxBatch {
+			select {
+			case t := <-s.queue:
+				batch = append(batch, t)
+			default:
+				break drain
+			}
+		}
+		s.run(ctx, batch)
+	}
+}
+
+// run sends one batch and answers every take in it.
+func (s *redisStore) run(ctx context.Context, batch []*redisTake) {
+	if s.open.Load() && !slices.ContainsFunc(batch, func(t *redisTake) bool { return t.probe }) {
+		// Queued before the circuit opened: do not wait on a dead server again.
+		answerAll(batch, decisionOrErr{err: errStoreDown})
+		return
+	}
+	// Merge takes of the same key, keeping their order.
+	type group struct {
+		key   string
+		b     bucket
+		takes []*redisTake
+	}
+	groups := make([]group, 0, len(batch))
+	index := make(map[string]int, len(batch))
+	for _, t := range batch {
+		i, ok := index[t.key]
+		if !ok {
+			i = len(groups)
+			index[t.key] = i
+			groups = append(groups, group{key: t.key, b: t.b})
+		}
+		groups[i].takes = append(groups[i].takes, t)
+	}
+	keys := make([]string, len(groups))
+	args := make([]any, 0, 4*len(groups))
+	for i, g := range groups {
+		keys[i] = g.key
+		args = append(args, g.b.capacity, g.b.requests, g.b.period.Microseconds(), len(g.takes))
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.timeout)
+	res, err := s.script.Run(cctx, s.client, keys, args...).Int64Slice()
+	cancel()
+	if err == nil && len(res) != 4*len(groups) {
+		err = fmt.Errorf("token bucket script: %d values for %d keys", len(res), len(groups))
+	}
+	if err != nil {
+		s.trip(err)
+		answerAll(batch, decisionOrErr{err: errStoreDown})
+		return
+	}
+	s.recovered()
+	for i, g := range groups {
+		granted, left := res[4*i], res[4*i+1]
+		wait := time.Duration(res[4*i+2]) * time.Microsecond
+		full := time.Duration(res[4*i+3]) * time.Microsecond
+		for j, t := range g.takes {
+			d := decision{reset: full}
+			if int64(j) < granted {
+				d.allowed = true
+				d.remaining = left + granted - 1 - int64(j)
+			} else {
+				d.retryAfter = wait
+			}
+			t.done <- decisionOrErr{d: d}
+		}
+	}
+}
+
+func answerAll(batch []*redisTake, r decisionOrErr) {
+	for _, t := range batch {
+		t.done <- r
+	}
+}
+
+// trip opens the circuit for a cooldown.
+func (s *redisStore) trip(err error) {
+	s.until.Store(time.Now().Add(s.opts.cooldown).UnixNano())
+	if !s.open.Swap(true) {
+		s.log.Warn("redis rate-limit store unreachable, deciding by failure mode", "error", err.Error(),
+			"cooldown", s.opts.cooldown.String())
+	}
+}
+
+func (s *redisStore) recovered() {
+	if s.open.Load() && s.open.Swap(false) {
+		s.log.Info("redis rate-limit store reachable again")
+	}
+}

@@ -1,0 +1,355 @@
+package policy
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gatekiln/gatekiln/gatewayruntime/bundle"
+	"github.com/gatekiln/gatekiln/gatewayruntime/filter"
+	"github.com/gatekiln/gatekiln/gatewayruntime/problem"
+)
+
+// An authenticator verifies one security scheme's credentials. It is built once
+// per generation and shared by every route naming the scheme.
+type authenticator interface {
+	// authenticate returns who sent the request, or why not.
+	authenticate(r *http.Request) (*principal, *authError)
+	// challenge is the WWW-Authenticate value for a 401; err is the scheme's own
+	// failure (nil when it was never tried).
+	challenge(err *authError) string
+	// checksScopes says whether OpenAPI scopes apply to the scheme (OAuth2 and
+	// JWT); for the others the OpenAPI scope list is informative only.
+	checksScopes() bool
+	// forwarded lists the request headers the scheme sets for the upstream; they
+	// are removed from every request first so a client cannot supply them.
+	forwarded() []string
+}
+
+// principal is a verified credential.
+type principal struct {
+	identity filter.Identity
+	scopes   []string
+	headers  []headerValue
+}
+
+type headerValue struct{ name, value string }
+
+type failure int
+
+const (
+	// failMissing: the request carries no credential for the scheme.
+	failMissing failure = iota
+	// failInvalid: a credential is there but does not verify.
+	failInvalid
+	// failUnavailable: the gateway could not verify it (introspection or JWKS down).
+	failUnavailable
+)
+
+// authError is a scheme's verdict. detail is written for the client (no
+// internals); reason is a fixed token for logs.
+type authError struct {
+	kind   failure
+	reason string
+	detail string
+}
+
+func (e *authError) Error() string { return e.reason + ": " + e.detail }
+
+func missing(detail string) *authError {
+	return &authError{kind: failMissing, reason: "missing", detail: detail}
+}
+
+func invalid(reason, detail string) *authError {
+	return &authError{kind: failInvalid, reason: reason, detail: detail}
+}
+
+func unavailable(reason, detail string) *authError {
+	return &authError{kind: failUnavailable, reason: reason, detail: detail}
+}
+
+// securityFactory evaluates a route's security requirements with OpenAPI
+// semantics: the route passes when every scheme of at least one alternative
+// passes (with its scopes). An empty alternative makes credentials optional.
+type securityFactory struct{ s *shared }
+
+func (f *securityFactory) Name() string { return "security" }
+
+func (f *securityFactory) Build(api *bundle.Bundle, route *bundle.Route, b *bundle.Binding, env filter.Env) (filter.Middleware, error) {
+	if len(route.Security) == 0 {
+		return nil, nil
+	}
+	g := f.s.generation(env)
+	ev, err := g.requirements(api, route, b)
+	if err != nil {
+		return nil, err
+	}
+	return ev.middleware, nil
+}
+
+// requirement is one scheme of an alternative with the scopes it must grant.
+type requirement struct {
+	idx    int // into evaluator.schemes
+	scopes []string
+}
+
+type evaluator struct {
+	schemes   []authenticator
+	names     []string
+	alts      [][]requirement
+	anonymous bool // an empty alternative: no credentials needed
+	strip     []string
+	realm     string
+
+	unauthorized, forbidden, down prometheus.Counter
+}
+
+// requirements compiles route.Security against this generation's schemes.
+func (g *generation) requirements(api *bundle.Bundle, route *bundle.Route, b *bundle.Binding) (*evaluator, error) {
+	ev := &evaluator{
+		realm:        realm(api),
+		unauthorized: g.m.denied.WithLabelValues("security", "unauthenticated"),
+		forbidden:    g.m.denied.WithLabelValues("security", "forbidden"),
+		down:         g.m.denied.WithLabelValues("security", "unavailable"),
+	}
+	index := map[string]int{}
+	for _, alt := range route.Security {
+		if len(alt) == 0 {
+			ev.anonymous = true
+			continue
+		}
+		var reqs []requirement
+		for _, ref := range alt {
+			i, ok := index[ref.Name]
+			if !ok {
+				a, err := g.scheme(api, ref.Name, b)
+				if err != nil {
+					return nil, err
+				}
+				i = len(ev.schemes)
+				index[ref.Name] = i
+				ev.schemes = append(ev.schemes, a)
+				ev.names = append(ev.names, ref.Name)
+				for _, h := range a.forwarded() {
+					if !slices.Contains(ev.strip, h) {
+						ev.strip = append(ev.strip, h)
+					}
+				}
+			}
+			var scopes []string
+			if ev.schemes[i].checksScopes() {
+				scopes = ref.Scopes
+			}
+			reqs = append(reqs, requirement{idx: i, scopes: scopes})
+		}
+		ev.alts = append(ev.alts, reqs)
+	}
+	return ev, nil
+}
+
+// scheme returns the authenticator for a scheme name, building it once per generation.
+func (g *generation) scheme(api *bundle.Bundle, name string, b *bundle.Binding) (authenticator, error) {
+	if e, ok := g.schemes[name]; ok {
+		return e.auth, e.err
+	}
+	a, err := g.buildScheme(api, name, b)
+	if err != nil {
+		err = fmt.Errorf("security scheme %s: %w", name, err)
+	}
+	g.schemes[name] = schemeEntry{a, err}
+	return a, err
+}
+
+func (g *generation) buildScheme(api *bundle.Bundle, name string, b *bundle.Binding) (authenticator, error) {
+	def, ok := api.SecuritySchemes[name]
+	if !ok {
+		return nil, fmt.Errorf("not declared in the bundle")
+	}
+	var sb bundle.SecurityBinding
+	if b != nil {
+		sb = b.Security[name]
+	}
+	rlm := realm(api)
+	switch def.Type {
+	case bundle.SchemeJWT:
+		if sb.JWT == nil {
+			return nil, fmt.Errorf("binding has no jwt values")
+		}
+		return newJWTScheme(g, name, rlm, sb.JWT)
+	case bundle.SchemeOAuth2:
+		// OAuth2 tokens are either opaque (introspected) or JWTs verified locally.
+		switch {
+		case sb.OAuth2 != nil:
+			return newIntrospectionScheme(g, name, rlm, sb.OAuth2)
+		case sb.JWT != nil:
+			return newJWTScheme(g, name, rlm, sb.JWT)
+		}
+		return nil, fmt.Errorf("binding has neither oauth2 introspection nor jwt values")
+	case bundle.SchemeAPIKey:
+		if sb.APIKey == nil {
+			return nil, fmt.Errorf("binding has no apiKey values")
+		}
+		return newAPIKeyScheme(g.env, name, rlm, def, sb.APIKey)
+	case bundle.SchemeBasic:
+		if sb.Basic == nil {
+			return nil, fmt.Errorf("binding has no basic values")
+		}
+		return newBasicScheme(g.env, name, rlm, sb.Basic)
+	case bundle.SchemeMTLS:
+		if sb.MTLS == nil {
+			return nil, fmt.Errorf("binding has no mtls values")
+		}
+		return newMTLSScheme(g.env, name, sb.MTLS)
+	}
+	return nil, fmt.Errorf("unknown type %q", def.Type)
+}
+
+// verdict is one scheme's result for one request, computed at most once.
+type verdict struct {
+	done bool
+	p    *principal
+	err  *authError
+}
+
+func (ev *evaluator) middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var buf [4]verdict
+		verdicts := buf[:0]
+		if len(ev.schemes) <= len(buf) {
+			verdicts = buf[:len(ev.schemes)]
+		} else {
+			verdicts = make([]verdict, len(ev.schemes))
+		}
+		eval := func(i int) *verdict {
+			v := &verdicts[i]
+			if !v.done {
+				v.p, v.err = ev.schemes[i].authenticate(r)
+				v.done = true
+			}
+			return v
+		}
+		var missingScopes []string
+		for _, alt := range ev.alts {
+			passed := true
+			for _, req := range alt {
+				v := eval(req.idx)
+				if v.err != nil {
+					passed = false
+					break
+				}
+				if lack := lacking(v.p.scopes, req.scopes); len(lack) > 0 {
+					if missingScopes == nil {
+						missingScopes = lack
+					}
+					passed = false
+					break
+				}
+			}
+			if passed {
+				ev.admit(w, r, next, alt, verdicts)
+				return
+			}
+		}
+		if ev.anonymous {
+			for _, h := range ev.strip {
+				r.Header.Del(h)
+			}
+			next.ServeHTTP(w, r)
+			return
+		}
+		ev.refuse(w, r, verdicts, missingScopes)
+	})
+}
+
+// admit records the identity of the first scheme of the passing alternative and
+// forwards the verified claims.
+func (ev *evaluator) admit(w http.ResponseWriter, r *http.Request, next http.Handler, alt []requirement, verdicts []verdict) {
+	for _, h := range ev.strip {
+		r.Header.Del(h)
+	}
+	for _, req := range alt {
+		for _, h := range verdicts[req.idx].p.headers {
+			r.Header.Set(h.name, h.value)
+		}
+	}
+	id := verdicts[alt[0].idx].p.identity
+	id.Scheme = ev.names[alt[0].idx]
+	ctx := filter.WithIdentity(r.Context(), &id)
+	if ctx != r.Context() {
+		r = r.WithContext(ctx)
+	}
+	next.ServeHTTP(w, r)
+}
+
+// refuse answers 403 when some alternative authenticated but lacked scopes, 503
+// when a scheme could not be checked at all, and 401 otherwise.
+func (ev *evaluator) refuse(w http.ResponseWriter, r *http.Request, verdicts []verdict, missingScopes []string) {
+	if missingScopes != nil {
+		ev.forbidden.Inc()
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q, error="insufficient_scope", scope=%q`,
+			ev.realm, strings.Join(missingScopes, " ")))
+		problem.Write(w, r, http.StatusForbidden, "Forbidden",
+			"the credentials do not grant the scope this operation requires: "+strings.Join(missingScopes, " "))
+		return
+	}
+	var firstInvalid *authError
+	for i := range verdicts {
+		v := &verdicts[i]
+		if v.err != nil && v.err.kind == failUnavailable {
+			ev.down.Inc()
+			w.Header().Set("Retry-After", "1")
+			problem.Write(w, r, http.StatusServiceUnavailable, "Service Unavailable",
+				"credentials cannot be verified right now: "+v.err.detail)
+			return
+		}
+		if v.err != nil && v.err.kind == failInvalid && firstInvalid == nil {
+			firstInvalid = v.err
+		}
+	}
+	ev.unauthorized.Inc()
+	h := w.Header()
+	for i, a := range ev.schemes {
+		if c := a.challenge(verdicts[i].err); c != "" {
+			h.Add("WWW-Authenticate", c)
+		}
+	}
+	detail := "this operation requires credentials: " + strings.Join(ev.names, " or ")
+	if firstInvalid != nil {
+		detail = firstInvalid.detail
+	}
+	problem.Write(w, r, http.StatusUnauthorized, "Unauthorized", detail)
+}
+
+// lacking returns the required scopes that granted does not contain.
+func lacking(granted, required []string) []string {
+	var lack []string
+	for _, s := range required {
+		if !slices.Contains(granted, s) {
+			lack = append(lack, s)
+		}
+	}
+	return lack
+}
+
+// bearerToken extracts an RFC 6750 bearer token from the Authorization header.
+func bearerToken(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	const prefix = "bearer "
+	if len(h) <= len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		return "", false
+	}
+	tok := strings.TrimSpace(h[len(prefix):])
+	return tok, tok != ""
+}
+
+// bearerChallenge writes an RFC 6750 §3 challenge; an invalid token adds
+// error="invalid_token" with a description.
+func bearerChallenge(realm string, err *authError) string {
+	if err != nil && err.kind == failInvalid {
+		return fmt.Sprintf(`Bearer realm=%q, error="invalid_token", error_description=%q`, realm, err.detail)
+	}
+	return fmt.Sprintf(`Bearer realm=%q`, realm)
+}
