@@ -33,7 +33,6 @@ type declarations struct {
 // policies that apply to it, and the declarations the routes use.
 func (c *compiler) build() {
 	doc := c.doc
-	file := c.fs.root.file
 	c.names = nameUses{map[string]string{}, map[string]string{}, map[string]string{}, map[string]string{}}
 	c.declared = declarations{map[string]bundle.Endpoint{}, map[string]string{}, map[string]bundle.RateLimit{}}
 
@@ -66,7 +65,6 @@ func (c *compiler) build() {
 		keys = append(keys, p)
 	}
 	sort.Strings(keys)
-	seen := map[string]string{} // method + normalised template → path
 	for _, p := range keys {
 		item := paths[p]
 		if item == nil {
@@ -83,12 +81,6 @@ func (c *compiler) build() {
 		for _, method := range methods {
 			op := ops[method]
 			opPtr := pathPtr + pointer(strings.ToLower(method))
-			key := method + " " + templateShape(p)
-			if prev, dup := seen[key]; dup {
-				c.fail(file, opPtr, CodeDuplicateRoute, fmt.Sprintf("%s %s and %s %s match the same requests; the gateway could not tell them apart", method, prev, method, p))
-				continue
-			}
-			seen[key] = p
 			opLevel := c.readLevel(op.Extensions, scope{kind: levelOp, ptr: opPtr, method: method, path: p, opID: op.OperationID})
 			if !opLevel.securitySet && op.Security != nil {
 				opLevel.security, opLevel.securitySet = c.nativeSecurity(*op.Security, opPtr+"/security"), true
@@ -167,6 +159,38 @@ func (c *compiler) nativeSecurity(reqs openapi3.SecurityRequirements, ptr string
 		out = append(out, alt)
 	}
 	return out
+}
+
+// checkRoutes refuses operations whose path templates match the same
+// requests (/pets/{id} and /pets/{name}): a router could not tell them apart.
+// It runs before the library's validation, whose report of the same conflict
+// is less precise.
+func (c *compiler) checkRoutes() bool {
+	paths := c.doc.Paths.Map()
+	keys := make([]string, 0, len(paths))
+	for p := range paths {
+		keys = append(keys, p)
+	}
+	sort.Strings(keys)
+	seen := map[string]string{} // method + template shape → path
+	ok := true
+	for _, p := range keys {
+		if paths[p] == nil {
+			continue
+		}
+		ops := paths[p].Operations()
+		for _, method := range sortedKeys(ops) {
+			key := method + " " + templateShape(p)
+			if prev, dup := seen[key]; dup {
+				c.fail(c.fs.root.file, pointer("paths", p, strings.ToLower(method)), CodeDuplicateRoute,
+					fmt.Sprintf("%s %s and %s %s match the same requests; the gateway could not tell them apart", method, prev, method, p))
+				ok = false
+				continue
+			}
+			seen[key] = p
+		}
+	}
+	return ok
 }
 
 var templateParam = regexp.MustCompile(`\{[^{}]*\}`)

@@ -73,6 +73,9 @@ func (c *compiler) load() (ok bool) {
 	}
 	c.doc = doc
 	c.fixSchemas()
+	if !c.checkRoutes() {
+		return false
+	}
 	if err := doc.Validate(context.Background(), validationOptions()...); err != nil {
 		var me openapi3.MultiError
 		if !errors.As(err, &me) {

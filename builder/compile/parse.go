@@ -12,7 +12,7 @@ import (
 	"strconv"
 	"strings"
 
-	"gopkg.in/yaml.v3"
+	yaml "go.yaml.in/yaml/v4"
 )
 
 // Limits on what one document may cost. A definition file larger than
@@ -68,7 +68,7 @@ func decodeDocument(file, key string, data []byte) (*document, []Problem) {
 		var root yaml.Node
 		if err := yaml.Unmarshal(data, &root); err != nil {
 			return nil, []Problem{{File: file, Line: yamlErrorLine(err), Code: CodeParseError,
-				Reason: "not valid YAML or JSON: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
+				Reason: "not valid YAML or JSON: " + yamlErrorMessage(err)}}
 		}
 		d.node, d.nodeParsed = &root, true
 		if p := checkExpansion(&root); p != nil {
@@ -124,9 +124,23 @@ func decodeJSON(data []byte) (any, bool) {
 	return v, true
 }
 
+// yamlErrorMessage is the parser's message without its "yaml: line N:"
+// prefix, which Problem.Line carries.
+func yamlErrorMessage(err error) string {
+	var le *yaml.LoadError
+	if errors.As(err, &le) && le.Message != "" {
+		return le.Message
+	}
+	return strings.TrimPrefix(err.Error(), "yaml: ")
+}
+
 var yamlLineRE = regexp.MustCompile(`line (\d+)`)
 
 func yamlErrorLine(err error) int {
+	var le *yaml.LoadError
+	if errors.As(err, &le) && le.Mark.Line > 0 {
+		return le.Mark.Line
+	}
 	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
 		n, _ := strconv.Atoi(m[1])
 		return n
@@ -385,7 +399,7 @@ func (d *document) line(ptr string) int {
 			d.node = &root
 		}
 	}
-	if d.node == nil {
+	if d.node == nil || ptr == "" {
 		return 0
 	}
 	n := d.node
