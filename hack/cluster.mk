@@ -28,7 +28,7 @@ KUBEBUILDER_ASSETS ?= $(abspath bin/envtest)
 export KUBEBUILDER_ASSETS
 
 ENVTEST_BINS := bin/envtest/kube-apiserver bin/envtest/kube-controller-manager bin/envtest/etcd
-K8S_NODE_BINS := bin/k8s/kube-scheduler bin/k8s/kubelet bin/k8s/kube-proxy bin/k8s/kubectl
+K8S_NODE_BINS := bin/k8s/kube-scheduler bin/k8s/kubelet bin/k8s/kube-proxy bin/k8s/kubectl bin/k8s/cri-cleanup
 CONTAINERD_BINS := bin/containerd/containerd bin/containerd/containerd-shim-runc-v2 bin/containerd/ctr
 IMAGES_BINS := bin/images/images bin/images/pause
 CLUSTER_BINS := $(ENVTEST_BINS) $(K8S_NODE_BINS) $(CONTAINERD_BINS) $(IMAGES_BINS)
@@ -52,10 +52,10 @@ bin/envtest/etcd: hack/etcd/go.mod hack/etcd/go.sum
 	cd hack/etcd && $(CLUSTER_GOENV) $(CLUSTER_GO) build -trimpath -ldflags "-s -w" -o $(abspath $@) go.etcd.io/etcd/server/v3
 	@touch $@
 
-$(K8S_NODE_BINS) &: hack/k8s/go.mod hack/k8s/go.sum
+$(K8S_NODE_BINS) &: hack/k8s/go.mod hack/k8s/go.sum hack/k8s/cri-cleanup/main.go
 	@mkdir -p bin/k8s
 	cd hack/k8s && $(CLUSTER_GOENV) $(CLUSTER_GO) build -trimpath -ldflags "$(K8S_LDFLAGS)" -o $(abspath bin/k8s)/ \
-	  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy k8s.io/kubernetes/cmd/kubectl
+	  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy k8s.io/kubernetes/cmd/kubectl ./cri-cleanup
 	@touch $(K8S_NODE_BINS)
 
 $(CONTAINERD_BINS) &: hack/containerd/go.mod hack/containerd/go.sum
