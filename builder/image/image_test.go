@@ -66,13 +66,14 @@ func TestNewLayer(t *testing.T) {
 		{Path: "/etc/gatekiln/bundle.json", Data: []byte("{}")},
 		{Path: "/home/nonroot", Dir: true, Mode: 0o700, UID: 65532, GID: 65532},
 		{Path: "/usr/local/bin/x", Data: []byte("bin"), Mode: 0o755},
+		{Path: "/usr/local/bin/y", Link: "x"},
 	}
 	l1, err := image.NewLayer(entries)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The same entries in another order make the same layer.
-	l2, err := image.NewLayer([]image.Entry{entries[2], entries[0], entries[1]})
+	l2, err := image.NewLayer([]image.Entry{entries[3], entries[2], entries[0], entries[1]})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,6 +93,7 @@ func TestNewLayer(t *testing.T) {
 		"/usr/local type=5 mode=755 uid=0 gid=0",
 		"/usr/local/bin type=5 mode=755 uid=0 gid=0",
 		"/usr/local/bin/x type=0 mode=755 uid=0 gid=0",
+		`/usr/local/bin/y type=2 mode=777 uid=0 gid=0 size=0 mtime=0 link="x"`,
 	}
 	if len(tree) != len(want) {
 		t.Fatalf("layer has %d entries, want %d:\n%v", len(tree), len(want), tree)
@@ -109,7 +111,7 @@ func TestNewLayer(t *testing.T) {
 		t.Fatal("duplicate path accepted")
 	}
 	if _, err := image.NewLayer([]image.Entry{{Path: "/"}}); err == nil {
-		t.Fatal("root path accepted")
+		t.Fatal("root accepted as a file")
 	}
 }
 
@@ -198,6 +200,7 @@ func TestRuntimeBaseContents(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := map[string]string{
+			"/":                                  "type=5 mode=755 uid=0 gid=0",
 			"/etc/passwd":                        "mode=644 uid=0 gid=0",
 			"/etc/gatekiln":                      "mode=755 uid=0 gid=0",
 			"/home/nonroot":                      "mode=700 uid=65532 gid=65532",

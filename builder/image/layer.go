@@ -33,7 +33,9 @@ type Entry struct {
 	// Path is absolute: /etc/gatekiln/bundle.json.
 	Path string
 	// Dir makes the entry a directory; Data is then ignored.
-	Dir  bool
+	Dir bool
+	// Link makes the entry a symbolic link to Link; Data is then ignored.
+	Link string
 	Data []byte
 	// Mode holds the permission bits (0644 for a file, 0755 for a directory
 	// when zero).
@@ -42,7 +44,8 @@ type Entry struct {
 	UID, GID int
 }
 
-// NewLayer returns a gzip-compressed OCI layer holding entries. Missing parent
+// NewLayer returns a gzip-compressed OCI layer holding entries ("/" may be
+// given as a directory, to state the root's own mode). Missing parent
 // directories are added (0755, root). Entries are written sorted by path,
 // owned by UID:GID with no user or group names, dated Epoch, so the layer's
 // digest depends on nothing but the entries (and the Go toolchain's gzip).
@@ -50,8 +53,8 @@ func NewLayer(entries []Entry) (v1.Layer, error) {
 	byPath := map[string]Entry{}
 	for _, e := range entries {
 		clean := path.Clean("/" + e.Path)
-		if clean == "/" {
-			return nil, fmt.Errorf("layer entry %q: empty path", e.Path)
+		if clean == "/" && !e.Dir {
+			return nil, fmt.Errorf("layer entry %q: the root can only be a directory", e.Path)
 		}
 		if _, dup := byPath[clean]; dup {
 			return nil, fmt.Errorf("layer entry %s: given twice", clean)
@@ -87,8 +90,17 @@ func NewLayer(entries []Entry) (v1.Layer, error) {
 		if e.Dir {
 			hdr.Typeflag = tar.TypeDir
 			hdr.Name += "/"
+			if p == "/" {
+				hdr.Name = "./"
+			}
 			if hdr.Mode == 0 {
 				hdr.Mode = 0o755
+			}
+		} else if e.Link != "" {
+			hdr.Typeflag = tar.TypeSymlink
+			hdr.Linkname = e.Link
+			if hdr.Mode == 0 {
+				hdr.Mode = 0o777
 			}
 		} else {
 			hdr.Typeflag = tar.TypeReg
@@ -100,7 +112,7 @@ func NewLayer(entries []Entry) (v1.Layer, error) {
 		if err := tw.WriteHeader(hdr); err != nil {
 			return nil, fmt.Errorf("layer entry %s: %w", p, err)
 		}
-		if !e.Dir {
+		if hdr.Typeflag == tar.TypeReg {
 			if _, err := tw.Write(e.Data); err != nil {
 				return nil, fmt.Errorf("layer entry %s: %w", p, err)
 			}

@@ -146,6 +146,9 @@ func baseFiles(caCerts []byte) []Entry {
 	passwd := fmt.Sprintf("root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:%d:%d:nonroot:%s:/sbin/nologin\n", NonRootUID, NonRootUID, NonRootHome)
 	group := fmt.Sprintf("root:x:0:\nnonroot:x:%d:\n", NonRootUID)
 	return []Entry{
+		// The root directory's entry makes its mode explicit; Kaniko's layers
+		// carry one too, so both builders give the same tree.
+		{Path: "/", Dir: true},
 		{Path: "/etc/passwd", Data: []byte(passwd)},
 		{Path: "/etc/group", Data: []byte(group)},
 		{Path: CACertsPath, Data: caCerts},

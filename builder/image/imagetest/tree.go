@@ -6,8 +6,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"path"
 	"sort"
-	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -46,7 +46,7 @@ func Tree(img v1.Image) ([]TreeEntry, error) {
 			return nil, err
 		}
 		e := TreeEntry{
-			Path:     "/" + strings.TrimSuffix(strings.TrimPrefix(hdr.Name, "./"), "/"),
+			Path:     path.Clean("/" + hdr.Name),
 			Type:     hdr.Typeflag,
 			Mode:     hdr.Mode & 0o7777,
 			UID:      hdr.Uid,
@@ -69,20 +69,20 @@ func Tree(img v1.Image) ([]TreeEntry, error) {
 }
 
 // ReadFile returns the content of path in img's flattened file system.
-func ReadFile(img v1.Image, path string) ([]byte, error) {
+func ReadFile(img v1.Image, file string) ([]byte, error) {
 	rc := mutate.Extract(img)
 	defer func() { _ = rc.Close() }()
 	tr := tar.NewReader(rc)
-	want := strings.TrimPrefix(path, "/")
+	want := path.Clean("/" + file)
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
-			return nil, fmt.Errorf("%s: not in the image", path)
+			return nil, fmt.Errorf("%s: not in the image", file)
 		}
 		if err != nil {
 			return nil, err
 		}
-		if strings.TrimPrefix(hdr.Name, "./") == want {
+		if path.Clean("/"+hdr.Name) == want {
 			return io.ReadAll(tr)
 		}
 	}
