@@ -735,6 +735,9 @@ func (c *compiler) gatekilnSecurity(v any, ptr string) ([]bundle.SecurityRequire
 					c.fail(file, ip+pointer(name), CodeInvalidDefinition, extSecurity+": scopes must be a list of strings")
 					return nil, false
 				}
+				if len(scopes) == 0 {
+					scopes = nil
+				}
 				req = append(req, bundle.SchemeRef{Name: name, Scopes: scopes})
 				c.useScheme(name, ip+pointer(name))
 			}

@@ -238,6 +238,9 @@ func satAdd(a, b int64) int64 {
 // the generic value encoding/json would produce for the same document as JSON.
 func nodeValue(n *yaml.Node) (any, *Problem) {
 	switch n.Kind {
+	case 0:
+		// An empty input parses to no node at all.
+		return nil, nil
 	case yaml.DocumentNode:
 		if len(n.Content) == 0 {
 			return nil, nil
