@@ -45,7 +45,8 @@ func (p RegistryPublisher) Publish(ctx context.Context, idx v1.ImageIndex, tag n
 }
 
 // LayoutPublisher writes to an OCI image layout directory, replacing any
-// earlier entry with the same tag (org.opencontainers.image.ref.name).
+// earlier entry with the same tag (org.opencontainers.image.ref.name, which
+// holds the tag alone, as the image-layout spec suggests).
 type LayoutPublisher struct {
 	Path string
 }
@@ -67,7 +68,7 @@ func (p LayoutPublisher) Publish(_ context.Context, idx v1.ImageIndex, tag name.
 			return "", fmt.Errorf("publish %s: %w", p.Path, err)
 		}
 	}
-	ref := tag.String()
+	ref := tag.TagStr()
 	if err := lp.ReplaceIndex(idx, match.Annotation(refNameAnnotation, ref),
 		layout.WithAnnotations(map[string]string{refNameAnnotation: ref})); err != nil {
 		return "", fmt.Errorf("publish %s: %w", p.Path, err)

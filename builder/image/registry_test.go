@@ -299,7 +299,7 @@ func TestLayoutPublisher(t *testing.T) {
 		t.Fatalf("layout holds %d entries after two builds of one tag, want 1", len(im.Manifests))
 	}
 	tag, _ := req.Tag()
-	if got := im.Manifests[0].Annotations["org.opencontainers.image.ref.name"]; got != tag.String() {
+	if got := im.Manifests[0].Annotations["org.opencontainers.image.ref.name"]; got != tag.TagStr() {
 		t.Fatalf("ref.name %q, want %s", got, tag)
 	}
 	child, err := idx.ImageIndex(im.Manifests[0].Digest)

@@ -43,15 +43,16 @@ type Config struct {
 // IsInsecure reports whether reg may be reached over plain HTTP.
 func (c Config) IsInsecure(reg string) bool { return slices.Contains(c.Insecure, reg) }
 
-// ParseReference parses an image reference, marking it insecure when its
-// registry is listed in Insecure (go-containerregistry then tries plain HTTP).
+// ParseReference parses an image reference (no tag means latest), marking it
+// insecure when its registry is listed in Insecure (go-containerregistry then
+// tries plain HTTP).
 func (c Config) ParseReference(s string) (name.Reference, error) {
-	ref, err := name.ParseReference(s, name.StrictValidation)
+	ref, err := name.ParseReference(s)
 	if err != nil {
 		return nil, fmt.Errorf("image reference %q: %w", s, err)
 	}
 	if c.IsInsecure(ref.Context().RegistryStr()) {
-		return name.ParseReference(s, name.StrictValidation, name.Insecure)
+		return name.ParseReference(s, name.Insecure)
 	}
 	return ref, nil
 }

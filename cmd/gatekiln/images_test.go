@@ -1,0 +1,158 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/spf13/cobra"
+
+	"github.com/gatekiln/gatekiln/builder/image/imagetest"
+	"github.com/gatekiln/gatekiln/builder/registry/registrytest"
+)
+
+// runCLI runs one gatekiln subcommand and returns its stdout.
+func runCLI(t *testing.T, sub *cobra.Command, args ...string) (string, error) {
+	t.Helper()
+	root := &cobra.Command{Use: "gatekiln", SilenceUsage: true, SilenceErrors: true}
+	root.AddCommand(sub)
+	var out, errOut bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	root.SetArgs(args)
+	err := root.ExecuteContext(context.Background())
+	return out.String(), err
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+// TestImageCommands drives runtime-image, build and promote the way a user
+// (or CI) does: a plain QA registry and a TLS + auth production registry.
+func TestImageCommands(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts docker-registry")
+	}
+	qa := registrytest.Start(t, registrytest.Options{})
+	prod := registrytest.Start(t, registrytest.Options{TLS: true, Auth: true})
+	dir := t.TempDir()
+	dockerConfig := filepath.Join(dir, "config.json")
+	if err := os.WriteFile(dockerConfig, prod.DockerConfig(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	qaFlags := []string{"--insecure-registry", qa.Host}
+	prodFlags := []string{"--docker-config", dockerConfig, "--registry-ca", prod.CACertFile, "--insecure-registry", qa.Host}
+
+	var binFlags []string
+	for _, b := range imagetest.FakeBinaries(t) {
+		binFlags = append(binFlags, "--binary", b.Platform.String()+"="+b.Path)
+	}
+	runtimeArgs := append(append([]string{"runtime-image", "--push", qa.Host + "/gatekiln/runtime"}, binFlags...), qaFlags...)
+	out, err := runCLI(t, newRuntimeImageCmd(), runtimeArgs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime := lastLine(out)
+	if !strings.HasPrefix(runtime, qa.Host+"/gatekiln/runtime@sha256:") {
+		t.Fatalf("runtime-image printed %q", out)
+	}
+	out, err = runCLI(t, newRuntimeImageCmd(), runtimeArgs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lastLine(out) != runtime {
+		t.Fatalf("runtime-image is not reproducible: %s then %s", runtime, lastLine(out))
+	}
+
+	buildArgs := append([]string{"build", "--runtime", runtime, "--repo", qa.Host + "/qa/petstore", "../../samples/petstore/petstore.yaml"}, qaFlags...)
+	out, err = runCLI(t, newBuildCmd(), buildArgs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	built := lastLine(out)
+	if !strings.Contains(out, "\nbuilt\n") || !strings.HasPrefix(built, qa.Host+"/qa/petstore@sha256:") {
+		t.Fatalf("build printed:\n%s", out)
+	}
+	out, err = runCLI(t, newBuildCmd(), buildArgs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "reused") || lastLine(out) != built {
+		t.Fatalf("second build should reuse %s, printed:\n%s", built, out)
+	}
+	tagLine := strings.TrimPrefix(strings.Split(out, "\n")[2], "tag: ")
+
+	layoutDir := filepath.Join(dir, "oci")
+	out, err = runCLI(t, newBuildCmd(), append([]string{"build", "--runtime", runtime, "--oci-layout", layoutDir, "../../samples/petstore/petstore.yaml"}, qaFlags...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lastLine(out) != layoutDir+"@"+strings.Split(built, "@")[1] {
+		t.Fatalf("layout build gave %s, registry build %s: the same inputs must give the same digest", lastLine(out), built)
+	}
+	if _, err := layout.FromPath(layoutDir); err != nil {
+		t.Fatal(err)
+	}
+
+	src := qa.Host + "/qa/petstore:" + tagLine
+	dst := prod.Host + "/prod/petstore"
+	out, err = runCLI(t, newPromoteCmd(), append([]string{"promote", src, dst, "--dry-run"}, prodFlags...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out, "would promote") {
+		t.Fatalf("dry run printed:\n%s", out)
+	}
+	out, err = runCLI(t, newPromoteCmd(), append([]string{"promote", src, dst}, prodFlags...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	promoted := lastLine(out)
+	if promoted != dst+"@"+strings.Split(built, "@")[1] {
+		t.Fatalf("promoted to %s, want the built digest in %s:\n%s", promoted, dst, out)
+	}
+	out, err = runCLI(t, newPromoteCmd(), append([]string{"promote", src, dst}, prodFlags...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out, "already present") {
+		t.Fatalf("second promote printed:\n%s", out)
+	}
+
+	_, err = runCLI(t, newPromoteCmd(), append([]string{"promote", qa.Host + "/qa/petstore:nope", dst}, prodFlags...)...)
+	if exitCode(err) != exitPromoteMissing {
+		t.Fatalf("missing source: err %v, exit %d, want %d", err, exitCode(err), exitPromoteMissing)
+	}
+	_, err = runCLI(t, newPromoteCmd(), "promote", src, dst, "--registry-ca", prod.CACertFile, "--insecure-registry", qa.Host)
+	if exitCode(err) != exitPromoteAuth {
+		t.Fatalf("no credentials: err %v, exit %d, want %d", err, exitCode(err), exitPromoteAuth)
+	}
+
+	// The promoted image is there, by digest, in production.
+	cfg := prod.Config()
+	opts, err := cfg.Remote(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := cfg.ParseReference(promoted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := remote.Index(ref, opts...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBuildRefusesRuntimeByTag(t *testing.T) {
+	_, err := runCLI(t, newBuildCmd(), "build", "--runtime", "registry.example/rt:latest", "--repo", "registry.example/x", "../../samples/petstore/petstore.yaml")
+	if err == nil || !strings.Contains(err.Error(), "by digest") {
+		t.Fatalf("error = %v, want a request for a digest", err)
+	}
+}
