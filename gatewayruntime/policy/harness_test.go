@@ -91,10 +91,18 @@ func startGateway(t *testing.T, api *bundle.Bundle, b *bundle.Binding, dir strin
 	env := envFor(ctx, dir)
 	reg := env.Metrics.(*prometheus.Registry)
 	target, _ := url.Parse(up.srv.URL)
-	proxy := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
+	rp := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
 		pr.SetURL(target)
 		pr.Out.Host = target.Host
 	}}
+	// The upstream sees who the policies decided the caller is.
+	proxy := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Header.Del("X-Test-Identity")
+		if id := filter.IdentityFrom(r.Context()); id != nil {
+			r.Header.Set("X-Test-Identity", id.Scheme+"/"+id.Subject)
+		}
+		rp.ServeHTTP(w, r)
+	})
 	type compiled struct {
 		route   *bundle.Route
 		segs    []string

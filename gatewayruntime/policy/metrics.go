@@ -11,6 +11,7 @@ import (
 type metrics struct {
 	denied        *prometheus.CounterVec
 	storeFailures *prometheus.CounterVec
+	storeCalls    *prometheus.CounterVec
 	jwksFetches   *prometheus.CounterVec
 	introspection *prometheus.CounterVec
 }
@@ -25,6 +26,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "gatekiln_ratelimit_store_failures_total",
 			Help: "Rate-limit decisions taken without the store (unreachable or circuit open), by policy and failure mode.",
 		}, []string{"policy", "mode"}),
+		storeCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatekiln_ratelimit_store_calls_total",
+			Help: "Calls to the shared rate-limit store (one call decides a batch of requests), by result.",
+		}, []string{"store", "result"}),
 		jwksFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatekiln_jwks_fetches_total",
 			Help: "JWKS fetches by security scheme and result.",
@@ -39,6 +44,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	m.denied = register(reg, m.denied)
 	m.storeFailures = register(reg, m.storeFailures)
+	m.storeCalls = register(reg, m.storeCalls)
 	m.jwksFetches = register(reg, m.jwksFetches)
 	m.introspection = register(reg, m.introspection)
 	return m

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/gatekiln/gatekiln/gatewayruntime/bundle"
@@ -66,6 +67,8 @@ type redisOptions struct {
 	flushers int
 	// maxBatch bounds the takes sent in one script call.
 	maxBatch int
+	// calls and failed count script calls by outcome (nil: not counted).
+	calls, failed prometheus.Counter
 }
 
 func (o redisOptions) withDefaults() redisOptions {
@@ -80,6 +83,12 @@ func (o redisOptions) withDefaults() redisOptions {
 	}
 	if o.maxBatch == 0 {
 		o.maxBatch = 128
+	}
+	if o.calls == nil {
+		o.calls = prometheus.NewCounter(prometheus.CounterOpts{Name: "unregistered_calls"})
+	}
+	if o.failed == nil {
+		o.failed = prometheus.NewCounter(prometheus.CounterOpts{Name: "unregistered_failed"})
 	}
 	return o
 }
@@ -141,7 +150,10 @@ func (g *generation) redisStore(b *bundle.Binding) (*redisStore, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	s := newRedisStore(ctx, &redis.Options{Addr: b.Redis.Address, Password: password, DB: b.Redis.DB}, redisOptions{}, g.env.Logger)
+	s := newRedisStore(ctx, &redis.Options{Addr: b.Redis.Address, Password: password, DB: b.Redis.DB}, redisOptions{
+		calls:  g.m.storeCalls.WithLabelValues(bundle.StoreRedis, "ok"),
+		failed: g.m.storeCalls.WithLabelValues(bundle.StoreRedis, "error"),
+	}, g.env.Logger)
 	g.redis = s
 	return s, nil
 }
@@ -280,10 +292,12 @@ func (s *redisStore) run(ctx context.Context, batch []*redisTake) {
 		err = fmt.Errorf("token bucket script: %d values for %d keys", len(res), len(groups))
 	}
 	if err != nil {
+		s.opts.failed.Inc()
 		s.trip(err)
 		answerAll(batch, decisionOrErr{err: errStoreDown})
 		return
 	}
+	s.opts.calls.Inc()
 	s.recovered()
 	for i, g := range groups {
 		granted, left := res[4*i], res[4*i+1]

@@ -193,60 +193,60 @@ func fieldErrors(err error) []problem.FieldError {
 		}
 	}
 	walk = func(err error, base string) {
-		var me openapi3.MultiError
-		if errors.As(err, &me) {
-			for _, e := range me {
-				walk(e, base)
+		// Match the error itself, not what it wraps: a RequestError wraps the
+		// MultiError of its schema errors and must set the base first.
+		switch e := err.(type) { //nolint:errorlint // the wrapping order is the information
+		case openapi3.MultiError:
+			for _, inner := range e {
+				walk(inner, base)
 			}
-			return
-		}
-		var re *openapi3filter.RequestError
-		if errors.As(err, &re) && base == "" {
+		case *openapi3filter.RequestError:
 			switch {
-			case re.Parameter != nil:
-				base = "#/" + re.Parameter.In + "/" + escapePointer(re.Parameter.Name)
-			case re.RequestBody != nil && strings.HasPrefix(re.Reason, "header Content-Type"):
+			case e.Parameter != nil:
+				base = "#/" + e.Parameter.In + "/" + escapePointer(e.Parameter.Name)
+			case e.RequestBody != nil && strings.HasPrefix(e.Reason, "header Content-Type"):
 				add("#/header/Content-Type", "the operation does not accept this content type")
 				return
 			default:
 				base = "#/body"
 			}
-			if re.Err == nil {
-				add(base, re.Reason)
+			if e.Err == nil {
+				add(base, e.Reason)
 				return
 			}
-			walk(re.Err, base)
-			return
-		}
-		var se *openapi3.SchemaError
-		if errors.As(err, &se) {
+			walk(e.Err, base)
+		case *openapi3.SchemaError:
 			ptr := base
-			for _, p := range se.JSONPointer() {
+			for _, p := range e.JSONPointer() {
 				ptr += "/" + escapePointer(p)
 			}
-			reason := se.Reason
+			reason := e.Reason
 			if reason == "" {
-				reason = "does not match the schema (" + se.SchemaField + ")"
+				reason = "does not match the schema (" + e.SchemaField + ")"
 			}
 			add(ptr, reason)
-			return
-		}
-		var pe *openapi3filter.ParseError
-		if errors.As(err, &pe) {
+		case *openapi3filter.ParseError:
 			ptr := base
-			for _, p := range pe.Path() {
+			for _, p := range e.Path() {
 				ptr += "/" + escapePointer(fmt.Sprint(p))
 			}
-			add(ptr, "cannot be parsed: "+pe.Reason)
-			return
-		}
-		switch {
-		case errors.Is(err, openapi3filter.ErrInvalidRequired):
-			add(base, "is required")
-		case errors.Is(err, openapi3filter.ErrInvalidEmptyValue):
-			add(base, "must not be empty")
+			if e.Reason == "" {
+				// The cause may quote the value; say what failed, not what was sent.
+				add(ptr, "cannot be parsed as the declared content type")
+				return
+			}
+			add(ptr, "cannot be parsed: "+e.Reason)
 		default:
-			add(base, "is invalid")
+			switch {
+			case errors.Is(err, openapi3filter.ErrInvalidRequired):
+				add(base, "is required")
+			case errors.Is(err, openapi3filter.ErrInvalidEmptyValue):
+				add(base, "must not be empty")
+			case errors.Unwrap(err) != nil:
+				walk(errors.Unwrap(err), base)
+			default:
+				add(base, "is invalid")
+			}
 		}
 	}
 	walk(err, "")

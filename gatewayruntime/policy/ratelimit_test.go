@@ -1,0 +1,369 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gatekiln/gatekiln/gatewayruntime/bundle"
+)
+
+func rateAPI(t *testing.T, limits map[string][]string, defaults map[string]*bundle.Rate) *bundle.Bundle {
+	t.Helper()
+	api := petstore(t, func(r *bundle.Route) { r.RateLimits = limits[r.Method+" "+r.Path] })
+	for _, names := range limits {
+		for _, n := range names {
+			api.RateLimits[n] = bundle.RateLimit{Default: defaults[n]}
+		}
+	}
+	return api
+}
+
+func TestLocalRateLimit(t *testing.T) {
+	api := rateAPI(t, map[string][]string{
+		"GET /v1/pets":         {"perIP"},
+		"POST /v1/pets":        {"burst", "hourly"},
+		"GET /v1/pets/{petId}": {"inline"},
+	}, map[string]*bundle.Rate{"inline": {Requests: 2, Period: bundle.Duration(time.Hour)}})
+	b := binding()
+	b.RateLimits["perIP"] = bundle.RateLimitBinding{Requests: 3, Period: bundle.Duration(time.Minute), Key: bundle.KeyClientIP}
+	b.RateLimits["burst"] = bundle.RateLimitBinding{Requests: 1, Period: bundle.Duration(time.Second), Burst: 3}
+	b.RateLimits["hourly"] = bundle.RateLimitBinding{Requests: 4, Period: bundle.Duration(time.Hour), Key: bundle.KeyOperation}
+	up := newUpstream(t)
+	gw := startGateway(t, api, b, t.TempDir(), up, gatewayOptions{trusted: []string{"127.0.0.1"}})
+
+	t.Run("per client address", func(t *testing.T) {
+		for i := range 3 {
+			res := gw.do(t, "GET", "/v1/pets", map[string]string{"X-Forwarded-For": "203.0.113.7"}, "")
+			if res.status != 200 {
+				t.Fatalf("request %d: status %d", i, res.status)
+			}
+			if got := res.header.Get("RateLimit-Policy"); got != `"perIP";q=3;w=60` {
+				t.Fatalf("RateLimit-Policy = %q", got)
+			}
+			if got, want := res.header.Get("RateLimit"), fmt.Sprintf(`"perIP";r=%d;t=`, 2-i); !strings.HasPrefix(got, want) {
+				t.Fatalf("RateLimit = %q, want prefix %q", got, want)
+			}
+		}
+		res := gw.do(t, "GET", "/v1/pets", map[string]string{"X-Forwarded-For": "203.0.113.7"}, "")
+		if res.status != 429 {
+			t.Fatalf("4th request: status %d, want 429", res.status)
+		}
+		retry, err := strconv.Atoi(res.header.Get("Retry-After"))
+		if err != nil || retry < 1 || retry > 20 {
+			t.Fatalf("Retry-After = %q, want 1..20 s (one token per 20 s)", res.header.Get("Retry-After"))
+		}
+		if got := res.header.Get("RateLimit"); got != `"perIP";r=0;t=`+strconv.Itoa(retry) {
+			t.Fatalf("RateLimit on 429 = %q", got)
+		}
+		if res.prob.Status != 429 || !strings.Contains(res.prob.Detail, "perIP") {
+			t.Fatalf("problem %+v", res.prob)
+		}
+		// Another client behind the same trusted proxy has its own bucket.
+		if res := gw.do(t, "GET", "/v1/pets", map[string]string{"X-Forwarded-For": "198.51.100.1"}, ""); res.status != 200 {
+			t.Fatalf("other client: status %d", res.status)
+		}
+	})
+
+	t.Run("two policies, both must admit", func(t *testing.T) {
+		var codes []int
+		for range 5 {
+			res := gw.do(t, "POST", "/v1/pets", nil, `{"id":1,"name":"rex"}`)
+			codes = append(codes, res.status)
+			if res.status == 200 {
+				rl := res.header.Get("RateLimit-Policy")
+				if rl != `"burst";q=1;w=1, "hourly";q=4;w=3600` {
+					t.Fatalf("RateLimit-Policy = %q", rl)
+				}
+			}
+		}
+		// burst allows 3 at once; the 4th and 5th wait for refill.
+		if fmt.Sprint(codes) != "[200 200 200 429 429]" {
+			t.Fatalf("codes %v", codes)
+		}
+	})
+
+	t.Run("inline default from the bundle", func(t *testing.T) {
+		var codes []int
+		for range 3 {
+			codes = append(codes, gw.do(t, "GET", "/v1/pets/1", nil, "").status)
+		}
+		if fmt.Sprint(codes) != "[200 200 429]" {
+			t.Fatalf("codes %v", codes)
+		}
+	})
+	if got := gw.counter(t, "gatekiln_policy_denied_total", map[string]string{"policy": "ratelimit", "reason": "limited"}); got != 4 {
+		t.Fatalf("limited metric %v, want 4", got)
+	}
+}
+
+func TestRateLimitKeys(t *testing.T) {
+	api := securityAPI(t, map[string][]bundle.SecurityRequirement{
+		"GET /v1/pets": {{}, {{Name: "key"}}},
+	})
+	for i := range api.Routes {
+		api.Routes[i].RateLimits = []string{"perConsumer"}
+	}
+	api.Routes[1].RateLimits = []string{"perTenant"}
+	api.Routes[2].RateLimits = []string{"whole"}
+	api.RateLimits["perConsumer"] = bundle.RateLimit{}
+	api.RateLimits["perTenant"] = bundle.RateLimit{}
+	api.RateLimits["whole"] = bundle.RateLimit{}
+	b, dir := securityBinding(t, "http://127.0.0.1:1/")
+	b.RateLimits["perConsumer"] = bundle.RateLimitBinding{Requests: 1, Period: bundle.Duration(time.Hour), Key: bundle.KeyConsumer}
+	b.RateLimits["perTenant"] = bundle.RateLimitBinding{Requests: 1, Period: bundle.Duration(time.Hour), Key: bundle.KeyHeader, Header: "X-Tenant"}
+	b.RateLimits["whole"] = bundle.RateLimitBinding{Requests: 1, Period: bundle.Duration(time.Hour), Key: bundle.KeyAPI}
+	gw := startGateway(t, api, b, dir, newUpstream(t))
+	alice := map[string]string{"X-Api-Key": "alice-secret-key"}
+	bob := map[string]string{"X-Api-Key": "bob-secret-key"}
+	tests := []struct {
+		name, method, path string
+		hdr                map[string]string
+		status             int
+	}{
+		{"alice", "GET", "/v1/pets", alice, 200},
+		{"alice again", "GET", "/v1/pets", alice, 429},
+		{"bob has his own bucket", "GET", "/v1/pets", bob, 200},
+		{"anonymous falls back to the address", "GET", "/v1/pets", nil, 200},
+		{"anonymous again", "GET", "/v1/pets", nil, 429},
+		{"tenant a", "POST", "/v1/pets", map[string]string{"X-Tenant": "a"}, 200},
+		{"tenant b", "POST", "/v1/pets", map[string]string{"X-Tenant": "b"}, 200},
+		{"tenant a again", "POST", "/v1/pets", map[string]string{"X-Tenant": "a"}, 429},
+		{"whole API", "GET", "/v1/pets/1", nil, 200},
+		{"whole API, another path", "GET", "/v1/pets/2", alice, 429},
+	}
+	for _, tt := range tests {
+		if res := gw.do(t, tt.method, tt.path, tt.hdr, `{"id":1,"name":"rex"}`); res.status != tt.status {
+			t.Fatalf("%s: status %d, want %d", tt.name, res.status, tt.status)
+		}
+	}
+}
+
+func TestRateLimitBindingErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		rb   *bundle.RateLimitBinding
+		want string
+	}{
+		{"no rate anywhere", nil, "no rate in the binding and no default"},
+		{"unknown key", &bundle.RateLimitBinding{Requests: 1, Period: bundle.Duration(time.Second), Key: "moon"}, `key "moon"`},
+		{"header key without header", &bundle.RateLimitBinding{Requests: 1, Period: bundle.Duration(time.Second), Key: bundle.KeyHeader}, "needs a header name"},
+		{"bad failure mode", &bundle.RateLimitBinding{Requests: 1, Period: bundle.Duration(time.Second), FailureMode: "maybe"}, `failureMode "maybe"`},
+		{"redis without address", &bundle.RateLimitBinding{Requests: 1, Period: bundle.Duration(time.Second), Store: bundle.StoreRedis}, "no redis address"},
+		{"unknown store", &bundle.RateLimitBinding{Requests: 1, Period: bundle.Duration(time.Second), Store: "memcached"}, `store "memcached"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			api := rateAPI(t, map[string][]string{"GET /v1/pets": {"p"}}, nil)
+			b := binding()
+			if tt.rb != nil {
+				b.RateLimits["p"] = *tt.rb
+			}
+			f := &rateLimitFactory{&shared{}}
+			_, err := f.Build(api, &api.Routes[0], b, envFor(context.Background(), t.TempDir()))
+			if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "rate limit p") {
+				t.Fatalf("error %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// redisServer is a real redis-server on a free loopback port.
+type redisServer struct {
+	bin, addr, dir string
+	cmd            *exec.Cmd
+}
+
+func startRedis(t *testing.T) *redisServer {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redis-server is not installed: the global rate-limit tests need it "+
+			"(Debian package redis-server, listed in hack/apt-packages.txt): %v", err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	r := &redisServer{bin: bin, addr: addr, dir: t.TempDir()}
+	r.start(t)
+	t.Cleanup(r.kill)
+	return r
+}
+
+func (r *redisServer) start(t *testing.T) {
+	t.Helper()
+	_, port, _ := net.SplitHostPort(r.addr)
+	r.cmd = exec.Command(r.bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--dir", r.dir, "--protected-mode", "yes")
+	if err := r.cmd.Start(); err != nil {
+		t.Fatalf("start redis-server: %v", err)
+	}
+	c := redis.NewClient(&redis.Options{Addr: r.addr, DisableIdentity: true})
+	defer c.Close()
+	waitFor(t, 10*time.Second, "redis-server to answer PING", func() bool {
+		return c.Ping(context.Background()).Err() == nil
+	})
+}
+
+func (r *redisServer) kill() {
+	if r.cmd != nil && r.cmd.Process != nil {
+		_ = r.cmd.Process.Kill()
+		_ = r.cmd.Wait()
+		r.cmd = nil
+	}
+}
+
+func TestRedisRateLimitShared(t *testing.T) {
+	rs := startRedis(t)
+	api := rateAPI(t, map[string][]string{
+		"GET /v1/pets":         {"global"},
+		"POST /v1/pets":        {"strict"},
+		"GET /v1/pets/{petId}": {"global"},
+	}, nil)
+	b := binding()
+	b.Redis = &bundle.RedisBinding{Address: rs.addr}
+	b.RateLimits["global"] = bundle.RateLimitBinding{Requests: 10, Period: bundle.Duration(time.Hour), Store: bundle.StoreRedis}
+	b.RateLimits["strict"] = bundle.RateLimitBinding{Requests: 100, Period: bundle.Duration(time.Hour), Store: bundle.StoreRedis,
+		FailureMode: bundle.FailClosed}
+	// Two gateway instances, as two replicas would be: separate processes' worth
+	// of state (own Factories, own Redis client), one shared limit.
+	up := newUpstream(t)
+	gwA := startGateway(t, api, b, t.TempDir(), up)
+	gwB := startGateway(t, api, b, t.TempDir(), up)
+
+	t.Run("two instances share one limit", func(t *testing.T) {
+		var allowed, limited atomic.Int64
+		var wg sync.WaitGroup
+		for i := range 30 {
+			gw := gwA
+			if i%2 == 1 {
+				gw = gwB
+			}
+			wg.Go(func() {
+				switch res := gw.do(t, "GET", "/v1/pets", nil, ""); res.status {
+				case 200:
+					allowed.Add(1)
+				case 429:
+					limited.Add(1)
+					if res.header.Get("Retry-After") == "" {
+						t.Error("429 without Retry-After")
+					}
+				default:
+					t.Errorf("status %d", res.status)
+				}
+			})
+		}
+		wg.Wait()
+		if allowed.Load() != 10 || limited.Load() != 20 {
+			t.Fatalf("allowed %d, limited %d; want exactly 10 and 20 across both instances", allowed.Load(), limited.Load())
+		}
+		// The bucket is shared by route too: the key is the API.
+		if res := gwB.do(t, "GET", "/v1/pets/3", nil, ""); res.status != 429 {
+			t.Fatalf("other route: status %d", res.status)
+		}
+	})
+
+	t.Run("redis killed: fail open, fail closed, no waiting per request", func(t *testing.T) {
+		callsBefore := gwA.counter(t, "gatekiln_ratelimit_store_calls_total", nil)
+		rs.kill()
+		start := time.Now()
+		for i := range 50 {
+			res := gwA.do(t, "GET", "/v1/pets", nil, "")
+			if res.status != 200 {
+				t.Fatalf("request %d with redis down: status %d, want 200 (fail open)", i, res.status)
+			}
+			if res.header.Get("RateLimit") != "" {
+				t.Fatal("RateLimit header without a decision")
+			}
+		}
+		elapsed := time.Since(start)
+		// Redis is tried once, then again at most once per cooldown (1 s): the
+		// circuit, not a timeout per request, decides while it is down.
+		calls := gwA.counter(t, "gatekiln_ratelimit_store_calls_total", nil) - callsBefore
+		if maxCalls := 2 + elapsed.Seconds(); calls > maxCalls {
+			t.Fatalf("%v store calls for 50 requests in %s, want at most %.0f", calls, elapsed, maxCalls)
+		}
+		if got := gwA.counter(t, "gatekiln_ratelimit_store_failures_total", map[string]string{"policy": "global", "mode": "open"}); got != 50 {
+			t.Fatalf("fail-open metric %v, want 50", got)
+		}
+		res := gwA.do(t, "POST", "/v1/pets", nil, `{"id":1,"name":"rex"}`)
+		if res.status != 503 || res.header.Get("Retry-After") == "" {
+			t.Fatalf("fail-closed policy with redis down: status %d, want 503 with Retry-After", res.status)
+		}
+		if got := gwA.counter(t, "gatekiln_ratelimit_store_failures_total", map[string]string{"policy": "strict", "mode": "closed"}); got != 1 {
+			t.Fatalf("fail-closed metric %v, want 1", got)
+		}
+	})
+
+	t.Run("redis back: decisions resume", func(t *testing.T) {
+		rs.start(t)
+		// The circuit lets a probe through after its cooldown; then limits apply
+		// again (the restarted Redis has empty buckets).
+		for _, gw := range []*testGateway{gwA, gwB} {
+			waitFor(t, 10*time.Second, "a rate-limit decision from the restarted redis", func() bool {
+				return gw.do(t, "POST", "/v1/pets", nil, `{"id":1,"name":"rex"}`).header.Get("RateLimit") != ""
+			})
+		}
+		codes := map[int]int{}
+		for range 12 {
+			codes[gwB.do(t, "GET", "/v1/pets", nil, "").status]++
+		}
+		if codes[200] != 10 || codes[429] != 2 {
+			t.Fatalf("after recovery: %v, want 10×200 and 2×429", codes)
+		}
+	})
+}
+
+// TestRedisStoreBatches checks the batching store directly: concurrent takes
+// on one key are merged, every take is answered, and the bucket never grants
+// more than it holds.
+func TestRedisStoreBatches(t *testing.T) {
+	rs := startRedis(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := newRedisStore(ctx, &redis.Options{Addr: rs.addr}, redisOptions{flushers: 2}, nil)
+	b := bucket{requests: 100, period: time.Hour, capacity: 100}
+	var allowed atomic.Int64
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Go(func() {
+			for range 5 {
+				d, err := s.take(ctx, "gatekiln:test:batch", b)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if d.allowed {
+					allowed.Add(1)
+					if d.remaining < 0 || d.remaining > 99 {
+						t.Errorf("remaining %d", d.remaining)
+					}
+				} else if d.retryAfter <= 0 || d.retryAfter > 37*time.Second {
+					t.Errorf("retryAfter %s, want (0, 36 s]", d.retryAfter)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if allowed.Load() != 100 {
+		t.Fatalf("allowed %d of 320 takes, want exactly 100 (the capacity)", allowed.Load())
+	}
+	c := redis.NewClient(&redis.Options{Addr: rs.addr, DisableIdentity: true})
+	defer c.Close()
+	ttl, err := c.PTTL(ctx, "gatekiln:test:batch").Result()
+	if err != nil || ttl <= 0 {
+		t.Fatalf("bucket key has no expiry (%v, %v): idle keys would pile up", ttl, err)
+	}
+}
