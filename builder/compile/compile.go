@@ -140,9 +140,11 @@ type compiler struct {
 
 	specVersion string
 	doc         *openapi3.T
-	b           *bundle.Bundle
-	names       nameUses
-	declared    declarations
+	// fixed is set when fixSchemas changed the document.
+	fixed    bool
+	b        *bundle.Bundle
+	names    nameUses
+	declared declarations
 }
 
 func (c *compiler) fail(file, ptr, code, reason string) {

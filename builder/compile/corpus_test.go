@@ -1,12 +1,16 @@
 package compile
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
 )
 
 // corpusDir finds shared/corpus beside the repository: it walks up from the
@@ -102,8 +106,21 @@ func TestCorpusCompiles(t *testing.T) {
 			if len(res.Bundle.Routes) == 0 && !strings.Contains(rel, "webhooks") {
 				t.Errorf("no routes")
 			}
-			if err := res.Bundle.Validate(); err != nil {
-				t.Errorf("bundle invalid: %v", err)
+			// The spliced bytes are exactly what the Bundle's own Marshal gives.
+			want, err := res.Bundle.Marshal()
+			if err != nil {
+				t.Fatalf("bundle invalid: %v", err)
+			}
+			if !bytes.Equal(res.BundleBytes, want) {
+				t.Errorf("BundleBytes differ from Bundle.Marshal()")
+			}
+			// The gateway loads the embedded document on its own.
+			doc, err := openapi3.NewLoader().LoadFromData(res.Bundle.OpenAPI)
+			if err != nil {
+				t.Fatalf("embedded document does not load: %v", err)
+			}
+			if err := doc.Validate(context.Background(), ValidationOptions()...); err != nil {
+				t.Errorf("embedded document does not validate: %v", err)
 			}
 		})
 	}

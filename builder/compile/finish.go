@@ -1,6 +1,7 @@
 package compile
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 
@@ -17,6 +18,28 @@ func (c *compiler) finishBundle(res *Result) (ok bool) {
 			ok = false
 		}
 	}()
+	if len(c.order) == 1 && c.specVersion != "2.0" && !c.fixed {
+		// A single OpenAPI 3 document is already self-contained: its
+		// canonical form is the resolved document, and re-encoding what the
+		// library read would only cost time.
+		c.b.OpenAPI = c.fs.root.canonical
+	} else if !c.embedResolved() {
+		return false
+	}
+	data, err := marshalBundle(c.b)
+	if err != nil {
+		c.fail(file, "", CodeInvalidDefinition, err.Error())
+		return false
+	}
+	res.BundleBytes = data
+	res.BundleDigest = sha256Hex(data)
+	return true
+}
+
+// embedResolved embeds the document as the library holds it: converted from
+// Swagger 2.0, repaired, or with the other files' $refs made components.
+func (c *compiler) embedResolved() bool {
+	file := c.fs.root.file
 	if len(c.order) > 1 {
 		// One self-contained document: $refs into other files become
 		// components of the root, so the gateway needs no other file.
@@ -33,12 +56,31 @@ func (c *compiler) finishBundle(res *Result) (ok bool) {
 		return false
 	}
 	c.b.OpenAPI = canon
-	data, err := c.b.Marshal()
-	if err != nil {
-		c.fail(file, "", CodeInvalidDefinition, err.Error())
-		return false
-	}
-	res.BundleBytes = data
-	res.BundleDigest = sha256Hex(data)
 	return true
+}
+
+// marshalBundle returns exactly what Bundle.Marshal does, without
+// re-canonicalising the embedded document, which is canonical already and
+// most of the bytes: the rest is encoded around a marker that the document is
+// then put in place of.
+func marshalBundle(b *bundle.Bundle) ([]byte, error) {
+	if err := b.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid bundle: %w", err)
+	}
+	doc := b.OpenAPI
+	marker := []byte(`"gatekiln-openapi:` + sha256Hex(doc) + `"`)
+	shell := *b
+	shell.OpenAPI = marker
+	out, err := bundle.Canonical(&shell)
+	if err != nil {
+		return nil, err
+	}
+	i := bytes.Index(out, marker)
+	if i < 0 || bytes.Count(out, marker) != 1 {
+		return b.Marshal()
+	}
+	res := make([]byte, 0, len(out)-len(marker)+len(doc))
+	res = append(res, out[:i]...)
+	res = append(res, doc...)
+	return append(res, out[i+len(marker):]...), nil
 }

@@ -15,17 +15,19 @@ import (
 func (c *compiler) fixSchemas() {
 	is31 := c.doc.IsOpenAPI31OrLater()
 	file := c.fs.root.file
+	markFixed := func() { c.fixed = true }
 	_ = c.doc.WalkSchemas(func(ptr string, ref *openapi3.SchemaRef) error {
 		s := ref.Value
 		if !is31 && s.Type != nil && s.Type.Is("array") && s.Items == nil {
 			s.Items = &openapi3.SchemaRef{Value: &openapi3.Schema{}}
+			c.fixed = true
 			c.warn(file, ptr, CodeInvalidDefinition, "an array schema without items: read as items of any type")
 		}
 		if is31 {
-			fixBound(&s.ExclusiveMin, &s.Min, func(what string) {
+			fixBound(&s.ExclusiveMin, &s.Min, markFixed, func(what string) {
 				c.warn(file, ptr, CodeInvalidDefinition, fmt.Sprintf("a boolean exclusiveMinimum in OpenAPI 3.1: %s", what))
 			})
-			fixBound(&s.ExclusiveMax, &s.Max, func(what string) {
+			fixBound(&s.ExclusiveMax, &s.Max, markFixed, func(what string) {
 				c.warn(file, ptr, CodeInvalidDefinition, fmt.Sprintf("a boolean exclusiveMaximum in OpenAPI 3.1: %s", what))
 			})
 		}
@@ -33,10 +35,11 @@ func (c *compiler) fixSchemas() {
 	})
 }
 
-func fixBound(eb *openapi3.ExclusiveBound, bound **float64, warn func(string)) {
+func fixBound(eb *openapi3.ExclusiveBound, bound **float64, fixed func(), warn func(string)) {
 	if eb.Bool == nil {
 		return
 	}
+	fixed()
 	switch {
 	case *eb.Bool && *bound != nil:
 		v := **bound

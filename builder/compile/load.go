@@ -13,12 +13,12 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 )
 
-// validationOptions are the checks a definition must pass. Examples are not
+// ValidationOptions are the checks a definition must pass. Examples are not
 // checked against their schemas (real definitions are full of stale examples,
 // and the gateway never serves them); patterns are, since the gateway
 // validates requests with Go's regexp and a pattern it cannot compile is a
 // request it cannot validate.
-func validationOptions() []openapi3.ValidationOption {
+func ValidationOptions() []openapi3.ValidationOption {
 	return []openapi3.ValidationOption{
 		openapi3.EnableMultiError(),
 		openapi3.DisableExamplesValidation(),
@@ -72,11 +72,13 @@ func (c *compiler) load() (ok bool) {
 		return false
 	}
 	c.doc = doc
-	c.fixSchemas()
+	if c.fs.mayNeedFix {
+		c.fixSchemas()
+	}
 	if !c.checkRoutes() {
 		return false
 	}
-	if err := doc.Validate(context.Background(), validationOptions()...); err != nil {
+	if err := doc.Validate(context.Background(), ValidationOptions()...); err != nil {
 		var me openapi3.MultiError
 		if !errors.As(err, &me) {
 			me = openapi3.MultiError{err}

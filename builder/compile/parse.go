@@ -395,6 +395,9 @@ func canonicalJSON(v any) ([]byte, error) {
 // line finds the line of the value a JSON pointer names, 0 if unknown. JSON
 // documents are parsed as YAML here, only when a problem needs a line.
 func (d *document) line(ptr string) int {
+	if ptr == "" {
+		return 0
+	}
 	if !d.nodeParsed {
 		d.nodeParsed = true
 		var root yaml.Node
@@ -402,7 +405,7 @@ func (d *document) line(ptr string) int {
 			d.node = &root
 		}
 	}
-	if d.node == nil || ptr == "" {
+	if d.node == nil {
 		return 0
 	}
 	n := d.node

@@ -16,6 +16,9 @@ const maxRefHops = 32
 type fileSet struct {
 	root *document
 	docs map[string]*document
+	// mayNeedFix is set when a schema looks like one fixSchemas repairs, so
+	// that the (costly) schema walk runs only then.
+	mayNeedFix bool
 }
 
 // cleanKey normalises a supplied path or a resolved $ref path so both compare
@@ -67,6 +70,9 @@ func (w *refWalker) walk(v any, toks []string) {
 		if ref, ok := t["$ref"].(string); ok && !nameContainers[parent] {
 			w.check(ref, pointer(append(toks, "$ref")...))
 		}
+		if !w.fs.mayNeedFix && mayNeedFix(t) {
+			w.fs.mayNeedFix = true
+		}
 		for k, c := range t {
 			if k == "$ref" {
 				continue
@@ -87,6 +93,17 @@ func (w *refWalker) walk(v any, toks []string) {
 			w.walk(c, append(toks, strconv.Itoa(i)))
 		}
 	}
+}
+
+func mayNeedFix(m map[string]any) bool {
+	if typ, _ := m["type"].(string); typ == "array" {
+		if _, has := m["items"]; !has {
+			return true
+		}
+	}
+	_, minBool := m["exclusiveMinimum"].(bool)
+	_, maxBool := m["exclusiveMaximum"].(bool)
+	return minBool || maxBool
 }
 
 func (w *refWalker) add(ptr, code, reason string) {
