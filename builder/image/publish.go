@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sync"
 
@@ -110,40 +111,41 @@ func (b RemoteBase) Base(ctx context.Context, ref name.Digest) (v1.ImageIndex, e
 		mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: p}}), nil
 }
 
-// CachedBase remembers each base it has read: a base is named by digest, so
-// what it holds never changes, and a long-running builder need not fetch its
-// manifests and configs again for every API.
+// CachedBase reads bases from their registry like RemoteBase and keeps their
+// manifests and configs: a base is named by digest, so what it holds never
+// changes, and a long-running builder need not fetch them again for every API.
+// Layers are not kept; they are fetched (or, within one registry, mounted)
+// with the context of each Base call.
 type CachedBase struct {
-	Source BaseSource
+	Options []remote.Option
 
 	mu   sync.Mutex
-	seen map[string]v1.ImageIndex
+	seen map[string]*snapshot
 }
 
-// Base returns the cached index for ref, reading it once.
+// Base returns ref, reading its manifests and configs on first use only.
 func (c *CachedBase) Base(ctx context.Context, ref name.Digest) (v1.ImageIndex, error) {
 	key := ref.String()
 	c.mu.Lock()
-	idx, ok := c.seen[key]
+	snap, ok := c.seen[key]
 	c.mu.Unlock()
-	if ok {
-		return idx, nil
+	if !ok {
+		idx, err := RemoteBase{Options: c.Options}.Base(ctx, ref)
+		if err != nil {
+			return nil, err
+		}
+		if snap, err = takeSnapshot(idx); err != nil {
+			return nil, fmt.Errorf("runtime base %s: %w", ref, err)
+		}
+		c.mu.Lock()
+		if c.seen == nil {
+			c.seen = map[string]*snapshot{}
+		}
+		c.seen[key] = snap
+		c.mu.Unlock()
 	}
-	idx, err := c.Source.Base(ctx, ref)
-	if err != nil {
-		return nil, err
-	}
-	idx, err = materialize(idx)
-	if err != nil {
-		return nil, fmt.Errorf("runtime base %s: %w", ref, err)
-	}
-	c.mu.Lock()
-	if c.seen == nil {
-		c.seen = map[string]v1.ImageIndex{}
-	}
-	c.seen[key] = idx
-	c.mu.Unlock()
-	return idx, nil
+	opts := append(append([]remote.Option(nil), c.Options...), remote.WithContext(ctx))
+	return &memIndex{snap: snap, repo: ref.Context(), opts: opts}, nil
 }
 
 // Direct is the fast builder: it appends the Bundle layer to the runtime base
@@ -170,24 +172,34 @@ func (d Direct) Build(ctx context.Context, r Request) (string, error) {
 	return d.Publisher.Publish(ctx, idx, tag)
 }
 
-// materialize reads every manifest and config of idx once and keeps them in
-// memory. Layers stay as idx gives them (for a remote base: lazily fetched and
-// mountable into another repository of the same registry).
-func materialize(idx v1.ImageIndex) (v1.ImageIndex, error) {
-	raw, err := idx.RawManifest()
-	if err != nil {
+// snapshot is an index's manifests and configs, in memory.
+type snapshot struct {
+	raw       []byte
+	manifest  *v1.IndexManifest
+	mediaType types.MediaType
+	images    map[v1.Hash]*imageSnapshot
+}
+
+type imageSnapshot struct {
+	raw, config []byte
+	manifest    *v1.Manifest
+	configFile  *v1.ConfigFile
+	mediaType   types.MediaType
+}
+
+func takeSnapshot(idx v1.ImageIndex) (*snapshot, error) {
+	s := &snapshot{images: map[v1.Hash]*imageSnapshot{}}
+	var err error
+	if s.raw, err = idx.RawManifest(); err != nil {
 		return nil, err
 	}
-	im, err := idx.IndexManifest()
-	if err != nil {
+	if s.manifest, err = idx.IndexManifest(); err != nil {
 		return nil, err
 	}
-	mt, err := idx.MediaType()
-	if err != nil {
+	if s.mediaType, err = idx.MediaType(); err != nil {
 		return nil, err
 	}
-	ci := &memIndex{raw: raw, manifest: im, mediaType: mt, images: map[v1.Hash]v1.Image{}}
-	for _, desc := range im.Manifests {
+	for _, desc := range s.manifest.Manifests {
 		if !desc.MediaType.IsImage() {
 			continue
 		}
@@ -195,39 +207,45 @@ func materialize(idx v1.ImageIndex) (v1.ImageIndex, error) {
 		if err != nil {
 			return nil, err
 		}
-		core := &memImage{src: img}
-		if core.manifest, err = img.RawManifest(); err != nil {
+		is := &imageSnapshot{}
+		if is.raw, err = img.RawManifest(); err != nil {
 			return nil, err
 		}
-		if core.config, err = img.RawConfigFile(); err != nil {
+		if is.manifest, err = img.Manifest(); err != nil {
 			return nil, err
 		}
-		if core.mediaType, err = img.MediaType(); err != nil {
+		if is.config, err = img.RawConfigFile(); err != nil {
 			return nil, err
 		}
-		if ci.images[desc.Digest], err = partial.CompressedToImage(core); err != nil {
+		if is.configFile, err = img.ConfigFile(); err != nil {
 			return nil, err
 		}
+		if is.mediaType, err = img.MediaType(); err != nil {
+			return nil, err
+		}
+		if len(is.configFile.RootFS.DiffIDs) != len(is.manifest.Layers) {
+			return nil, fmt.Errorf("image %s: %d layers but %d diff IDs", desc.Digest, len(is.manifest.Layers), len(is.configFile.RootFS.DiffIDs))
+		}
+		s.images[desc.Digest] = is
 	}
-	return ci, nil
+	return s, nil
 }
 
-// memIndex is an index whose manifest and child images are in memory.
+// memIndex serves a snapshot; its layers come from repo.
 type memIndex struct {
-	raw       []byte
-	manifest  *v1.IndexManifest
-	mediaType types.MediaType
-	images    map[v1.Hash]v1.Image
+	snap *snapshot
+	repo name.Repository
+	opts []remote.Option
 }
 
-func (m *memIndex) MediaType() (types.MediaType, error)       { return m.mediaType, nil }
+func (m *memIndex) MediaType() (types.MediaType, error)       { return m.snap.mediaType, nil }
 func (m *memIndex) Digest() (v1.Hash, error)                  { return partial.Digest(m) }
 func (m *memIndex) Size() (int64, error)                      { return partial.Size(m) }
-func (m *memIndex) IndexManifest() (*v1.IndexManifest, error) { return m.manifest.DeepCopy(), nil }
-func (m *memIndex) RawManifest() ([]byte, error)              { return m.raw, nil }
+func (m *memIndex) IndexManifest() (*v1.IndexManifest, error) { return m.snap.manifest.DeepCopy(), nil }
+func (m *memIndex) RawManifest() ([]byte, error)              { return m.snap.raw, nil }
 func (m *memIndex) Image(h v1.Hash) (v1.Image, error) {
-	if img, ok := m.images[h]; ok {
-		return img, nil
+	if is, ok := m.snap.images[h]; ok {
+		return &memImage{snap: is, repo: m.repo, opts: m.opts}, nil
 	}
 	return nil, fmt.Errorf("image %s: not in index", h)
 }
@@ -235,17 +253,78 @@ func (m *memIndex) ImageIndex(h v1.Hash) (v1.ImageIndex, error) {
 	return nil, fmt.Errorf("index %s: nested indexes are not supported in a runtime base", h)
 }
 
-// memImage keeps an image's manifest and config in memory and asks the source
-// image for layers.
+// memImage serves an image snapshot. Its layers are mountable from repo and
+// answer digest, size and diff ID without a request.
 type memImage struct {
-	src              v1.Image
-	manifest, config []byte
-	mediaType        types.MediaType
+	snap *imageSnapshot
+	repo name.Repository
+	opts []remote.Option
 }
 
-func (m *memImage) RawConfigFile() ([]byte, error)      { return m.config, nil }
-func (m *memImage) MediaType() (types.MediaType, error) { return m.mediaType, nil }
-func (m *memImage) RawManifest() ([]byte, error)        { return m.manifest, nil }
-func (m *memImage) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
-	return m.src.LayerByDigest(h)
+func (m *memImage) MediaType() (types.MediaType, error) { return m.snap.mediaType, nil }
+func (m *memImage) Size() (int64, error)                { return int64(len(m.snap.raw)), nil }
+func (m *memImage) Digest() (v1.Hash, error)            { return sha256Hash(m.snap.raw), nil }
+func (m *memImage) RawManifest() ([]byte, error)        { return m.snap.raw, nil }
+func (m *memImage) Manifest() (*v1.Manifest, error)     { return m.snap.manifest.DeepCopy(), nil }
+func (m *memImage) RawConfigFile() ([]byte, error)      { return m.snap.config, nil }
+func (m *memImage) ConfigFile() (*v1.ConfigFile, error) { return m.snap.configFile.DeepCopy(), nil }
+func (m *memImage) ConfigName() (v1.Hash, error)        { return m.snap.manifest.Config.Digest, nil }
+func (m *memImage) Layers() ([]v1.Layer, error) {
+	out := make([]v1.Layer, 0, len(m.snap.manifest.Layers))
+	for i := range m.snap.manifest.Layers {
+		out = append(out, m.layer(i))
+	}
+	return out, nil
+}
+func (m *memImage) LayerByDigest(h v1.Hash) (v1.Layer, error) {
+	for i, d := range m.snap.manifest.Layers {
+		if d.Digest == h {
+			return m.layer(i), nil
+		}
+	}
+	return nil, fmt.Errorf("layer %s: not in image", h)
+}
+func (m *memImage) LayerByDiffID(h v1.Hash) (v1.Layer, error) {
+	for i, d := range m.snap.configFile.RootFS.DiffIDs {
+		if d == h {
+			return m.layer(i), nil
+		}
+	}
+	return nil, fmt.Errorf("layer with diff ID %s: not in image", h)
+}
+
+func (m *memImage) layer(i int) v1.Layer {
+	d := m.snap.manifest.Layers[i]
+	ref := m.repo.Digest(d.Digest.String())
+	return &remote.MountableLayer{
+		Layer:     &lazyLayer{desc: d, diffID: m.snap.configFile.RootFS.DiffIDs[i], ref: ref, opts: m.opts},
+		Reference: ref,
+	}
+}
+
+// lazyLayer knows a layer's descriptor and fetches its bytes only if asked.
+type lazyLayer struct {
+	desc   v1.Descriptor
+	diffID v1.Hash
+	ref    name.Digest
+	opts   []remote.Option
+}
+
+func (l *lazyLayer) Digest() (v1.Hash, error)            { return l.desc.Digest, nil }
+func (l *lazyLayer) DiffID() (v1.Hash, error)            { return l.diffID, nil }
+func (l *lazyLayer) Size() (int64, error)                { return l.desc.Size, nil }
+func (l *lazyLayer) MediaType() (types.MediaType, error) { return l.desc.MediaType, nil }
+func (l *lazyLayer) Compressed() (io.ReadCloser, error) {
+	rl, err := remote.Layer(l.ref, l.opts...)
+	if err != nil {
+		return nil, err
+	}
+	return rl.Compressed()
+}
+func (l *lazyLayer) Uncompressed() (io.ReadCloser, error) {
+	rl, err := remote.Layer(l.ref, l.opts...)
+	if err != nil {
+		return nil, err
+	}
+	return rl.Uncompressed()
 }

@@ -3,6 +3,7 @@ package image_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -59,9 +60,21 @@ func remoteOpts(t *testing.T, cfg registry.Config) []remote.Option {
 }
 
 func TestDirectUploadsOnlyMissingBlobs(t *testing.T) {
+	for _, cachedBase := range []bool{false, true} {
+		t.Run(fmt.Sprintf("cached base %v", cachedBase), func(t *testing.T) {
+			testDirectUploadsOnlyMissingBlobs(t, cachedBase)
+		})
+	}
+}
+
+func testDirectUploadsOnlyMissingBlobs(t *testing.T, cachedBase bool) {
 	_, rec, cfg, req := setup(t)
 	opts := remoteOpts(t, cfg)
-	direct := image.Direct{Base: image.RemoteBase{Options: opts}, Publisher: image.RegistryPublisher{Options: opts}}
+	var base image.BaseSource = image.RemoteBase{Options: opts}
+	if cachedBase {
+		base = &image.CachedBase{Options: opts}
+	}
+	direct := image.Direct{Base: base, Publisher: image.RegistryPublisher{Options: opts}}
 
 	ref, err := direct.Build(context.Background(), req)
 	if err != nil {
@@ -111,6 +124,13 @@ func TestDirectUploadsOnlyMissingBlobs(t *testing.T) {
 	}
 	if m := rec.Mounts(); len(m) != 0 {
 		t.Fatalf("second build mounted %v", m)
+	}
+	if cachedBase {
+		for _, q := range rec.Requests() {
+			if strings.Contains(q.Path, "/gatekiln/runtime/") {
+				t.Fatalf("a cached base was read again: %s %s", q.Method, q.Path)
+			}
+		}
 	}
 }
 

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/spf13/cobra"
 
@@ -154,5 +156,59 @@ func TestBuildRefusesRuntimeByTag(t *testing.T) {
 	_, err := runCLI(t, newBuildCmd(), "build", "--runtime", "registry.example/rt:latest", "--repo", "registry.example/x", "../../samples/petstore/petstore.yaml")
 	if err == nil || !strings.Contains(err.Error(), "by digest") {
 		t.Fatalf("error = %v, want a request for a digest", err)
+	}
+}
+
+// TestCISample runs samples/ci/promote.sh with this gatekiln, as a CI job
+// would: QA (plain) to production (TLS + auth), twice.
+func TestCISample(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds gatekiln and starts docker-registry")
+	}
+	binDir := t.TempDir()
+	if out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, "gatekiln"), ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	qa := registrytest.Start(t, registrytest.Options{})
+	prod := registrytest.Start(t, registrytest.Options{TLS: true, Auth: true})
+	qaCfg := qa.Config()
+	qaOpts, err := qaCfg.Remote(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := random.Image(256, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, _ := qaCfg.ParseReference(qa.Host + "/apis/petstore:1.0.0-0123456789ab")
+	if err := remote.Write(src, img, qaOpts...); err != nil {
+		t.Fatal(err)
+	}
+	digest, _ := img.Digest()
+
+	// One docker config for both registries, and plain HTTP for QA only.
+	config := filepath.Join(t.TempDir(), "config.json")
+	if err := os.WriteFile(config, prod.DockerConfig(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	script, err := filepath.Abs("../../samples/ci/promote.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{"promoted", "already present"} {
+		cmd := exec.Command(script, qa.Host+"/apis/petstore@"+digest.String(), prod.Host+"/apis/petstore:1.0.0-0123456789ab")
+		cmd.Env = append(os.Environ(),
+			"PATH="+binDir+":"+os.Getenv("PATH"),
+			"DOCKER_CONFIG_JSON="+config,
+			"REGISTRY_CA="+prod.CACertFile,
+			"GATEKILN_INSECURE_REGISTRY="+qa.Host,
+		)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("run %d: %v\n%s", i, err, out)
+		}
+		if !strings.HasPrefix(string(out), want) || lastLine(string(out)) != prod.Host+"/apis/petstore@"+digest.String() {
+			t.Fatalf("run %d printed:\n%s", i, out)
+		}
 	}
 }

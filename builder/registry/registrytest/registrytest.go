@@ -103,6 +103,9 @@ func Launch(ctx context.Context, opts Options) (*Registry, error) {
 		}
 		opts.Dir = d
 	}
+	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+		return nil, err
+	}
 	r := &Registry{Dir: opts.Dir}
 	if opts.Auth {
 		r.Username, r.Password = opts.Username, opts.Password
