@@ -27,7 +27,7 @@ type apiKeyScheme struct {
 }
 
 type apiKey struct {
-	id     string
+	p      *principal
 	digest [sha256.Size]byte
 }
 
@@ -44,7 +44,7 @@ func newAPIKeyScheme(env filter.Env, name, realm string, def bundle.SecuritySche
 	if err != nil {
 		return nil, err
 	}
-	keys, err := parseAPIKeys(data)
+	keys, err := parseAPIKeys(data, name)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", kb.KeysFile, err)
 	}
@@ -56,7 +56,7 @@ func newAPIKeyScheme(env filter.Env, name, realm string, def bundle.SecuritySche
 }
 
 // parseAPIKeys reads "id:sha256hex" lines; blank lines and # comments are skipped.
-func parseAPIKeys(data []byte) (map[[sha256.Size]byte]apiKey, error) {
+func parseAPIKeys(data []byte, scheme string) (map[[sha256.Size]byte]apiKey, error) {
 	keys := map[[sha256.Size]byte]apiKey{}
 	seen := map[string]bool{}
 	sc := bufio.NewScanner(bytes.NewReader(data))
@@ -79,7 +79,7 @@ func parseAPIKeys(data []byte) (map[[sha256.Size]byte]apiKey, error) {
 		}
 		seen[id] = true
 		d := [sha256.Size]byte(raw)
-		keys[d] = apiKey{id: id, digest: d}
+		keys[d] = apiKey{p: &principal{identity: filter.Identity{Scheme: scheme, Subject: id}}, digest: d}
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("read keys: %w", err)
@@ -104,7 +104,7 @@ func (s *apiKeyScheme) authenticate(r *http.Request) (*principal, *authError) {
 	if subtle.ConstantTimeCompare(k.digest[:], sum[:]) != 1 {
 		return nil, invalid("unknown_key", "the API key is not valid")
 	}
-	return &principal{identity: filter.Identity{Subject: k.id}}, nil
+	return k.p, nil
 }
 
 func (s *apiKeyScheme) presented(r *http.Request) string {

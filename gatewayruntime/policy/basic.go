@@ -33,6 +33,7 @@ const (
 // password itself), and at most GOMAXPROCS verifications run at once so that a
 // password-guessing flood cannot take every CPU from the proxy.
 type basicScheme struct {
+	name  string
 	realm string
 	users map[string][]byte
 	// dummy is compared for unknown users so that timing does not tell which
@@ -71,6 +72,7 @@ func newBasicScheme(env filter.Env, name, realm string, bb *bundle.BasicBinding)
 		return nil, fmt.Errorf("basic %s: %w", name, err)
 	}
 	s := &basicScheme{
+		name:  name,
 		realm: realm,
 		users: users,
 		dummy: dummy,
@@ -137,7 +139,7 @@ func (s *basicScheme) authenticate(r *http.Request) (*principal, *authError) {
 	sum := s.digest(user, pass)
 	now := time.Now()
 	if s.cached(sum, now) {
-		return &principal{identity: filter.Identity{Subject: user}}, nil
+		return &principal{identity: filter.Identity{Scheme: s.name, Subject: user}}, nil
 	}
 	hash, known := s.users[user]
 	if !known {
@@ -154,7 +156,7 @@ func (s *basicScheme) authenticate(r *http.Request) (*principal, *authError) {
 		return nil, invalid("bad_password", "the user name or password is wrong")
 	}
 	s.remember(sum, now)
-	return &principal{identity: filter.Identity{Subject: user}}, nil
+	return &principal{identity: filter.Identity{Scheme: s.name, Subject: user}}, nil
 }
 
 func (s *basicScheme) cached(sum [sha256.Size]byte, now time.Time) bool {

@@ -87,7 +87,10 @@ type jwksCache struct {
 	log     *slog.Logger
 	observe func(result string)
 
-	set     atomic.Pointer[jwkSet]
+	set atomic.Pointer[jwkSet]
+	// version counts successful fetches; tokens verified against an older
+	// set are verified again.
+	version atomic.Uint64
 	limiter *rate.Limiter
 
 	mu       sync.Mutex
@@ -193,6 +196,7 @@ func (c *jwksCache) startLocked() *fetchCall {
 		cancel()
 		if err == nil {
 			c.set.Store(set)
+			c.version.Add(1)
 			c.observe("ok")
 		} else {
 			c.observe("error")

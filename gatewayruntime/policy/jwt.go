@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/sha256"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
@@ -16,6 +17,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/net/http/httpguts"
@@ -29,6 +32,14 @@ const maxTokenBytes = 8 << 10
 
 // minRSABits refuses RSA keys too short to trust.
 const minRSABits = 2048
+
+const (
+	// verifiedTTL bounds how long a verified token skips signature checking.
+	// Entries also end at the token's exp (plus leeway) and whenever the JWKS
+	// changes, so a revoked key stops working at the next fetch.
+	verifiedTTL  = 5 * time.Minute
+	verifiedSize = 65536
+)
 
 // asymmetricAlgs are the algorithms accepted when the Binding does not narrow
 // them. HS* joins only when the Binding names an HMAC secret.
@@ -51,12 +62,24 @@ type jwtScheme struct {
 	static      []any      // public keys from the certificate file
 	hmac        hmacKey
 	claims      []claimHeader
+	leeway      time.Duration
+
+	// verified caches principals by the token's sha256: a signature check
+	// (tens of µs for RSA, more for ECDSA) is paid once per token, not per request.
+	mu       sync.RWMutex
+	verified map[[sha256.Size]byte]verifiedToken
+}
+
+type verifiedToken struct {
+	p     *principal
+	until time.Time
+	keys  uint64 // the JWKS version it was verified against
 }
 
 type claimHeader struct{ claim, header string }
 
 func newJWTScheme(g *generation, name, realm string, jb *bundle.JWTBinding) (*jwtScheme, error) {
-	s := &jwtScheme{name: name, realm: realm}
+	s := &jwtScheme{name: name, realm: realm, leeway: jb.Leeway.D(), verified: map[[sha256.Size]byte]verifiedToken{}}
 	var algs []string
 	if jb.CertificateFile != "" {
 		data, err := readBindingFile(g.env, jb.CertificateFile)
@@ -163,6 +186,15 @@ func (s *jwtScheme) verify(ctx context.Context, tok string) (*principal, *authEr
 	if len(tok) > maxTokenBytes {
 		return nil, invalid("too_large", "the token is too large")
 	}
+	sum := sha256.Sum256([]byte(tok))
+	now := time.Now()
+	version := s.keysVersion()
+	s.mu.RLock()
+	v, ok := s.verified[sum]
+	s.mu.RUnlock()
+	if ok && now.Before(v.until) && v.keys == version {
+		return v.p, nil
+	}
 	claims := jwt.MapClaims{}
 	var keyErr *authError
 	keyCalled := false
@@ -188,9 +220,43 @@ func (s *jwtScheme) verify(ctx context.Context, tok string) (*principal, *authEr
 		return nil, jwtError(err)
 	}
 	p := &principal{scopes: scopesOf(claims), headers: claimHeaders(s.claims, claims)}
+	p.identity.Scheme = s.name
 	p.identity.Subject, _ = claims["sub"].(string)
 	p.identity.Claims = claims
+	until := now.Add(verifiedTTL)
+	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
+		if end := exp.Add(s.leeway); end.Before(until) {
+			until = end
+		}
+	}
+	s.remember(sum, verifiedToken{p: p, until: until, keys: version}, now)
 	return p, nil
+}
+
+func (s *jwtScheme) keysVersion() uint64 {
+	if s.jwks == nil {
+		return 0
+	}
+	return s.jwks.version.Load()
+}
+
+func (s *jwtScheme) remember(sum [sha256.Size]byte, v verifiedToken, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.verified) >= verifiedSize {
+		for k, old := range s.verified {
+			if !now.Before(old.until) {
+				delete(s.verified, k)
+			}
+		}
+		for k := range s.verified {
+			if len(s.verified) < verifiedSize*9/10 {
+				break
+			}
+			delete(s.verified, k)
+		}
+	}
+	s.verified[sum] = v
 }
 
 // keyFor picks the verification key for t. The parser has already refused any

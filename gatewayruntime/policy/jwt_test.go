@@ -375,8 +375,11 @@ func TestJWKSRotation(t *testing.T) {
 	ks := testKeys(t)
 	js := newJWKSServer(t, ks["rsa-1"])
 	gw, _ := jwtGateway(t, &bundle.JWTBinding{Issuer: testIssuer, JWKSURL: js.srv.URL}, nil)
-	if res := gw.do(t, "GET", "/v1/pets", bearer(sign(t, ks["rsa-1"], claims(nil))), ""); res.status != 200 {
-		t.Fatalf("first key: status %d", res.status)
+	old := sign(t, ks["rsa-1"], claims(nil))
+	for range 3 { // verified once, then served from the verified-token cache
+		if res := gw.do(t, "GET", "/v1/pets", bearer(old), ""); res.status != 200 {
+			t.Fatalf("first key: status %d", res.status)
+		}
 	}
 	before := js.hits.Load()
 	js.rotate(ks["rsa-2"], ks["ed-1"])
@@ -390,6 +393,25 @@ func TestJWKSRotation(t *testing.T) {
 	if got := js.hits.Load() - before; got != 1 {
 		t.Fatalf("rotation caused %d fetches, want 1", got)
 	}
+	// The old key left the JWKS: its token, though verified and cached before,
+	// is checked again against the new set and refused.
+	if res := gw.do(t, "GET", "/v1/pets", bearer(old), ""); res.status != http.StatusUnauthorized {
+		t.Fatalf("token of a removed key: status %d, want 401", res.status)
+	}
+}
+
+// A verified token is cached no longer than it is valid.
+func TestJWTCacheEndsAtExpiry(t *testing.T) {
+	ks := testKeys(t)
+	js := newJWKSServer(t, ks["ed-1"])
+	gw, _ := jwtGateway(t, &bundle.JWTBinding{Issuer: testIssuer, JWKSURL: js.srv.URL}, nil)
+	tok := sign(t, ks["ed-1"], claims(func(c jwt.MapClaims) { c["exp"] = time.Now().Add(time.Second).Unix() }))
+	if res := gw.do(t, "GET", "/v1/pets", bearer(tok), ""); res.status != 200 {
+		t.Fatalf("status %d", res.status)
+	}
+	waitFor(t, 5*time.Second, "the cached token to expire", func() bool {
+		return gw.do(t, "GET", "/v1/pets", bearer(tok), "").status == http.StatusUnauthorized
+	})
 }
 
 // TestJWKSCache exercises the cache directly with short intervals: background

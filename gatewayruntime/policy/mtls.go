@@ -94,7 +94,7 @@ func (s *mtlsScheme) authenticate(r *http.Request) (*principal, *authError) {
 	if subject == "" {
 		subject = leaf.Subject.String()
 	}
-	p := &principal{identity: filter.Identity{Subject: subject, Claims: map[string]any{
+	p := &principal{identity: filter.Identity{Scheme: s.name, Subject: subject, Claims: map[string]any{
 		"subject":      leaf.Subject.String(),
 		"issuer":       leaf.Issuer.String(),
 		"serialNumber": leaf.SerialNumber.String(),

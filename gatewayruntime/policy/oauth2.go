@@ -254,6 +254,7 @@ func (s *introspectionScheme) introspect(ctx context.Context, tok string, now ti
 		return introspected{}, fmt.Errorf("decode introspection: %w", err)
 	}
 	p := &principal{scopes: strings.Fields(ir.Scope), headers: claimHeaders(s.claims, claims)}
+	p.identity.Scheme = s.name
 	p.identity.Claims = claims
 	switch {
 	case ir.Sub != "":

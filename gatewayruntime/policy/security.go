@@ -29,7 +29,8 @@ type authenticator interface {
 	forwarded() []string
 }
 
-// principal is a verified credential.
+// principal is a verified credential. Authenticators may return the same
+// principal for many requests (from a cache): it is read-only once built.
 type principal struct {
 	identity filter.Identity
 	scopes   []string
@@ -275,9 +276,7 @@ func (ev *evaluator) admit(w http.ResponseWriter, r *http.Request, next http.Han
 			r.Header.Set(h.name, h.value)
 		}
 	}
-	id := verdicts[alt[0].idx].p.identity
-	id.Scheme = ev.names[alt[0].idx]
-	ctx := filter.WithIdentity(r.Context(), &id)
+	ctx := filter.WithIdentity(r.Context(), &verdicts[alt[0].idx].p.identity)
 	if ctx != r.Context() {
 		r = r.WithContext(ctx)
 	}
