@@ -3,10 +3,10 @@ package policy
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/sha256"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
