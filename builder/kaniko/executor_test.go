@@ -48,8 +48,8 @@ func TestExecutor(t *testing.T) {
 		if len(b.ConfigMaps) != 1 || len(b.Job.Spec.Template.Spec.InitContainers) != 0 {
 			t.Fatalf("petstore context should fit one ConfigMap without a join step")
 		}
-		first := build(t, exe, b, nil)
-		second := build(t, exe, b, nil)
+		first := build(t, exe, b, req, nil)
+		second := build(t, exe, b, req, nil)
 		if first != second {
 			t.Fatalf("two Kaniko runs gave %s and %s", first, second)
 		}
@@ -87,7 +87,7 @@ func TestExecutor(t *testing.T) {
 				Data: map[string][]byte{corev1.DockerConfigJsonKey: reg.DockerConfig()}},
 			{ObjectMeta: metav1.ObjectMeta{Name: "registry-ca"}, Data: map[string][]byte{"ca.crt": reg.CACert}},
 		}
-		digest := build(t, exe, b, secrets)
+		digest := build(t, exe, b, req, secrets)
 		checkAgainstRegistryAndDirect(t, cfg, req, digest)
 	})
 }
@@ -109,18 +109,24 @@ func kanikoRequest(t *testing.T, cfg registry.Config, host string, bundleBytes [
 	}
 }
 
-func build(t *testing.T, exe kanikorun.Executor, b *kaniko.Build, secrets []corev1.Secret) string {
+// build runs the Job and returns the image as the operator would name it
+// from the termination message: repo@sha256:….
+func build(t *testing.T, exe kanikorun.Executor, b *kaniko.Build, req image.Request, secrets []corev1.Secret) string {
 	t.Helper()
 	res, err := exe.Run(context.Background(), b, secrets)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return res.Digest
+	ref, err := kaniko.ImageFromTermination(req, res.Message)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
 }
 
-// checkAgainstRegistryAndDirect: the tag holds the digest Kaniko reported,
+// checkAgainstRegistryAndDirect: the tag holds the image Kaniko reported,
 // and its file tree equals the Direct image's for the same platform.
-func checkAgainstRegistryAndDirect(t *testing.T, cfg registry.Config, req image.Request, digest string) {
+func checkAgainstRegistryAndDirect(t *testing.T, cfg registry.Config, req image.Request, built string) {
 	t.Helper()
 	opts, err := cfg.Remote(context.Background())
 	if err != nil {
@@ -131,8 +137,8 @@ func checkAgainstRegistryAndDirect(t *testing.T, cfg registry.Config, req image.
 	if err != nil {
 		t.Fatal(err)
 	}
-	if desc.Digest.String() != digest {
-		t.Fatalf("registry has %s at %s, Kaniko reported %s", desc.Digest, tag, digest)
+	if got := req.Repository.Digest(desc.Digest.String()).String(); got != built {
+		t.Fatalf("registry has %s at %s, Kaniko reported %s", got, tag, built)
 	}
 	kimg, err := remote.Image(tag, opts...)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -303,4 +304,20 @@ func ptrOr[T any](p *T, def T) *T {
 		return &v
 	}
 	return &def
+}
+
+// ImageFromTermination turns the executor's termination message (the digest
+// it pushed, written to /dev/termination-log) into r's image by digest. On
+// failure the message holds the end of the log instead, which is returned in
+// the error.
+func ImageFromTermination(r image.Request, message string) (string, error) {
+	msg := strings.TrimSpace(message)
+	h, err := v1.NewHash(msg)
+	if err != nil {
+		if len(msg) > 512 {
+			msg = "…" + msg[len(msg)-512:]
+		}
+		return "", fmt.Errorf("kaniko build of %s: no digest in the termination message: %q", r.API, msg)
+	}
+	return r.Repository.Digest(h.String()).String(), nil
 }

@@ -315,3 +315,31 @@ func noise(n int) []byte {
 	b.WriteString(`"}`)
 	return []byte(b.String())
 }
+
+func TestImageFromTermination(t *testing.T) {
+	req := request(t, "registry.example", imagetest.Petstore(t))
+	digest := "sha256:" + strings.Repeat("ab", 32)
+	tests := []struct {
+		name, msg, want, wantErr string
+	}{
+		{name: "digest", msg: digest, want: "registry.example/apis/petstore@" + digest},
+		{name: "digest with newline", msg: digest + "\n", want: "registry.example/apis/petstore@" + digest},
+		{name: "log tail on failure", msg: "error building image: UNAUTHORIZED", wantErr: "UNAUTHORIZED"},
+		{name: "empty", msg: "", wantErr: "no digest"},
+		{name: "long log is cut", msg: strings.Repeat("x", 2000) + " the end", wantErr: "the end"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := kaniko.ImageFromTermination(req, tt.msg)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || len(err.Error()) > 700 {
+					t.Fatalf("error = %v, want it to contain %q, short", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("got %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+}

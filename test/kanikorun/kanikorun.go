@@ -42,7 +42,10 @@ type Executor struct {
 
 // Result is what one run produced.
 type Result struct {
-	// Digest is what the executor wrote to its termination message.
+	// Message is the termination message (/dev/termination-log), what the
+	// operator reads from the terminated container.
+	Message string
+	// Digest is the digest in it.
 	Digest string
 	// Logs are the combined output of the containers.
 	Logs []byte
@@ -220,7 +223,8 @@ func (e Executor) Run(ctx context.Context, b *kaniko.Build, secrets []corev1.Sec
 	if err != nil {
 		return res, err
 	}
-	res.Digest = strings.TrimSpace(string(digest))
+	res.Message = string(digest)
+	res.Digest = strings.TrimSpace(res.Message)
 	if !strings.HasPrefix(res.Digest, "sha256:") {
 		return res, fmt.Errorf("kaniko build %s: termination message %q is not a digest\n%s", b.Job.Name, res.Digest, logs.Bytes())
 	}
