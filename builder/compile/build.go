@@ -36,7 +36,7 @@ func (c *compiler) build() {
 	c.names = nameUses{map[string]string{}, map[string]string{}, map[string]string{}, map[string]string{}}
 	c.declared = declarations{map[string]bundle.Endpoint{}, map[string]string{}, map[string]bundle.RateLimit{}}
 
-	b := &bundle.Bundle{APIVersion: bundle.APIVersion}
+	b := &bundle.Bundle{APIVersion: bundle.APIVersion, Routes: []bundle.Route{}}
 	c.b = b
 	if doc.Info != nil {
 		b.API.Title = doc.Info.Title
@@ -94,6 +94,13 @@ func (c *compiler) build() {
 		}
 		return b.Routes[i].Method < b.Routes[j].Method
 	})
+	if len(b.Routes) == 0 {
+		reason := "the definition has no operations; the gateway serves nothing"
+		if len(doc.Webhooks) > 0 {
+			reason += " (webhooks are calls the API makes, not requests it serves)"
+		}
+		c.warn(c.fs.root.file, "", CodeNoOperations, reason)
+	}
 	c.collectDeclarations()
 }
 

@@ -87,11 +87,11 @@ const (
 // SecretFile maps one Binding file to the Secret key it is projected from.
 type SecretFile struct {
 	// File is the path relative to the Binding directory.
-	File       string
-	SecretName string
-	Key        string
+	File       string `json:"file"`
+	SecretName string `json:"secretName"`
+	Key        string `json:"key,omitempty"`
 	// Format is SecretFormatRaw or SecretFormatAPIKeys.
-	Format string
+	Format string `json:"format,omitempty"`
 }
 
 // Compile resolves one API definition. On failure the error is Problems,

@@ -30,6 +30,8 @@ const (
 	CodeIgnoredExtension = "IgnoredExtension"
 	// CodeNoEndpoint is a warning: operations name no endpoint and answer 503.
 	CodeNoEndpoint = "NoEndpoint"
+	// CodeNoOperations is a warning: there is nothing to route.
+	CodeNoOperations = "NoOperations"
 )
 
 // Problem is one thing wrong with the inputs, located as precisely as known:
