@@ -114,6 +114,8 @@ type redisStore struct {
 	// probe may go. Whoever moves until forward past now sends the probe.
 	open  atomic.Bool
 	until atomic.Int64
+	// stopped is set when the generation ends; later takes fail at once.
+	stopped atomic.Bool
 }
 
 type redisTake struct {
@@ -191,7 +193,7 @@ func newRedisStore(ctx context.Context, ro *redis.Options, opts redisOptions, lo
 
 func (s *redisStore) take(ctx context.Context, key string, b bucket) (decision, error) {
 	ok, probe := s.admit(time.Now())
-	if !ok {
+	if !ok || s.stopped.Load() {
 		return decision{}, errStoreDown
 	}
 	t := takePool.Get().(*redisTake)
@@ -203,14 +205,20 @@ func (s *redisStore) take(ctx context.Context, key string, b bucket) (decision, 
 		takePool.Put(t)
 		return decision{}, errStoreDown
 	}
+	// A flusher answers every take it dequeues within about opts.timeout; the
+	// timer only guards against a take queued as the store stops.
+	timer := time.NewTimer(4 * s.opts.timeout)
+	defer timer.Stop()
 	select {
 	case r := <-t.done:
 		takePool.Put(t)
 		return r.d, r.err
 	case <-ctx.Done():
-		// The flusher still owns t and will answer into its buffered channel;
-		// t is not reused, so dropping it is safe.
+		// A flusher may still answer into t's buffered channel; t is not
+		// reused, so dropping it is safe.
 		return decision{}, ctx.Err()
+	case <-timer.C:
+		return decision{}, errStoreDown
 	}
 }
 
@@ -238,7 +246,16 @@ func (s *redisStore) flush(ctx context.Context) {
 		batch = batch[:0]
 		select {
 		case <-ctx.Done():
-			return
+			// The generation is over: answer what is queued and stop.
+			s.stopped.Store(true)
+			for {
+				select {
+				case t := <-s.queue:
+					t.done <- decisionOrErr{err: errStoreDown}
+				default:
+					return
+				}
+			}
 		case t := <-s.queue:
 			batch = append(batch, t)
 		}

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os/exec"
@@ -365,5 +366,11 @@ func TestRedisStoreBatches(t *testing.T) {
 	ttl, err := c.PTTL(ctx, "gatekiln:test:batch").Result()
 	if err != nil || ttl <= 0 {
 		t.Fatalf("bucket key has no expiry (%v, %v): idle keys would pile up", ttl, err)
+	}
+	// The store ends with its generation and then answers at once.
+	cancel()
+	waitFor(t, 5*time.Second, "the store to stop with its generation", s.stopped.Load)
+	if _, err := s.take(context.Background(), "gatekiln:test:batch", b); !errors.Is(err, errStoreDown) {
+		t.Fatalf("take after the generation ended: %v, want errStoreDown", err)
 	}
 }
