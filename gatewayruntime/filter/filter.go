@@ -122,6 +122,11 @@ type identityKey struct{}
 // NewState returns the per-request record; trusted may be nil (no proxy is trusted).
 func NewState(trusted *TrustedProxies) *State { return &State{trusted: trusted} }
 
+// Reset clears s for the next request on the same connection. The gateway's
+// HTTP/1.1 server reuses one State (and one *http.Request) per connection:
+// filters must not keep either after their handler returns.
+func (s *State) Reset(trusted *TrustedProxies) { *s = State{trusted: trusted} }
+
 // WithState returns ctx carrying s. Only the gateway calls it.
 func WithState(ctx context.Context, s *State) context.Context {
 	return context.WithValue(ctx, stateKey{}, s)

@@ -1,0 +1,439 @@
+package http1
+
+import (
+	"bytes"
+	"strings"
+)
+
+// Field is one header field of a request, as substrings of the head.
+type Field struct {
+	Name, Value string
+}
+
+// Request is a parsed request head. ParseRequest reuses Fields' storage.
+type Request struct {
+	Method string
+	// Target is the request-target as sent (origin-form "/p?q", "*", or absolute-form).
+	Target string
+	// Minor is the HTTP/1.x minor version.
+	Minor  int
+	Fields []Field
+	Host   string
+	// ContentLength is -1 when the request has none (then Chunked says whether a body follows).
+	ContentLength int64
+	Chunked       bool
+	// KeepAlive says whether the connection may carry another request.
+	KeepAlive bool
+	// Upgrade is the Upgrade field when Connection names "upgrade".
+	Upgrade   string
+	Expect100 bool
+	// Hop lists the field names the Connection field declares hop-by-hop.
+	Hop []string
+}
+
+// ParseRequest parses a request head as returned by Reader.ReadHead (as a
+// string, so that field names and values are substrings of one allocation).
+func ParseRequest(head string, req *Request) error {
+	*req = Request{Fields: req.Fields[:0], Hop: req.Hop[:0], ContentLength: -1}
+	line, rest, ok := strings.Cut(head, "\r\n")
+	if !ok {
+		return bad("no request line")
+	}
+	method, rest1, ok1 := strings.Cut(line, " ")
+	target, version, ok2 := strings.Cut(rest1, " ")
+	if !ok1 || !ok2 || !isToken(method) || target == "" || strings.IndexByte(version, ' ') >= 0 {
+		return bad("malformed request line")
+	}
+	if !validTarget(target) {
+		return bad("malformed request target")
+	}
+	switch version {
+	case "HTTP/1.1":
+		req.Minor = 1
+	case "HTTP/1.0":
+		req.Minor = 0
+	default:
+		if len(version) == 8 && strings.HasPrefix(version, "HTTP/") && version[6] == '.' &&
+			isDigit(version[5]) && isDigit(version[7]) {
+			return &Error{Status: 505, Reason: "HTTP version not supported"}
+		}
+		return bad("malformed HTTP version")
+	}
+	req.Method, req.Target = method, target
+
+	var (
+		hosts, cls  int
+		te          string
+		teCount     int
+		close, keep bool
+		upgrade     bool
+	)
+	for {
+		line, rest, ok = strings.Cut(rest, "\r\n")
+		if !ok || line == "" {
+			break
+		}
+		name, value, err := splitField(line)
+		if err != nil {
+			return err
+		}
+		req.Fields = append(req.Fields, Field{Name: name, Value: value})
+		switch {
+		case strings.EqualFold(name, "Host"):
+			hosts++
+			req.Host = value
+		case strings.EqualFold(name, "Content-Length"):
+			n, err := parseContentLength(value)
+			if err != nil {
+				return err
+			}
+			if cls > 0 && n != req.ContentLength {
+				return bad("conflicting Content-Length")
+			}
+			cls++
+			req.ContentLength = n
+		case strings.EqualFold(name, "Transfer-Encoding"):
+			teCount++
+			if te != "" {
+				te += ","
+			}
+			te += value
+		case strings.EqualFold(name, "Connection"):
+			for _, tok := range tokens(value) {
+				switch {
+				case strings.EqualFold(tok, "close"):
+					close = true
+				case strings.EqualFold(tok, "keep-alive"):
+					keep = true
+				case strings.EqualFold(tok, "upgrade"):
+					upgrade = true
+				default:
+					req.Hop = append(req.Hop, tok)
+				}
+			}
+		case strings.EqualFold(name, "Upgrade"):
+			req.Upgrade = value
+		case strings.EqualFold(name, "Expect"):
+			if !strings.EqualFold(value, "100-continue") {
+				return &Error{Status: 417, Reason: "unsupported expectation"}
+			}
+			req.Expect100 = true
+		}
+	}
+	if req.Minor == 1 && hosts != 1 {
+		return bad("a request needs exactly one Host field")
+	}
+	if hosts > 1 {
+		return bad("more than one Host field")
+	}
+	if hosts == 1 && !validHost(req.Host) {
+		return bad("malformed Host field")
+	}
+	if teCount > 0 {
+		if req.Minor == 0 {
+			return bad("Transfer-Encoding in an HTTP/1.0 request")
+		}
+		if cls > 0 {
+			return bad("both Transfer-Encoding and Content-Length")
+		}
+		if !strings.EqualFold(strings.Trim(te, " \t"), "chunked") {
+			return &Error{Status: 501, Reason: "unsupported transfer coding"}
+		}
+		req.Chunked = true
+	}
+	if !upgrade {
+		req.Upgrade = ""
+	}
+	if req.Minor == 1 {
+		req.KeepAlive = !close
+	} else {
+		req.KeepAlive = keep && !close
+	}
+	return nil
+}
+
+// splitField splits "Name: value", refusing obs-fold, whitespace before the
+// colon, a name that is not a token and control characters in the value.
+func splitField(line string) (string, string, error) {
+	if line[0] == ' ' || line[0] == '\t' {
+		return "", "", bad("obsolete line folding")
+	}
+	i := strings.IndexByte(line, ':')
+	if i <= 0 {
+		return "", "", bad("malformed header field")
+	}
+	name := line[:i]
+	if !isToken(name) {
+		return "", "", bad("malformed header field name")
+	}
+	value := strings.Trim(line[i+1:], " \t")
+	for j := 0; j < len(value); j++ {
+		if c := value[j]; (c < 0x20 && c != '\t') || c == 0x7f {
+			return "", "", bad("control character in header field value")
+		}
+	}
+	return name, value, nil
+}
+
+func parseContentLength(v string) (int64, error) {
+	// A list of identical values ("5, 5") is one length (RFC 9110 §8.6).
+	var n int64 = -1
+	for _, part := range strings.Split(v, ",") {
+		part = strings.Trim(part, " \t")
+		m, ok := parseDecimal(part)
+		if !ok {
+			return 0, bad("malformed Content-Length")
+		}
+		if n >= 0 && m != n {
+			return 0, bad("conflicting Content-Length")
+		}
+		n = m
+	}
+	return n, nil
+}
+
+func parseDecimal(s string) (int64, bool) {
+	if s == "" || len(s) > 18 {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		if !isDigit(s[i]) {
+			return 0, false
+		}
+		n = n*10 + int64(s[i]-'0')
+	}
+	return n, true
+}
+
+// tokens splits a comma-separated list, dropping empty elements.
+func tokens(v string) []string {
+	var out []string
+	for _, t := range strings.Split(v, ",") {
+		if t = strings.Trim(t, " \t"); t != "" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func validTarget(t string) bool {
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		if c <= ' ' || c == 0x7f || c == '#' || c >= 0x80 {
+			return false
+		}
+	}
+	return t[0] == '/' || t == "*" || strings.HasPrefix(t, "http://") || strings.HasPrefix(t, "https://")
+}
+
+func validHost(h string) bool {
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("-._~:[]%!$&'()*+,;=", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !tokenChar[s[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+func isTokenBytes(s []byte) bool {
+	if len(s) == 0 {
+		return false
+	}
+	for _, c := range s {
+		if !tokenChar[c] {
+			return false
+		}
+	}
+	return true
+}
+
+var tokenChar = func() (t [256]bool) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
+// FieldBytes is one header field of a response, aliasing the head.
+type FieldBytes struct {
+	Name, Value []byte
+	// Hop marks a hop-by-hop field (or a framing field) a proxy must not forward.
+	Hop bool
+}
+
+// Response is a parsed response head. ParseResponse reuses Fields' storage.
+type Response struct {
+	Status int
+	Minor  int
+	// ContentLength is -1 when absent.
+	ContentLength int64
+	Chunked       bool
+	KeepAlive     bool
+	Fields        []FieldBytes
+}
+
+// hopByHop are the fields a proxy never forwards (RFC 9110 §7.6.1), plus the
+// framing fields, which the gateway writes itself.
+var hopByHop = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+	"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Content-Length",
+}
+
+// IsHopByHop reports whether a field name is hop-by-hop or framing.
+func IsHopByHop(name string) bool {
+	for _, h := range hopByHop {
+		if strings.EqualFold(name, h) {
+			return true
+		}
+	}
+	return false
+}
+
+func isHopBytes(name []byte) bool {
+	for _, h := range hopByHop {
+		if len(name) == len(h) && bytes.EqualFold(name, []byte(h)) {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseResponse parses an upstream response head.
+func ParseResponse(head []byte, resp *Response) error {
+	*resp = Response{Fields: resp.Fields[:0], ContentLength: -1}
+	i := bytes.Index(head, []byte("\r\n"))
+	if i < 0 {
+		return bad("no status line")
+	}
+	line := head[:i]
+	rest := head[i+2:]
+	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' ||
+		!isDigit(line[9]) || !isDigit(line[10]) || !isDigit(line[11]) || (len(line) > 12 && line[12] != ' ') {
+		return bad("malformed status line")
+	}
+	switch line[7] {
+	case '0':
+		resp.Minor = 0
+	case '1':
+		resp.Minor = 1
+	default:
+		return bad("unsupported HTTP version")
+	}
+	resp.Status = int(line[9]-'0')*100 + int(line[10]-'0')*10 + int(line[11]-'0')
+	if resp.Status < 100 {
+		return bad("malformed status code")
+	}
+	var (
+		cls         int
+		chunked     bool
+		te          int
+		close, keep bool
+		hop         [][]byte
+	)
+	for {
+		j := bytes.Index(rest, []byte("\r\n"))
+		if j <= 0 {
+			break
+		}
+		l := rest[:j]
+		rest = rest[j+2:]
+		if l[0] == ' ' || l[0] == '\t' {
+			return bad("obsolete line folding")
+		}
+		c := bytes.IndexByte(l, ':')
+		if c <= 0 || !isTokenBytes(l[:c]) {
+			return bad("malformed header field")
+		}
+		name := l[:c]
+		value := bytes.Trim(l[c+1:], " \t")
+		f := FieldBytes{Name: name, Value: value, Hop: isHopBytes(name)}
+		resp.Fields = append(resp.Fields, f)
+		if !f.Hop {
+			continue
+		}
+		switch {
+		case bytes.EqualFold(name, []byte("Content-Length")):
+			n, err := parseContentLength(string(value))
+			if err != nil {
+				return err
+			}
+			if cls > 0 && n != resp.ContentLength {
+				return bad("conflicting Content-Length")
+			}
+			cls++
+			resp.ContentLength = n
+		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+			te++
+			if !bytes.EqualFold(value, []byte("chunked")) {
+				return &Error{Status: 502, Reason: "unsupported transfer coding"}
+			}
+			chunked = true
+		case bytes.EqualFold(name, []byte("Connection")):
+			for _, tok := range bytes.Split(value, []byte(",")) {
+				tok = bytes.Trim(tok, " \t")
+				switch {
+				case bytes.EqualFold(tok, []byte("close")):
+					close = true
+				case bytes.EqualFold(tok, []byte("keep-alive")):
+					keep = true
+				case len(tok) > 0:
+					hop = append(hop, tok)
+				}
+			}
+		}
+	}
+	if te > 1 {
+		return bad("repeated Transfer-Encoding")
+	}
+	if chunked {
+		// RFC 9112 §6.3: Transfer-Encoding overrides Content-Length.
+		resp.Chunked = true
+		resp.ContentLength = -1
+	}
+	for _, h := range hop {
+		for k := range resp.Fields {
+			if bytes.EqualFold(resp.Fields[k].Name, h) {
+				resp.Fields[k].Hop = true
+			}
+		}
+	}
+	if resp.Minor == 1 {
+		resp.KeepAlive = !close
+	} else {
+		resp.KeepAlive = keep && !close
+	}
+	return nil
+}
+
+// BodyAllowed reports whether a response to method with status carries a body.
+func BodyAllowed(method string, status int) bool {
+	return method != "HEAD" && status >= 200 && status != 204 && status != 304
+}

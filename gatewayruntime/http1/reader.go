@@ -1,0 +1,218 @@
+// Package http1 reads and checks the HTTP/1.1 wire format (RFC 9112) for the
+// gateway's own server and upstream client, which bypass net/http on the hot
+// path. It is strict where leniency enables request smuggling or cache
+// poisoning: bare LF line endings, obs-fold, whitespace before a field's colon,
+// conflicting Content-Length, Transfer-Encoding other than "chunked", and both
+// Transfer-Encoding and Content-Length are refused rather than guessed at.
+package http1
+
+import (
+	"bytes"
+	"errors"
+	"io"
+)
+
+// Error is a malformed message; Status is the response code a server answers with.
+type Error struct {
+	Status int
+	Reason string
+}
+
+func (e *Error) Error() string { return e.Reason }
+
+func bad(reason string) error { return &Error{Status: 400, Reason: reason} }
+
+// ErrHeadTooLarge is returned when a message head exceeds the reader's limit.
+var ErrHeadTooLarge = &Error{Status: 431, Reason: "header fields too large"}
+
+// Reader is a buffered reader for one side of a connection. Unlike bufio.Reader
+// it hands out a whole message head as one slice, growing its buffer up to the
+// head limit, and it never reads ahead beyond what one read call returns.
+type Reader struct {
+	rd      io.Reader
+	buf     []byte
+	r, w    int
+	maxHead int
+	err     error
+}
+
+// NewReader returns a Reader with an initial buffer of size bytes that accepts
+// heads of up to maxHead bytes.
+func NewReader(rd io.Reader, size, maxHead int) *Reader {
+	return &Reader{rd: rd, buf: make([]byte, size), maxHead: maxHead}
+}
+
+// Buffered returns how many bytes can be read without touching the connection.
+func (b *Reader) Buffered() int { return b.w - b.r }
+
+// BufferedBytes returns the buffered bytes without consuming them.
+func (b *Reader) BufferedBytes() []byte { return b.buf[b.r:b.w] }
+
+// Discard drops n buffered bytes; n must not exceed Buffered.
+func (b *Reader) Discard(n int) { b.r += n }
+
+// fill reads once from the connection into free space, compacting first.
+func (b *Reader) fill() error {
+	if b.err != nil {
+		return b.err
+	}
+	if b.r > 0 {
+		copy(b.buf, b.buf[b.r:b.w])
+		b.w -= b.r
+		b.r = 0
+	}
+	if b.w == len(b.buf) {
+		return errors.New("http1: buffer full")
+	}
+	n, err := b.rd.Read(b.buf[b.w:])
+	b.w += n
+	if err != nil {
+		b.err = err
+		if n > 0 {
+			return nil
+		}
+		return err
+	}
+	return nil
+}
+
+// Fill blocks until at least one byte is buffered (used to wait for the next
+// request on an idle connection before starting the header timeout).
+func (b *Reader) Fill() error {
+	for b.w == b.r {
+		if err := b.fill(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ReadHead returns the next message head: the start line through the empty
+// line, CRLFs included. Empty lines before the start line are skipped (RFC 9112
+// §2.2). The slice aliases the buffer and is valid until the next call on b.
+func (b *Reader) ReadHead() ([]byte, error) {
+	scanned := 0 // bytes of buf[b.r:] already scanned for line ends
+	lineStart := 0
+	for {
+		data := b.buf[b.r:b.w]
+		for scanned < len(data) {
+			i := bytes.IndexByte(data[scanned:], '\n')
+			if i < 0 {
+				scanned = len(data)
+				break
+			}
+			i += scanned
+			if i == 0 || data[i-1] != '\r' {
+				return nil, bad("bare LF in message head")
+			}
+			scanned = i + 1
+			if i-1 == lineStart {
+				if lineStart == 0 {
+					// A leading empty line: skip it.
+					b.r += i + 1
+					data = b.buf[b.r:b.w]
+					scanned, lineStart = 0, 0
+					continue
+				}
+				if i+1 > b.maxHead {
+					return nil, ErrHeadTooLarge
+				}
+				head := data[:i+1]
+				b.r += i + 1
+				return head, nil
+			}
+			lineStart = i + 1
+		}
+		if len(data) >= b.maxHead {
+			return nil, ErrHeadTooLarge
+		}
+		if b.r+len(data) == len(b.buf) && b.r == 0 {
+			b.grow()
+		}
+		if err := b.fill(); err != nil {
+			if errors.Is(err, io.EOF) && len(data) > 0 {
+				return nil, io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+	}
+}
+
+func (b *Reader) grow() {
+	n := 2 * len(b.buf)
+	if n > b.maxHead+4 {
+		n = b.maxHead + 4
+	}
+	if n <= len(b.buf) {
+		n = len(b.buf) + 1
+	}
+	nb := make([]byte, n)
+	copy(nb, b.buf[b.r:b.w])
+	b.w -= b.r
+	b.r = 0
+	b.buf = nb
+}
+
+// Read reads buffered bytes first, then from the connection. A read larger
+// than the buffer bypasses it.
+func (b *Reader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if b.r == b.w {
+		if b.err != nil {
+			return 0, b.err
+		}
+		if len(p) >= len(b.buf) {
+			n, err := b.rd.Read(p)
+			if err != nil {
+				b.err = err
+			}
+			return n, err
+		}
+		b.r, b.w = 0, 0
+		if err := b.fill(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, b.buf[b.r:b.w])
+	b.r += n
+	return n, nil
+}
+
+// ReadLine returns one CRLF-terminated line without its CRLF, for chunk sizes
+// and trailers. Lines longer than limit are refused.
+func (b *Reader) ReadLine(limit int) ([]byte, error) {
+	scanned := 0
+	for {
+		data := b.buf[b.r:b.w]
+		if i := bytes.IndexByte(data[scanned:], '\n'); i >= 0 {
+			i += scanned
+			if i == 0 || data[i-1] != '\r' {
+				return nil, bad("bare LF in chunked framing")
+			}
+			b.r += i + 1
+			return data[:i-1], nil
+		}
+		scanned = len(data)
+		if len(data) > limit {
+			return nil, bad("line too long in chunked framing")
+		}
+		if b.r+len(data) == len(b.buf) && b.r == 0 {
+			b.grow()
+		}
+		if err := b.fill(); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil, io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+	}
+}
+
+// Reset points the reader at a new connection and drops buffered bytes.
+func (b *Reader) Reset(rd io.Reader) {
+	b.rd = rd
+	b.r, b.w = 0, 0
+	b.err = nil
+}

@@ -1,0 +1,372 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/gatekiln/gatekiln/gatewayruntime/filter"
+	"github.com/gatekiln/gatekiln/gatewayruntime/http1"
+)
+
+const (
+	readBufSize  = 4 << 10
+	writeBufSize = 4 << 10
+	// maxDrain is how much of an unread request body the server reads past so
+	// that the connection can be reused; more than that closes the connection.
+	maxDrain = 256 << 10
+)
+
+const (
+	stateActive int32 = iota
+	stateIdle
+	stateClosed
+)
+
+type conn struct {
+	srv    *Server
+	nc     net.Conn
+	tlsCfg *tls.Config
+	tls    *tls.ConnectionState
+	remote string
+	state  atomic.Int32
+
+	br *http1.Reader
+	bw http1.Writer
+
+	// Reused for every request on the connection.
+	head    http1.Request
+	req     *http.Request
+	url     url.URL
+	hdr     http.Header
+	vals    []string
+	st      *filter.State
+	resp    response
+	bodyCL  bodyLength
+	bodyChk bodyChunked
+	// bodyDeadline is when the body read deadline is next pushed back.
+	bodyDeadline time.Time
+}
+
+func newConn(s *Server, nc net.Conn, tlsCfg *tls.Config) *conn {
+	c := &conn{srv: s, nc: nc, tlsCfg: tlsCfg, remote: nc.RemoteAddr().String()}
+	c.state.Store(stateActive)
+	return c
+}
+
+// closeIfIdle closes a connection that waits for its next request. Called by
+// Shutdown under s.mu.
+func (c *conn) closeIfIdle() {
+	if c.state.CompareAndSwap(stateIdle, stateClosed) {
+		c.nc.Close()
+	}
+}
+
+func (c *conn) serve() {
+	defer c.srv.trackConn(c, false)
+	hijacked := false
+	defer func() {
+		if !hijacked {
+			c.nc.Close()
+		}
+	}()
+	if c.tlsCfg != nil {
+		tc := tls.Server(c.nc, c.tlsCfg)
+		_ = c.nc.SetDeadline(time.Now().Add(c.srv.cfg.ReadHeaderTimeout))
+		if err := tc.HandshakeContext(c.srv.baseCtx); err != nil {
+			c.srv.cfg.Logger.Debug("tls handshake failed", "remote", c.remote, "err", err)
+			return
+		}
+		_ = c.nc.SetDeadline(time.Time{})
+		cs := tc.ConnectionState()
+		c.nc = tc
+		if cs.NegotiatedProtocol == "h2" {
+			c.srv.trackConn(c, false)
+			hijacked = true // the HTTP/2 server owns it now
+			c.srv.h2ln.push(tc)
+			return
+		}
+		c.tls = &cs
+	}
+	c.br = http1.NewReader(c.nc, readBufSize, c.srv.cfg.MaxHeaderBytes)
+	c.bw = http1.Writer{Writer: bufio.NewWriterSize(c.nc, writeBufSize)}
+	c.hdr = make(http.Header, 8)
+	c.st = filter.NewState(nil)
+	ctx := filter.WithState(c.srv.baseCtx, c.st)
+	c.req = new(http.Request).WithContext(ctx)
+	c.resp.c = c
+	c.bodyCL.c = c
+	c.bodyChk.c = c
+
+	first := true
+	for {
+		if c.br.Buffered() == 0 {
+			if err := c.bw.Flush(); err != nil {
+				return
+			}
+			if !first && c.srv.draining.Load() {
+				return
+			}
+			if !c.state.CompareAndSwap(stateActive, stateIdle) {
+				return
+			}
+			idle := c.srv.cfg.IdleTimeout
+			if first {
+				idle = c.srv.cfg.ReadHeaderTimeout
+			}
+			_ = c.nc.SetReadDeadline(time.Now().Add(idle))
+			err := c.br.Fill()
+			if !c.state.CompareAndSwap(stateIdle, stateActive) || err != nil {
+				return
+			}
+		}
+		first = false
+		_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.ReadHeaderTimeout))
+		head, err := c.br.ReadHead()
+		if err != nil {
+			c.refuse(err)
+			return
+		}
+		if err := http1.ParseRequest(string(head), &c.head); err != nil {
+			c.refuse(err)
+			return
+		}
+		if err := c.buildRequest(); err != nil {
+			c.refuse(err)
+			return
+		}
+		if c.req.Body != http.NoBody {
+			c.bodyDeadline = time.Time{}
+			c.extendBodyDeadline()
+		}
+		c.resp.reset(c.req, &c.head)
+		if !c.runHandler() {
+			return
+		}
+		if c.resp.hijacked {
+			hijacked = true
+			return
+		}
+		if err := c.resp.finish(); err != nil {
+			return
+		}
+		if c.resp.closeAfter || !c.finishBody() {
+			_ = c.bw.Flush()
+			return
+		}
+	}
+}
+
+// runHandler calls the handler and reports whether the connection can go on.
+// A panic closes the connection (http.ErrAbortHandler silently, as net/http
+// does: ReverseProxy uses it to abort a response whose upstream failed).
+func (c *conn) runHandler() (ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p != http.ErrAbortHandler { //nolint:errorlint // a panic value, compared as net/http does
+				c.srv.cfg.Logger.Error("handler panic", "remote", c.remote, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			}
+			ok = false
+		}
+	}()
+	c.srv.cfg.Handler.ServeHTTP(&c.resp, c.req)
+	return true
+}
+
+// extendBodyDeadline pushes the read deadline while a body makes progress, at
+// most every half timeout, so a slow but moving upload is not cut off and a
+// stalled one is.
+func (c *conn) extendBodyDeadline() {
+	now := time.Now()
+	if now.Before(c.bodyDeadline) {
+		return
+	}
+	t := c.srv.cfg.BodyIdleTimeout
+	c.bodyDeadline = now.Add(t / 2)
+	_ = c.nc.SetReadDeadline(now.Add(t))
+}
+
+// finishBody reads what the handler left of the request body, within reason,
+// so that the connection can carry the next request.
+func (c *conn) finishBody() bool {
+	switch c.req.Body {
+	case http.NoBody:
+		return true
+	case &c.bodyCL:
+		if c.bodyCL.err != nil {
+			return false
+		}
+		if c.bodyCL.left == 0 {
+			return true
+		}
+		if c.bodyCL.expect100 || c.bodyCL.left > maxDrain {
+			// The client has not sent the body (or it is large): do not wait for it.
+			return false
+		}
+	case &c.bodyChk:
+		if c.bodyChk.cr.Done() {
+			return true
+		}
+		if c.bodyChk.expect100 || c.bodyChk.err != nil {
+			return false
+		}
+	default:
+		return false
+	}
+	n, err := io.CopyN(io.Discard, c.req.Body, maxDrain+1)
+	return n <= maxDrain && errors.Is(err, io.EOF)
+}
+
+// refuse answers a request that never reached the handler and closes.
+func (c *conn) refuse(err error) {
+	status := 0
+	var he *http1.Error
+	switch {
+	case errors.As(err, &he):
+		status = he.Status
+	case isTimeout(err):
+		status = http.StatusRequestTimeout
+	default:
+		return // the client went away
+	}
+	if c.srv.cfg.Rejected != nil {
+		c.srv.cfg.Rejected(status)
+	}
+	reason := http.StatusText(status)
+	detail := reason
+	if he != nil {
+		detail = he.Reason
+	}
+	body := `{"type":"about:blank","title":"` + reason + `","status":` + strconv.Itoa(status) +
+		`,"detail":"` + detail + `"}` + "\n"
+	_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+	c.bw.Put("HTTP/1.1 " + strconv.Itoa(status) + " " + reason + "\r\n" +
+		"Content-Type: application/problem+json\r\nConnection: close\r\nContent-Length: " +
+		strconv.Itoa(len(body)) + "\r\n\r\n" + body)
+	_ = c.bw.Flush()
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+var errBadPath = &http1.Error{Status: http.StatusBadRequest, Reason: "malformed request path"}
+
+// buildRequest fills the connection's reusable *http.Request from c.head.
+func (c *conn) buildRequest() error {
+	h := &c.head
+	r := c.req
+	u := &c.url
+	*u = url.URL{}
+	target := h.Target
+	host := h.Host
+	switch {
+	case target[0] == '/':
+		path, query, _ := strings.Cut(target, "?")
+		u.RawQuery = query
+		if strings.IndexByte(path, '%') >= 0 {
+			p, err := url.PathUnescape(path)
+			if err != nil {
+				return errBadPath
+			}
+			u.Path, u.RawPath = p, path
+		} else {
+			u.Path = path
+		}
+	case target == "*":
+		if h.Method != http.MethodOptions {
+			return errBadPath
+		}
+		u.Path = "*"
+	default:
+		// absolute-form: its authority replaces Host (RFC 9112 §3.2.2).
+		pu, err := url.ParseRequestURI(target)
+		if err != nil || pu.Host == "" {
+			return errBadPath
+		}
+		*u = url.URL{Path: pu.Path, RawPath: pu.RawPath, RawQuery: pu.RawQuery}
+		if u.Path == "" {
+			u.Path = "/"
+		}
+		host = pu.Host
+	}
+
+	clear(c.hdr)
+	c.vals = c.vals[:0]
+	for _, f := range h.Fields {
+		if strings.EqualFold(f.Name, "Host") {
+			continue
+		}
+		key := canonicalKey(f.Name)
+		if old, ok := c.hdr[key]; ok {
+			c.hdr[key] = append(old, f.Value)
+			continue
+		}
+		i := len(c.vals)
+		c.vals = append(c.vals, f.Value)
+		c.hdr[key] = c.vals[i : i+1 : i+1]
+	}
+
+	r.Method = h.Method
+	r.URL = u
+	r.Proto = "HTTP/1.1"
+	r.ProtoMajor, r.ProtoMinor = 1, h.Minor
+	if h.Minor == 0 {
+		r.Proto = "HTTP/1.0"
+	}
+	r.Header = c.hdr
+	r.Host = host
+	r.RemoteAddr = c.remote
+	r.RequestURI = target
+	r.TLS = c.tls
+	r.Close = !h.KeepAlive
+	r.Form, r.PostForm, r.MultipartForm, r.Trailer = nil, nil, nil, nil
+	r.GetBody, r.Response, r.Pattern = nil, nil, ""
+	r.TransferEncoding = nil
+	switch {
+	case h.Chunked:
+		c.bodyChk.reset(h.Expect100)
+		r.Body = &c.bodyChk
+		r.ContentLength = -1
+		r.TransferEncoding = chunkedTE
+	case h.ContentLength > 0:
+		c.bodyCL.reset(h.ContentLength, h.Expect100)
+		r.Body = &c.bodyCL
+		r.ContentLength = h.ContentLength
+	default:
+		r.Body = http.NoBody
+		r.ContentLength = 0
+	}
+	return nil
+}
+
+var chunkedTE = []string{"chunked"}
+
+// canonicalKey returns name in canonical form, without allocating when it
+// already is (the common case for HTTP/1.1 clients).
+func canonicalKey(name string) string {
+	upper := true
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if upper && c >= 'a' && c <= 'z' || !upper && c >= 'A' && c <= 'Z' {
+			return http.CanonicalHeaderKey(name)
+		}
+		upper = c == '-'
+	}
+	return name
+}
+
+// Context returns the server's base context, cancelled by Close.
+func (s *Server) Context() context.Context { return s.baseCtx }

@@ -1,0 +1,399 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gatekiln/gatekiln/gatewayruntime/filter"
+)
+
+// start serves h on a loopback port and returns its address.
+func start(t *testing.T, cfg Config) (*Server, string) {
+	t.Helper()
+	s := New(cfg)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = s.Serve(ln) }()
+	t.Cleanup(s.Close)
+	return s, ln.Addr().String()
+}
+
+// raw sends bytes on a new connection and returns everything read until the
+// server closes it (or the deadline).
+func raw(t *testing.T, addr, req string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(c)
+	return string(b)
+}
+
+func echoHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("X-Method", r.Method)
+		w.Header().Set("X-Path", r.URL.Path)
+		w.Header().Set("X-Raw-Path", r.URL.RawPath)
+		w.Header().Set("X-Query", r.URL.RawQuery)
+		w.Header().Set("X-Host", r.Host)
+		w.Header().Set("X-Header", r.Header.Get("X-Test"))
+		w.Header().Set("X-Has-State", fmt.Sprint(filter.StateFrom(r.Context()) != nil))
+		_, _ = w.Write(body)
+	})
+}
+
+func TestServeWithNetHTTPClient(t *testing.T) {
+	_, addr := start(t, Config{Handler: echoHandler()})
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	tests := []struct {
+		name, method, path, body string
+		chunked                  bool
+		want                     map[string]string
+	}{
+		{"get", "GET", "/a/b?x=1&y=2", "", false, map[string]string{"X-Method": "GET", "X-Path": "/a/b", "X-Query": "x=1&y=2", "X-Has-State": "true"}},
+		{"escaped path", "GET", "/a%2Fb/c%20d", "", false, map[string]string{"X-Path": "/a/b/c d", "X-Raw-Path": "/a%2Fb/c%20d"}},
+		{"post length", "POST", "/p", "hello", false, map[string]string{"X-Method": "POST"}},
+		{"post chunked", "POST", "/p", strings.Repeat("chunk", 10000), true, map[string]string{"X-Method": "POST"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var body io.Reader = strings.NewReader(tt.body)
+			if tt.chunked {
+				body = io.MultiReader(body) // hides the length: the client sends chunked
+			}
+			req, _ := http.NewRequest(tt.method, "http://"+addr+tt.path, body)
+			req.Header.Set("X-Test", "v")
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(got) != tt.body {
+				t.Fatalf("status %d body %q", resp.StatusCode, got)
+			}
+			for k, v := range tt.want {
+				if resp.Header.Get(k) != v {
+					t.Errorf("%s = %q, want %q", k, resp.Header.Get(k), v)
+				}
+			}
+			if resp.Header.Get("X-Header") != "v" || resp.Header.Get("Date") == "" {
+				t.Errorf("headers %v", resp.Header)
+			}
+		})
+	}
+}
+
+func TestWireBehaviour(t *testing.T) {
+	h := http.NewServeMux()
+	h.HandleFunc("/cl", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "2")
+		_, _ = io.WriteString(w, "ok")
+	})
+	h.HandleFunc("/stream", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "a")
+		w.(http.Flusher).Flush()
+		_, _ = io.WriteString(w, "b")
+	})
+	h.HandleFunc("/empty", func(w http.ResponseWriter, r *http.Request) {})
+	h.HandleFunc("/nocontent", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) })
+	h.HandleFunc("/close", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+	})
+	h.HandleFunc("/body", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		_, _ = w.Write(b)
+	})
+	h.HandleFunc("/ignorebody", func(w http.ResponseWriter, r *http.Request) {})
+	h.HandleFunc("/panic", func(w http.ResponseWriter, r *http.Request) { panic(http.ErrAbortHandler) })
+	_, addr := start(t, Config{Handler: h, MaxHeaderBytes: 1024})
+	tests := []struct {
+		name string
+		req  string
+		want []string // substrings, in order
+		not  []string
+	}{
+		{"content length kept", "GET /cl HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+			[]string{"HTTP/1.1 200 OK\r\n", "Content-Length: 2\r\n", "\r\n\r\nok"}, []string{"chunked"}},
+		{"flush makes chunked", "GET /stream HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+			[]string{"Transfer-Encoding: chunked\r\n", "\r\n\r\n1\r\na\r\n1\r\nb\r\n0\r\n\r\n"}, nil},
+		{"empty handler gets length 0", "GET /empty HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+			[]string{"HTTP/1.1 200 OK\r\n", "Content-Length: 0\r\n"}, nil},
+		{"204 has no framing", "GET /nocontent HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+			[]string{"HTTP/1.1 204 No Content\r\n"}, []string{"Content-Length", "chunked"}},
+		{"head has no body", "HEAD /stream HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+			[]string{"HTTP/1.1 200 OK\r\n"}, []string{"\r\n\r\n1"}},
+		{"pipelined", "GET /cl HTTP/1.1\r\nHost: a\r\n\r\nGET /cl HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+			[]string{"\r\n\r\nokHTTP/1.1 200 OK\r\n", "Connection: close\r\n"}, nil},
+		{"http/1.0 closes", "GET /stream HTTP/1.0\r\n\r\n",
+			[]string{"HTTP/1.1 200 OK\r\n", "Connection: close\r\n", "\r\nab"}, []string{"chunked"}},
+		{"http/1.0 keep-alive", "GET /cl HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /cl HTTP/1.0\r\n\r\n",
+			[]string{"Connection: keep-alive\r\n", "okHTTP/1.1 200 OK"}, nil},
+		{"handler asks to close", "GET /close HTTP/1.1\r\nHost: a\r\n\r\nGET /cl HTTP/1.1\r\nHost: a\r\n\r\n",
+			[]string{"Connection: close\r\n"}, []string{"ok"}},
+		{"unread body is skipped", "POST /ignorebody HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloGET /cl HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+			[]string{"HTTP/1.1 200 OK", "\r\n\r\nok"}, nil},
+		{"chunked body", "POST /body HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+			[]string{"abcde"}, nil},
+		{"expect continue", "POST /body HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+			[]string{"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK", "hi"}, nil},
+		{"no continue when the body is not read", "POST /ignorebody HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
+			[]string{"HTTP/1.1 200 OK"}, []string{"100 Continue"}},
+		{"malformed", "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+			[]string{"HTTP/1.1 400 Bad Request\r\n", "application/problem+json", "Connection: close", "both Transfer-Encoding and Content-Length"}, nil},
+		{"bad escape", "GET /a%zz HTTP/1.1\r\nHost: a\r\n\r\n", []string{"HTTP/1.1 400 Bad Request\r\n"}, nil},
+		{"oversized head", "GET / HTTP/1.1\r\nHost: a\r\nX: " + strings.Repeat("a", 2000) + "\r\n\r\n",
+			[]string{"HTTP/1.1 431 Request Header Fields Too Large\r\n"}, nil},
+		{"unsupported version", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", []string{"HTTP/1.1 505 "}, nil},
+		{"abort closes without response", "GET /panic HTTP/1.1\r\nHost: a\r\n\r\n", nil, []string{"HTTP/1.1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := raw(t, addr, tt.req)
+			rest := got
+			for _, w := range tt.want {
+				i := strings.Index(rest, w)
+				if i < 0 {
+					t.Fatalf("missing %q in\n%s", w, got)
+				}
+				rest = rest[i+len(w):]
+			}
+			for _, n := range tt.not {
+				if strings.Contains(got, n) {
+					t.Fatalf("unexpected %q in\n%s", n, got)
+				}
+			}
+		})
+	}
+}
+
+func TestSlowHeadersAreRefused(t *testing.T) {
+	var rejected []int
+	var mu sync.Mutex
+	_, addr := start(t, Config{Handler: echoHandler(), ReadHeaderTimeout: 200 * time.Millisecond,
+		Rejected: func(s int) { mu.Lock(); rejected = append(rejected, s); mu.Unlock() }})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	// A slowloris client: one header line, then nothing.
+	_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n")
+	b, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(b), "HTTP/1.1 408 ") {
+		t.Fatalf("got %q", b)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(rejected) != 1 || rejected[0] != 408 {
+		t.Fatalf("rejected = %v", rejected)
+	}
+}
+
+func TestIdleConnectionIsClosed(t *testing.T) {
+	_, addr := start(t, Config{Handler: echoHandler(), IdleTimeout: 200 * time.Millisecond})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+		t.Fatalf("after idle timeout: %v, want EOF", err)
+	}
+}
+
+func TestHijack(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer c.Close()
+		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\n")
+		_ = brw.Flush()
+		line, _ := brw.ReadString('\n')
+		_, _ = brw.WriteString("echo:" + line)
+		_ = brw.Flush()
+	})
+	_, addr := start(t, Config{Handler: h})
+	// The bytes after the head arrive with it and must reach the hijacker.
+	got := raw(t, addr, "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\nhello\n")
+	if !strings.HasSuffix(got, "\r\n\r\necho:hello\n") {
+		t.Fatalf("got %q", got)
+	}
+}
+
+func TestTLSWithHTTP1AndHTTP2(t *testing.T) {
+	var protos sync.Map
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		protos.Store(r.Proto, r.TLS != nil)
+		_, _ = io.WriteString(w, r.Proto)
+	})
+	s := New(Config{Handler: h})
+	t.Cleanup(s.Close)
+	ts := httptest.NewUnstartedServer(nil) // only for its certificate
+	ts.EnableHTTP2 = true
+	ts.StartTLS()
+	cert := ts.TLS.Certificates[0]
+	pool := x509.NewCertPool()
+	pool.AddCert(ts.Certificate())
+	ts.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = s.ServeTLS(ln, &tls.Config{Certificates: []tls.Certificate{cert}}) }()
+	url := "https://" + ln.Addr().String() + "/"
+	for _, tc := range []struct {
+		name  string
+		h2    bool
+		proto string
+	}{{"http/1.1", false, "HTTP/1.1"}, {"h2", true, "HTTP/2.0"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "example.com"}, ForceAttemptHTTP2: tc.h2}
+			if !tc.h2 {
+				tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+			}
+			defer tr.CloseIdleConnections()
+			resp, err := (&http.Client{Transport: tr}).Get(url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.Proto != tc.proto || string(b) != tc.proto {
+				t.Fatalf("client proto %s, handler saw %q", resp.Proto, b)
+			}
+			if v, _ := protos.Load(tc.proto); v != true {
+				t.Fatalf("handler saw no TLS state for %s", tc.proto)
+			}
+		})
+	}
+}
+
+func TestShutdownDrains(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			entered <- struct{}{}
+			<-release
+		}
+		_, _ = io.WriteString(w, "done")
+	})
+	s, addr := start(t, Config{Handler: h})
+	// An idle keep-alive connection and a request in flight.
+	idle, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	_, _ = io.WriteString(idle, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	ibr := bufio.NewReader(idle)
+	if resp, err := http.ReadResponse(ibr, nil); err != nil {
+		t.Fatal(err)
+	} else {
+		_, _ = io.Copy(io.Discard, resp.Body)
+	}
+	type result struct {
+		body  string
+		err   error
+		close bool
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := http.Get("http://" + addr + "/slow")
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		done <- result{string(b), err, resp.Close}
+	}()
+	<-entered
+	shut := make(chan error, 1)
+	go func() { shut <- s.Shutdown(context.Background()) }()
+	// The idle connection is closed; the listener refuses new connections.
+	_ = idle.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := ibr.ReadByte(); !errors.Is(err, io.EOF) {
+		t.Fatalf("idle connection: %v, want EOF", err)
+	}
+	for i := 0; ; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			break
+		}
+		c.Close()
+		if i > 100 {
+			t.Fatal("listener still accepting")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned %v with a request in flight", err)
+	default:
+	}
+	close(release)
+	r := <-done
+	if r.err != nil || r.body != "done" || !r.close {
+		t.Fatalf("in-flight request: %+v", r)
+	}
+	if err := <-shut; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestStateIsResetBetweenRequests(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st := filter.StateFrom(r.Context())
+		_, _ = fmt.Fprintf(w, "%q", st.RequestID)
+		st.RequestID = "set-by-" + r.URL.Path
+	})
+	_, addr := start(t, Config{Handler: h})
+	// The server hands the same State to each request; the gateway Resets it,
+	// here the handler sees what the previous request left only because nobody did.
+	got := raw(t, addr, "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+	if !strings.Contains(got, `""`) || !strings.Contains(got, `"set-by-/1"`) {
+		t.Fatalf("got %q", got)
+	}
+}
