@@ -234,6 +234,7 @@ func TestIdleConnectionIsClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
 	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
 		t.Fatalf("after idle timeout: %v, want EOF", err)
 	}
@@ -328,11 +329,12 @@ func TestShutdownDrains(t *testing.T) {
 	defer idle.Close()
 	_, _ = io.WriteString(idle, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
 	ibr := bufio.NewReader(idle)
-	if resp, err := http.ReadResponse(ibr, nil); err != nil {
+	resp, err := http.ReadResponse(ibr, nil)
+	if err != nil {
 		t.Fatal(err)
-	} else {
-		_, _ = io.Copy(io.Discard, resp.Body)
 	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
 	type result struct {
 		body  string
 		err   error
