@@ -43,35 +43,35 @@ cluster-bins: $(CLUSTER_BINS)
 # One `go build` per module builds several binaries sharing one compile.
 bin/envtest/kube-apiserver bin/envtest/kube-controller-manager &: hack/k8s/go.mod hack/k8s/go.sum
 	@mkdir -p bin/envtest
-	cd hack/k8s && $(CLUSTER_GOENV) $(CLUSTER_GO) build -trimpath -ldflags "$(K8S_LDFLAGS)" -o $(abspath bin/envtest)/ \
+	cd hack/k8s && $(CLUSTER_GOENV) $(CLUSTER_GO) build -buildvcs=false -trimpath -ldflags "$(K8S_LDFLAGS)" -o $(abspath bin/envtest)/ \
 	  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
 	@touch bin/envtest/kube-apiserver bin/envtest/kube-controller-manager
 
 bin/envtest/etcd: hack/etcd/go.mod hack/etcd/go.sum
 	@mkdir -p bin/envtest
-	cd hack/etcd && $(CLUSTER_GOENV) $(CLUSTER_GO) build -trimpath -ldflags "-s -w" -o $(abspath $@) go.etcd.io/etcd/server/v3
+	cd hack/etcd && $(CLUSTER_GOENV) $(CLUSTER_GO) build -buildvcs=false -trimpath -ldflags "-s -w" -o $(abspath $@) go.etcd.io/etcd/server/v3
 	@touch $@
 
 $(K8S_NODE_BINS) &: hack/k8s/go.mod hack/k8s/go.sum hack/k8s/cri-cleanup/main.go
 	@mkdir -p bin/k8s
-	cd hack/k8s && $(CLUSTER_GOENV) $(CLUSTER_GO) build -trimpath -ldflags "$(K8S_LDFLAGS)" -o $(abspath bin/k8s)/ \
+	cd hack/k8s && $(CLUSTER_GOENV) $(CLUSTER_GO) build -buildvcs=false -trimpath -ldflags "$(K8S_LDFLAGS)" -o $(abspath bin/k8s)/ \
 	  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy k8s.io/kubernetes/cmd/kubectl ./cri-cleanup
 	@touch $(K8S_NODE_BINS)
 
 $(CONTAINERD_BINS) &: hack/containerd/go.mod hack/containerd/go.sum
 	@mkdir -p bin/containerd
-	cd hack/containerd && $(CLUSTER_GOENV) $(CLUSTER_GO) build -trimpath -tags $(CONTAINERD_TAGS) -ldflags "-s -w" -o $(abspath bin/containerd)/ \
+	cd hack/containerd && $(CLUSTER_GOENV) $(CLUSTER_GO) build -buildvcs=false -trimpath -tags $(CONTAINERD_TAGS) -ldflags "-s -w" -o $(abspath bin/containerd)/ \
 	  github.com/containerd/containerd/v2/cmd/containerd github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 \
 	  github.com/containerd/containerd/v2/cmd/ctr
 	@touch $(CONTAINERD_BINS)
 
-bin/images/images: hack/images/go.mod hack/images/go.sum hack/images/main.go hack/images/image.go
+bin/images/images: hack/images/go.mod hack/images/go.sum $(wildcard hack/images/*.go)
 	@mkdir -p bin/images
-	cd hack/images && $(CLUSTER_GOENV) $(CLUSTER_GO) build -trimpath -o $(abspath $@) .
+	cd hack/images && $(CLUSTER_GOENV) $(CLUSTER_GO) build -buildvcs=false -trimpath -o $(abspath $@) .
 
 bin/images/pause: hack/images/go.mod hack/images/pause/main.go
 	@mkdir -p bin/images
-	cd hack/images && $(CLUSTER_GOENV) $(CLUSTER_GO) build -trimpath -ldflags "-s -w" -o $(abspath $@) ./pause
+	cd hack/images && $(CLUSTER_GOENV) $(CLUSTER_GO) build -buildvcs=false -trimpath -ldflags "-s -w" -o $(abspath $@) ./pause
 
 cluster-up: cluster-bins
 	hack/cluster/up.sh
