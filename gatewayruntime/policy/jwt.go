@@ -265,6 +265,11 @@ func (s *jwtScheme) remember(sum [sha256.Size]byte, v verifiedToken, now time.Ti
 // another type's algorithm.
 func (s *jwtScheme) keyFor(ctx context.Context, t *jwt.Token) (any, *authError) {
 	alg := t.Method.Alg()
+	// RFC 7515 §4.1.11: a token whose "crit" names extensions must be refused
+	// by a verifier that understands none of them, as this one.
+	if _, ok := t.Header["crit"]; ok {
+		return nil, invalid("crit", "the token requires extensions this gateway does not support")
+	}
 	if slices.Contains(hmacAlgs, alg) {
 		if s.hmac == nil {
 			return nil, invalid("bad_alg", "the token's algorithm is not accepted")

@@ -269,6 +269,15 @@ func TestJWTAttacksNeverReachUpstream(t *testing.T) {
 		{"RSA kid with an EC algorithm", sign(t, testKey{"rsa-1", "ES256", ks["ec-256"].priv}, claims(nil)), "the token's algorithm does not match its key"},
 		{"tampered claims", parts[0] + "." + b64([]byte(`{"iss":"`+testIssuer+`","aud":"petstore","sub":"root","exp":9999999999}`)) + "." + parts[2], "the token's signature is invalid"},
 		{"garbage", "abc.def.ghi", "the token is malformed"},
+		{"crit extension", func() string {
+			tok := jwt.NewWithClaims(jwt.SigningMethodRS256, claims(nil))
+			tok.Header["kid"], tok.Header["crit"], tok.Header["exp-check"] = "rsa-1", []string{"exp-check"}, true
+			s, err := tok.SignedString(ks["rsa-1"].priv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}(), "the token requires extensions this gateway does not support"},
 		{"1 MB token", parts[0] + "." + strings.Repeat("A", 1<<20) + "." + parts[2], "the token is too large"},
 	}
 	for _, tt := range tests {

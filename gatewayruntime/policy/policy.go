@@ -6,6 +6,30 @@
 // Everything a policy needs from the Bundle and the Binding is resolved in Build,
 // once per route and Binding generation: files are read, keys parsed, limiters
 // and clients created. A request then runs precompiled closures.
+//
+// What a client sees:
+//
+//   - Security follows OpenAPI: a route passes when every scheme of one
+//     alternative passes, with its scopes; an empty alternative makes
+//     credentials optional. Missing or bad credentials are 401 with one
+//     WWW-Authenticate challenge per scheme (RFC 6750 error="invalid_token" for
+//     a bad bearer token); valid credentials lacking a scope are 403 with
+//     error="insufficient_scope"; a scheme that cannot be checked (JWKS never
+//     fetched, introspection down) is 503. All are RFC 9457 problems, and none
+//     reaches the upstream. Credentials are forwarded unchanged; configured
+//     claim headers are set from verified claims and removed from every
+//     request otherwise, so a client cannot supply them.
+//   - Rate limits answer 429 with Retry-After, RateLimit-Policy and RateLimit
+//     (draft-ietf-httpapi-ratelimit-headers); admitted requests carry the two
+//     RateLimit fields too. When the Redis store cannot decide, a policy fails
+//     open (admit, counted in gatekiln_ratelimit_store_failures_total) or closed
+//     (503), as the Binding says.
+//   - Validation answers 400 naming each failing field by JSON pointer
+//     ("#/query/limit", "#/body/owner/email"), 413 over the body limit, 415 for a
+//     content type the operation does not take; response validation (opt-in)
+//     turns a response that breaks the definition into 502.
+//   - CORS preflights are answered by the gateway (204, or 403 naming what is
+//     not allowed); the API's CORS headers replace any the upstream sends.
 package policy
 
 import (

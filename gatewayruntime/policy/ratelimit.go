@@ -10,7 +10,6 @@ import (
 	"math"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -56,8 +55,9 @@ type limitPolicy struct {
 	header     string
 	store      limitStore
 	failClosed bool
-	// field is this policy's member of the RateLimit-Policy header.
-	field string
+	// field is this policy's member of the RateLimit-Policy header; quoted its
+	// name as a structured-field string.
+	field, quoted string
 	// prefix namespaces the policy's keys in a shared store.
 	prefix string
 
@@ -101,7 +101,10 @@ type limitCheck struct {
 
 // admit runs every policy and writes the RateLimit headers (or the refusal).
 func admit(w http.ResponseWriter, r *http.Request, checks []limitCheck) bool {
-	var policies, states []string
+	// The header values are built in stack buffers: one allocation per header.
+	var polBuf, stateBuf [256]byte
+	policies, states := polBuf[:0], stateBuf[:0]
+	decided := 0
 	for _, c := range checks {
 		d, err := c.p.store.take(r.Context(), c.key(r), c.p.bucket)
 		if err != nil {
@@ -116,32 +119,52 @@ func admit(w http.ResponseWriter, r *http.Request, checks []limitCheck) bool {
 			c.p.failedOpen.Inc()
 			continue
 		}
-		policies = append(policies, c.p.field)
 		if !d.allowed {
 			c.p.limited.Inc()
 			retry := ceilSeconds(d.retryAfter)
 			h := w.Header()
 			h.Set("Retry-After", strconv.FormatInt(retry, 10))
-			h.Set("RateLimit-Policy", c.p.field)
-			h.Set("RateLimit", rateLimitField(c.p.name, 0, retry))
+			h[hdrPolicy] = []string{c.p.field}
+			h[hdrRateLimit] = []string{string(appendRateLimit(nil, c.p.quoted, 0, retry))}
 			problem.Write(w, r, http.StatusTooManyRequests, "Too Many Requests",
 				fmt.Sprintf("rate limit %s exceeded; retry in %d s", c.p.name, retry))
 			return false
 		}
-		states = append(states, rateLimitField(c.p.name, d.remaining, ceilSeconds(d.reset)))
+		if decided > 0 {
+			policies = append(policies, ", "...)
+			states = append(states, ", "...)
+		}
+		policies = append(policies, c.p.field...)
+		states = appendRateLimit(states, c.p.quoted, d.remaining, ceilSeconds(d.reset))
+		decided++
 	}
-	if len(states) > 0 {
+	if decided > 0 {
 		h := w.Header()
-		h.Set("RateLimit-Policy", strings.Join(policies, ", "))
-		h.Set("RateLimit", strings.Join(states, ", "))
+		if decided == 1 {
+			h[hdrPolicy] = []string{checks[0].p.field}
+		} else {
+			h[hdrPolicy] = []string{string(policies)}
+		}
+		h[hdrRateLimit] = []string{string(states)}
 	}
 	return true
 }
 
-// rateLimitField is one member of the RateLimit header
+// The header names in Go's canonical form, so that setting them costs no
+// canonicalisation (names are case-insensitive on the wire).
+const (
+	hdrPolicy    = "Ratelimit-Policy"
+	hdrRateLimit = "Ratelimit"
+)
+
+// appendRateLimit appends one member of the RateLimit header
 // (draft-ietf-httpapi-ratelimit-headers): remaining quota r, seconds to reset t.
-func rateLimitField(name string, remaining, reset int64) string {
-	return strconv.Quote(name) + ";r=" + strconv.FormatInt(max(remaining, 0), 10) + ";t=" + strconv.FormatInt(reset, 10)
+func appendRateLimit(b []byte, quotedName string, remaining, reset int64) []byte {
+	b = append(b, quotedName...)
+	b = append(b, ";r="...)
+	b = strconv.AppendInt(b, max(remaining, 0), 10)
+	b = append(b, ";t="...)
+	return strconv.AppendInt(b, reset, 10)
 }
 
 func ceilSeconds(d time.Duration) int64 {
@@ -158,6 +181,8 @@ func keyFunc(p *limitPolicy, routeName string) func(r *http.Request) string {
 	byIP := func(r *http.Request) string {
 		return p.prefix + "ip:" + filter.ClientIP(r).String()
 	}
+	// Key parts a client chooses are bounded (boundKey); the common short case
+	// is built with one concatenation.
 	switch p.key {
 	case bundle.KeyOperation:
 		k := p.prefix + "op:" + routeName
@@ -165,6 +190,9 @@ func keyFunc(p *limitPolicy, routeName string) func(r *http.Request) string {
 	case bundle.KeyConsumer:
 		return func(r *http.Request) string {
 			if id := filter.IdentityFrom(r.Context()); id != nil && id.Subject != "" {
+				if len(id.Scheme)+len(id.Subject) < 64 {
+					return p.prefix + "consumer:" + id.Scheme + "/" + id.Subject
+				}
 				return p.prefix + "consumer:" + boundKey(id.Scheme+"/"+id.Subject)
 			}
 			return byIP(r)
@@ -251,7 +279,8 @@ func (g *generation) buildLimitPolicy(api *bundle.Bundle, name string, b *bundle
 		return nil, fmt.Errorf("failureMode %q: want open or closed", rb.FailureMode)
 	}
 	// q is the quota per window w (seconds), as the draft defines them.
-	p.field = strconv.Quote(name) + ";q=" + strconv.FormatInt(rb.Requests, 10) +
+	p.quoted = strconv.Quote(name)
+	p.field = p.quoted + ";q=" + strconv.FormatInt(rb.Requests, 10) +
 		";w=" + strconv.FormatInt(max(ceilSeconds(p.bucket.period), 1), 10)
 	switch rb.Store {
 	case "", bundle.StoreLocal:
@@ -321,16 +350,15 @@ func (s *localStore) limiter(key string) *rate.Limiter {
 func (s *localStore) take(_ context.Context, key string, _ bucket) (decision, error) {
 	l := s.limiter(key)
 	now := time.Now()
-	res := l.ReserveN(now, 1)
-	if !res.OK() {
-		return decision{retryAfter: time.Second}, nil
-	}
-	if d := res.DelayFrom(now); d > 0 {
-		res.CancelAt(now)
-		return decision{retryAfter: d, reset: s.untilFull(l.TokensAt(now))}, nil
+	// AllowN rather than ReserveN: a refusal must not queue a reservation,
+	// and AllowN does not allocate.
+	if l.AllowN(now, 1) {
+		tokens := l.TokensAt(now)
+		return decision{allowed: true, remaining: int64(math.Floor(tokens)), reset: s.untilFull(tokens)}, nil
 	}
 	tokens := l.TokensAt(now)
-	return decision{allowed: true, remaining: int64(math.Floor(tokens)), reset: s.untilFull(tokens)}, nil
+	wait := time.Duration((1 - tokens) / float64(s.limit) * float64(time.Second))
+	return decision{retryAfter: max(wait, time.Millisecond), reset: s.untilFull(tokens)}, nil
 }
 
 func (s *localStore) untilFull(tokens float64) time.Duration {
