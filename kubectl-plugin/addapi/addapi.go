@@ -1,0 +1,230 @@
+// Package addapi is `kubectl add api`: it compiles an API definition locally
+// with the same compiler the operator runs, refuses a bad one before anything
+// is written, stores the definition in ConfigMaps and applies the API (and
+// any Endpoints given on the command line) with server-side apply, then
+// optionally follows the API's conditions until it is Ready.
+package addapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/gatekiln/gatekiln/apis/v1alpha1"
+	"github.com/gatekiln/gatekiln/builder/compile"
+	"github.com/gatekiln/gatekiln/builder/source"
+)
+
+// Dry-run modes, as kubectl spells them.
+const (
+	DryRunNone   = "none"
+	DryRunClient = "client"
+	DryRunServer = "server"
+)
+
+// Options are the command line of `kubectl add api`.
+type Options struct {
+	Name string
+	// Files are the --from-file arguments: the first is the root document
+	// (or a directory holding it); directories bring every definition file
+	// under them, relative paths intact.
+	Files []string
+	// Version overrides the definition's info.version (spec.version).
+	Version  string
+	Replicas *int32
+	// Strategy is "kaniko", "direct" or empty (the operator's default).
+	Strategy string
+	// Image names a prebuilt image: nothing is built.
+	Image        string
+	ForceRebuild bool
+	// Endpoints are NAME=URL pairs; each NAME becomes an Endpoint object.
+	Endpoints []string
+	// DryRun is none (or empty), client or server.
+	DryRun string
+	// Output is empty (one line per object), yaml or json.
+	Output  string
+	Wait    bool
+	Timeout time.Duration
+
+	// Config reaches the cluster (k8s.io/cli-runtime's --kubeconfig,
+	// --context, -n …).
+	Config genericclioptions.RESTClientGetter
+	genericiooptions.IOStreams
+	// Now stamps --force-rebuild; nil means time.Now.
+	Now func() time.Time
+}
+
+// Validate checks the options on their own, before any file is read.
+func (o *Options) Validate() error {
+	var errs []error
+	if msgs := validation.IsDNS1035Label(o.Name); len(msgs) > 0 {
+		errs = append(errs, fmt.Errorf("api name %q: %s", o.Name, strings.Join(msgs, "; ")))
+	}
+	if len(o.Files) == 0 {
+		errs = append(errs, errors.New("--from-file: give the definition file (or a directory)"))
+	}
+	if _, err := strategy(o.Strategy); err != nil {
+		errs = append(errs, err)
+	}
+	if o.Replicas != nil && *o.Replicas < 0 {
+		errs = append(errs, fmt.Errorf("--replicas %d: must be 0 or more", *o.Replicas))
+	}
+	switch o.DryRun {
+	case "", DryRunNone, DryRunClient, DryRunServer:
+	default:
+		errs = append(errs, fmt.Errorf("--dry-run %q: want none, client or server", o.DryRun))
+	}
+	switch o.Output {
+	case "", "yaml", "json":
+	default:
+		errs = append(errs, fmt.Errorf("-o %q: want yaml or json", o.Output))
+	}
+	if o.Wait && o.dryRun() {
+		errs = append(errs, errors.New("--wait: nothing to wait for with --dry-run"))
+	}
+	if o.Image != "" && (o.Strategy != "" || o.ForceRebuild) {
+		errs = append(errs, errors.New("--image names a prebuilt image: --build-strategy and --force-rebuild do not apply"))
+	}
+	if _, err := ParseEndpoints(o.Endpoints); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (o *Options) dryRun() bool { return o.DryRun == DryRunClient || o.DryRun == DryRunServer }
+
+func strategy(s string) (string, error) {
+	switch strings.ToLower(s) {
+	case "":
+		return "", nil
+	case "kaniko":
+		return v1alpha1.BuildKaniko, nil
+	case "direct":
+		return v1alpha1.BuildDirect, nil
+	}
+	return "", fmt.Errorf("--build-strategy %q: want kaniko or direct", s)
+}
+
+// ParseEndpoints reads NAME=URL pairs.
+func ParseEndpoints(args []string) ([]EndpointURL, error) {
+	var out []EndpointURL
+	var errs []error
+	for _, a := range args {
+		name, raw, ok := strings.Cut(a, "=")
+		if !ok {
+			errs = append(errs, fmt.Errorf("--endpoint %q: want NAME=URL", a))
+			continue
+		}
+		if msgs := validation.IsDNS1123Subdomain(name); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("--endpoint %q: name %q: %s", a, name, strings.Join(msgs, "; ")))
+			continue
+		}
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("--endpoint %q: %q is not an http:// or https:// URL", a, raw))
+			continue
+		}
+		out = append(out, EndpointURL{Name: name, URL: raw})
+	}
+	return out, errors.Join(errs...)
+}
+
+// Plan is everything the command will write, computed without the cluster.
+type Plan struct {
+	Namespace  string
+	Spec       Spec
+	Definition *Definition
+	Endpoints  []EndpointURL
+	Result     *compile.Result
+}
+
+// Prepare reads and compiles the definition and packs it: the part of the
+// command that needs no cluster. A definition the compiler refuses is an
+// error carrying the compiler's problems; nothing has been written then.
+func (o *Options) Prepare() (*Plan, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	files, err := source.Read(o.Files...)
+	if err != nil {
+		return nil, fmt.Errorf("definition refused, nothing was written: %w", err)
+	}
+	res, err := compile.Compile(compile.Input{Files: files, Version: o.Version})
+	if err != nil {
+		return nil, fmt.Errorf("definition refused, nothing was written:\n%w", err)
+	}
+	eps, _ := ParseEndpoints(o.Endpoints)
+	names := res.Bundle.EndpointNames()
+	for _, e := range eps {
+		if !slices.Contains(names, e.Name) {
+			return nil, fmt.Errorf("--endpoint %s: the definition names no endpoint %q (it names: %s)", e.Name, e.Name, listOrNone(names))
+		}
+	}
+	ns, _, err := o.Config.ToRawKubeConfigLoader().Namespace()
+	if err != nil {
+		return nil, fmt.Errorf("namespace: %w", err)
+	}
+	def, err := Pack(o.Name, ns, files)
+	if err != nil {
+		return nil, fmt.Errorf("definition refused, nothing was written: %w", err)
+	}
+	st, _ := strategy(o.Strategy)
+	spec := Spec{Name: o.Name, Namespace: ns, Version: o.Version, Replicas: o.Replicas, Strategy: st, Image: o.Image}
+	if o.ForceRebuild {
+		now := time.Now
+		if o.Now != nil {
+			now = o.Now
+		}
+		spec.ForceRebuild = now().UTC().Format(time.RFC3339Nano)
+	}
+	return &Plan{Namespace: ns, Spec: spec, Definition: def, Endpoints: eps, Result: res}, nil
+}
+
+func listOrNone(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}
+
+// Run is the whole command.
+func (o *Options) Run(ctx context.Context) error {
+	plan, err := o.Prepare()
+	if err != nil {
+		return err
+	}
+	for _, w := range plan.Result.Warnings {
+		fmt.Fprintln(o.ErrOut, "warning:", w.Error())
+	}
+	if o.DryRun == DryRunClient {
+		return o.print(plan.objects(), " (dry run)")
+	}
+	c, err := newCluster(o.Config)
+	if err != nil {
+		return err
+	}
+	w, err := c.apply(ctx, plan, o.DryRun == DryRunServer)
+	if err != nil {
+		return err
+	}
+	suffix := ""
+	if o.DryRun == DryRunServer {
+		suffix = " (server dry run)"
+	}
+	if err := o.print(w.Objects, suffix); err != nil {
+		return err
+	}
+	o.printDeleted(w.Deleted, suffix)
+	if !o.Wait {
+		return nil
+	}
+	return c.wait(ctx, o.progressOut(), plan.Spec, w.API.GetGeneration(), o.Timeout)
+}
