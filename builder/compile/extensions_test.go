@@ -433,3 +433,22 @@ definitions:
 		t.Errorf("openapi not converted: %.300s", b.OpenAPI)
 	}
 }
+
+// Problems found in the converted document point into the Swagger 2.0 source.
+func TestSwagger2ProblemPointers(t *testing.T) {
+	src := `swagger: "2.0"
+info: {title: t, version: "1"}
+paths:
+  /a:
+    get:
+      responses: {"200": {description: ok}}
+securityDefinitions:
+  key:
+    type: apiKey
+    in: header
+`
+	_, ps := compileString(t, src, nil)
+	if len(ps) != 1 || ps[0].Pointer != "/securityDefinitions/key" || ps[0].Line != 8 || !strings.Contains(ps[0].Reason, "should have 'name'") {
+		t.Errorf("problems %#v", ps)
+	}
+}

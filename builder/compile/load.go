@@ -84,11 +84,32 @@ func (c *compiler) load() (ok bool) {
 			me = openapi3.MultiError{err}
 		}
 		for _, e := range me {
-			c.fail(root.file, errorPointer(e), CodeInvalidDefinition, errorReason(e))
+			ptr := errorPointer(e)
+			if c.specVersion == "2.0" {
+				ptr = swagger2Pointer(ptr)
+			}
+			c.fail(root.file, ptr, CodeInvalidDefinition, errorReason(e))
 		}
 		return false
 	}
 	return true
+}
+
+// swagger2Pointer maps a pointer into the converted OpenAPI 3 document back
+// to where the same thing is written in the Swagger 2.0 source.
+func swagger2Pointer(ptr string) string {
+	for from, to := range map[string]string{
+		"/components/schemas/":         "/definitions/",
+		"/components/securitySchemes/": "/securityDefinitions/",
+		"/components/parameters/":      "/parameters/",
+		"/components/requestBodies/":   "/parameters/",
+		"/components/responses/":       "/responses/",
+	} {
+		if rest, ok := strings.CutPrefix(ptr, from); ok {
+			return to + rest
+		}
+	}
+	return ptr
 }
 
 var componentSections = map[string]string{

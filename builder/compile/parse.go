@@ -412,7 +412,9 @@ func (d *document) line(ptr string) int {
 	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
 		n = n.Content[0]
 	}
-	line := n.Line
+	// The line of the deepest element the pointer reaches; 0 if not even its
+	// first step exists (the pointer is into a converted document).
+	line := 0
 	for _, tok := range splitPointer(ptr) {
 		for hops := 0; n.Kind == yaml.AliasNode && n.Alias != nil && hops < 64; hops++ {
 			n = n.Alias
