@@ -1,0 +1,302 @@
+package gateway
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatekiln/gatekiln/gatewayruntime/bundle"
+)
+
+func TestProxyForwardsRequestAndResponse(t *testing.T) {
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "X-Up-Hop")
+		w.Header().Set("X-Up-Hop", "secret")
+		w.Header().Set("Keep-Alive", "timeout=5")
+		w.Header().Set("X-Up", "visible")
+		w.Header().Set("X-Request-Id", "upstream-made-this")
+		_, _ = io.WriteString(w, "hello")
+	})
+	h := newHarness(t, testAPI(), bindingTo(up.url+"/base/"))
+	r := h.do("GET", "/v1/items/42/parts/a%2Fb?q=1&r=%20", nil, map[string]string{
+		"X-Custom":            "kept",
+		"Connection":          "X-Hop",
+		"X-Hop":               "dropped",
+		"Proxy-Authorization": "Basic dropped",
+		"X-Request-Id":        "client-id-1",
+		"Host":                "api.example.com",
+	})
+	if r.status != 200 || r.body != "hello" {
+		t.Fatalf("reply %d %q", r.status, r.body)
+	}
+	req, _ := up.request()
+	checks := []struct{ what, got, want string }{
+		{"upstream request URI", req.RequestURI, "/base/items/42/parts/a%2Fb?q=1&r=%20"},
+		{"upstream Host", req.Host, up.addr},
+		{"X-Custom", req.Header.Get("X-Custom"), "kept"},
+		{"X-Hop", req.Header.Get("X-Hop"), ""},
+		{"Proxy-Authorization", req.Header.Get("Proxy-Authorization"), ""},
+		{"X-Request-Id upstream", req.Header.Get("X-Request-Id"), "client-id-1"},
+		{"X-Forwarded-For", req.Header.Get("X-Forwarded-For"), "127.0.0.1"},
+		{"X-Forwarded-Host", req.Header.Get("X-Forwarded-Host"), "api.example.com"},
+		{"X-Forwarded-Proto", req.Header.Get("X-Forwarded-Proto"), "http"},
+		{"Forwarded", req.Header.Get("Forwarded"), `for=127.0.0.1;host="api.example.com";proto=http`},
+		{"response X-Up", r.header.Get("X-Up"), "visible"},
+		{"response X-Up-Hop", r.header.Get("X-Up-Hop"), ""},
+		{"response Keep-Alive", r.header.Get("Keep-Alive"), ""},
+		{"response X-Request-Id", strings.Join(r.header.Values("X-Request-Id"), ","), "client-id-1"},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %q, want %q", c.what, c.got, c.want)
+		}
+	}
+}
+
+func TestForwardingFieldsCannotBeSpoofed(t *testing.T) {
+	up := newUpstream(t, nil)
+	spoof := map[string]string{
+		"X-Forwarded-For":   "6.6.6.6",
+		"X-Forwarded-Host":  "evil.example",
+		"X-Forwarded-Proto": "https",
+		"Forwarded":         "for=6.6.6.6;proto=https",
+		"X-Real-Ip":         "6.6.6.6",
+		"Host":              "api.example.com",
+	}
+	tests := []struct {
+		name    string
+		trusted []string
+		want    map[string]string
+	}{
+		{"untrusted client", nil, map[string]string{
+			"X-Forwarded-For":   "127.0.0.1",
+			"X-Forwarded-Host":  "api.example.com",
+			"X-Forwarded-Proto": "http",
+			"Forwarded":         `for=127.0.0.1;host="api.example.com";proto=http`,
+			"X-Real-Ip":         "",
+		}},
+		{"trusted proxy in front", []string{"127.0.0.1/32"}, map[string]string{
+			"X-Forwarded-For":   "6.6.6.6, 127.0.0.1",
+			"X-Forwarded-Host":  "evil.example",
+			"X-Forwarded-Proto": "https",
+			"Forwarded":         `for=6.6.6.6;proto=https, for=127.0.0.1;host="evil.example";proto=https`,
+			"X-Real-Ip":         "",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := bindingTo(up.url)
+			b.Server = &bundle.ServerBinding{TrustedProxies: tt.trusted}
+			h := newHarness(t, testAPI(), b)
+			if r := h.do("GET", "/v1/items", nil, spoof); r.status != 200 {
+				t.Fatalf("status %d", r.status)
+			}
+			req, _ := up.request()
+			for k, v := range tt.want {
+				if got := strings.Join(req.Header.Values(k), " | "); got != v {
+					t.Errorf("%s = %q, want %q", k, got, v)
+				}
+			}
+		})
+	}
+}
+
+func TestRequestBodies(t *testing.T) {
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, r.Header.Get("Content-Length")+"|"+strings.Join(r.TransferEncoding, ","))
+	})
+	api := testAPI()
+	h := newHarness(t, api, bindingTo(up.url))
+	big := strings.Repeat("0123456789", 200_000) // 2 MB
+	tests := []struct {
+		name    string
+		body    io.Reader
+		want    string
+		wantLen string
+	}{
+		{"length", strings.NewReader(big), big, "2000000|"},
+		{"chunked", io.MultiReader(strings.NewReader(big)), big, "|chunked"},
+		{"empty post", nil, "", "0|"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := h.do("POST", "/v1/items", tt.body, nil)
+			if r.status != 200 || r.body != tt.wantLen {
+				t.Fatalf("reply %d %q", r.status, r.body)
+			}
+			if _, body := up.request(); body != tt.want {
+				t.Fatalf("upstream got %d bytes, want %d", len(body), len(tt.want))
+			}
+		})
+	}
+}
+
+func TestBodyLimit(t *testing.T) {
+	up := newUpstream(t, nil)
+	api := testAPI(bundle.Route{Method: "POST", Path: "/v1/items", Validation: bundle.Validation{MaxBodyBytes: 10}})
+	h := newHarness(t, api, bindingTo(up.url))
+	for _, tc := range []struct {
+		name string
+		body io.Reader
+	}{
+		{"declared length", strings.NewReader(strings.Repeat("x", 11))},
+		{"chunked", io.MultiReader(strings.NewReader(strings.Repeat("x", 100_000)))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := up.hits.Load()
+			r := h.do("POST", "/v1/items", tc.body, nil)
+			if r.status != http.StatusRequestEntityTooLarge {
+				t.Fatalf("status %d %q", r.status, r.body)
+			}
+			problemOf(t, r)
+			if tc.name == "declared length" && up.hits.Load() != before {
+				t.Fatal("a request refused by its declared length reached the upstream")
+			}
+		})
+	}
+	if r := h.do("POST", "/v1/items", strings.NewReader("0123456789"), nil); r.status != 200 {
+		t.Fatalf("a body at the limit: %d", r.status)
+	}
+}
+
+// rawUpstream serves each connection with fn.
+func rawUpstream(t *testing.T, fn func(c net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				if _, err := http.ReadRequest(br); err != nil {
+					return
+				}
+				fn(c)
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String()
+}
+
+func TestErrorsAreProblems(t *testing.T) {
+	slow := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-time.After(3 * time.Second):
+		}
+	})
+	garbage := rawUpstream(t, func(c net.Conn) { _, _ = io.WriteString(c, "NOT HTTP AT ALL\r\n\r\n") })
+	tests := []struct {
+		name    string
+		api     *bundle.Bundle
+		binding *bundle.Binding
+		method  string
+		path    string
+		status  int
+		allow   string
+	}{
+		{"upstream refuses", testAPI(), bindingTo("http://" + closedAddr(t)), "GET", "/v1/items", 502, ""},
+		{"upstream speaks garbage", testAPI(), bindingTo(garbage), "GET", "/v1/items", 502, ""},
+		{"upstream too slow", testAPI(bundle.Route{Method: "GET", Path: "/v1/items", Timeout: bundle.Duration(200 * time.Millisecond)}),
+			bindingTo(slow.url), "GET", "/v1/items", 504, ""},
+		{"route without endpoint", testAPI(bundle.Route{Method: "GET", Path: "/v1/items", Endpoint: "-"}), bindingTo(), "GET", "/v1/items", 503, ""},
+		{"endpoint without url", testAPI(), bindingTo(), "GET", "/v1/items", 503, ""},
+		{"no such path", testAPI(), bindingTo(slow.url), "GET", "/v1/nothing", 404, ""},
+		{"trailing slash", testAPI(), bindingTo(slow.url), "GET", "/v1/items/", 404, ""},
+		{"no such method", testAPI(), bindingTo(slow.url), "PATCH", "/v1/items/1", 405, "DELETE, GET, HEAD, OPTIONS, PUT"},
+		{"dot segment", testAPI(), bindingTo(slow.url), "GET", "/v1/items/%2e%2e", 400, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, tt.api, tt.binding)
+			r := h.do(tt.method, tt.path, nil, nil)
+			if r.status != tt.status {
+				t.Fatalf("status %d, want %d: %q", r.status, tt.status, r.body)
+			}
+			d := problemOf(t, r)
+			for _, leak := range []string{"127.0.0.1", "refused", "dial", "timeout", "NOT HTTP", "malformed status"} {
+				if strings.Contains(d.Detail, leak) {
+					t.Fatalf("detail %q names upstream internals", d.Detail)
+				}
+			}
+			if tt.allow != "" && r.header.Get("Allow") != tt.allow {
+				t.Fatalf("Allow = %q, want %q", r.header.Get("Allow"), tt.allow)
+			}
+		})
+	}
+}
+
+func TestUpstreamBreakingOffMidBodyIsNotAWholeResponse(t *testing.T) {
+	cut := rawUpstream(t, func(c net.Conn) {
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b")
+	})
+	h := newHarness(t, testAPI(), bindingTo(cut))
+	resp, err := client.Get(h.url + "/v1/items")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("read %q, err %v: want an unexpected EOF", b, err)
+	}
+}
+
+func TestHeadAndOptions(t *testing.T) {
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "5")
+		if r.Method != http.MethodHead {
+			_, _ = io.WriteString(w, "hello")
+		}
+	})
+	h := newHarness(t, testAPI(), bindingTo(up.url))
+	r := h.do("HEAD", "/v1/items/1", nil, nil)
+	if req, _ := up.request(); r.status != 200 || req.Method != "HEAD" || r.body != "" || r.header.Get("Content-Length") != "5" {
+		t.Fatalf("HEAD: %d %q %v (upstream saw %s)", r.status, r.body, r.header, req.Method)
+	}
+	before := up.hits.Load()
+	r = h.do("OPTIONS", "/v1/items/1", nil, nil)
+	if r.status != 204 || r.header.Get("Allow") != "DELETE, GET, HEAD, OPTIONS, PUT" || up.hits.Load() != before {
+		t.Fatalf("OPTIONS: %d %v", r.status, r.header)
+	}
+}
+
+func TestRequestID(t *testing.T) {
+	up := newUpstream(t, nil)
+	h := newHarness(t, testAPI(), bindingTo(up.url))
+	for _, tc := range []struct {
+		name, sent string
+		keep       bool
+	}{
+		{"kept", "abc-123_x.y:z", true},
+		{"made when missing", "", false},
+		{"replaced when unsafe", "bad id <script>", false},
+		{"replaced when long", strings.Repeat("a", 200), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hdr := map[string]string{}
+			if tc.sent != "" {
+				hdr["X-Request-Id"] = tc.sent
+			}
+			r := h.do("GET", "/v1/items", nil, hdr)
+			got := r.header.Get("X-Request-Id")
+			req, _ := up.request()
+			if got == "" || req.Header.Get("X-Request-Id") != got || (got == tc.sent) != tc.keep {
+				t.Fatalf("sent %q, client got %q, upstream got %q", tc.sent, got, req.Header.Get("X-Request-Id"))
+			}
+		})
+	}
+}

@@ -1,0 +1,493 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gatekiln/gatekiln/gatewayruntime/http1"
+)
+
+// headWriter is implemented by the gateway's HTTP/1.1 server ResponseWriter:
+// it writes an upstream head (minus hop-by-hop fields) without a Header map.
+type headWriter interface {
+	WriteUpstreamHead(status int, fields []http1.FieldBytes, contentLength int64)
+}
+
+// errClient marks a failure on the client's side (its body or its connection),
+// which is not the upstream's fault.
+type clientError struct{ err error }
+
+func (e *clientError) Error() string { return "client: " + e.err.Error() }
+func (e *clientError) Unwrap() error { return e.err }
+
+// strictStaleAfter applies to requests that cannot be retried: a pooled
+// connection idle longer than this is peeked at before it carries them.
+const strictStaleAfter = 10 * time.Millisecond
+
+func (p *routeProxy) serveFast(w http.ResponseWriter, r *http.Request) {
+	c := p.cluster
+	c.active.Add(1)
+	defer c.active.Add(-1)
+	deadline := time.Now().Add(p.timeout)
+	canRetry := retryableMethod(r.Method) && !hasBody(r)
+	fwd := newForwarded(r, p.trusted)
+	rest := p.restPath(r)
+
+	var (
+		exclude     *Upstream
+		retries     int
+		staleRetry  bool
+		lastFail    = ok
+		lastErr     error
+		holdsBudget bool
+	)
+	defer func() {
+		if holdsBudget {
+			c.doneRetry()
+		}
+	}()
+	for {
+		u, probe := c.pick(exclude)
+		if u == nil {
+			if lastErr == nil {
+				lastErr = errNoHealthy
+			}
+			p.writeError(w, r, lastFail, lastErr)
+			return
+		}
+		u.inflight.Add(1)
+		uc, f, stale, err := p.attempt(r, u, &fwd, rest, deadline, canRetry)
+		if f == ok {
+			status := uc.resp.Status
+			if status >= 500 && p.retry.on5xx && canRetry && retries < p.retry.attempts &&
+				time.Now().Before(deadline) && (holdsBudget || c.takeRetry()) {
+				u.m.Error(int(fail5xx))
+				u.br.failure(probe)
+				u.inflight.Add(-1)
+				p.discard(uc, r)
+				holdsBudget = true
+				retries++
+				exclude = u
+				lastFail, lastErr = fail5xx, nil
+				continue
+			}
+			if status == http.StatusBadGateway || status == http.StatusServiceUnavailable || status == http.StatusGatewayTimeout {
+				u.m.Error(int(fail5xx))
+				u.br.failure(probe)
+			} else {
+				u.br.success(probe)
+			}
+			p.respond(w, r, uc)
+			u.inflight.Add(-1)
+			return
+		}
+		u.inflight.Add(-1)
+		var ce *clientError
+		if errors.As(err, &ce) {
+			if probe {
+				u.br.success(true)
+			}
+			writeClientError(w, r, ce.err)
+			return
+		}
+		if stale && !staleRetry && canRetry {
+			// The upstream closed a pooled connection; its other idle ones are
+			// likely closed too. Not the upstream's failure.
+			if probe {
+				u.br.success(true)
+			}
+			u.dropIdle()
+			staleRetry = true
+			exclude = nil
+			continue
+		}
+		u.m.Error(int(f))
+		u.br.failure(probe)
+		p.opts.Logger.Debug("upstream attempt failed", "endpoint", c.name, "upstream", u.url.Redacted(), "err", err)
+		lastFail, lastErr = f, err
+		if canRetry && retries < p.retry.attempts && p.retry.wants(f) && time.Now().Before(deadline) &&
+			(holdsBudget || c.takeRetry()) {
+			holdsBudget = true
+			retries++
+			exclude = u
+			continue
+		}
+		p.writeError(w, r, f, err)
+		return
+	}
+}
+
+func (rp retryPolicy) wants(f failure) bool {
+	switch f {
+	case failConnect:
+		return rp.onConnect
+	case failReset, failProtocol:
+		return rp.onReset
+	case failTimeout:
+		// A per-try timeout leaves time for another try; the route timeout does not.
+		return rp.perTry > 0
+	}
+	return false
+}
+
+// attempt sends r to u and reads the response head. On success the returned
+// connection holds the parsed head (uc.resp) and the body unread.
+func (p *routeProxy) attempt(r *http.Request, u *Upstream, fwd *forwarded, rest string, deadline time.Time, canRetry bool) (*upConn, failure, bool, error) {
+	start := time.Now()
+	tryDeadline := deadline
+	if p.retry.perTry > 0 && start.Add(p.retry.perTry).Before(deadline) {
+		tryDeadline = start.Add(p.retry.perTry)
+	}
+	strict := strictStaleAfter
+	if canRetry {
+		strict = staleAfter
+	}
+	uc, err := u.getConn(tryDeadline, strict)
+	if err != nil {
+		return nil, classify(err), false, err
+	}
+	_ = uc.nc.SetDeadline(tryDeadline)
+	if err := p.writeRequest(uc, r, fwd, rest); err != nil {
+		uc.nc.Close()
+		var ce *clientError
+		if errors.As(err, &ce) {
+			return nil, failReset, false, err
+		}
+		return nil, classify(err), uc.reused && isStale(err), err
+	}
+	for {
+		head, err := uc.br.ReadHead()
+		if err != nil {
+			uc.nc.Close()
+			return nil, classify(err), uc.reused && isStale(err), err
+		}
+		if err := http1.ParseResponse(head, &uc.resp); err != nil {
+			uc.nc.Close()
+			return nil, failProtocol, false, err
+		}
+		if s := uc.resp.Status; s >= 100 && s < 200 {
+			if s == http.StatusSwitchingProtocols {
+				uc.nc.Close()
+				return nil, failProtocol, false, errors.New("unexpected 101 response")
+			}
+			continue // 100 Continue, 103 Early Hints: not forwarded on this path
+		}
+		break
+	}
+	u.m.Latency.Observe(time.Since(start).Seconds())
+	return uc, ok, false, nil
+}
+
+func isStale(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// getConn is get with a stricter idle check for requests that cannot be retried.
+func (u *Upstream) getConn(deadline time.Time, checkAfter time.Duration) (*upConn, error) {
+	if checkAfter >= staleAfter {
+		return u.get(deadline)
+	}
+	for {
+		uc, err := u.get(deadline)
+		if err != nil || !uc.reused || time.Since(uc.lastUsed) < checkAfter || alive(uc.nc) {
+			return uc, err
+		}
+		uc.nc.Close()
+	}
+}
+
+// dropIdle closes the pool's idle connections.
+func (u *Upstream) dropIdle() {
+	u.mu.Lock()
+	idle := u.idle
+	u.idle = nil
+	u.mu.Unlock()
+	for _, c := range idle {
+		c.nc.Close()
+	}
+}
+
+// skipRequestField reports fields the gateway does not forward as sent:
+// hop-by-hop and framing fields, Host (the upstream's own is sent), Expect
+// (the gateway answered it) and the forwarding fields (rewritten).
+func skipRequestField(k string) bool {
+	switch k {
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+		"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Content-Length", "Host", "Expect",
+		"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded", "X-Real-Ip":
+		return true
+	}
+	if k != "" && k[0] >= 'a' && k[0] <= 'z' {
+		return skipRequestField(http.CanonicalHeaderKey(k))
+	}
+	return false
+}
+
+func (p *routeProxy) writeRequest(uc *upConn, r *http.Request, fwd *forwarded, rest string) error {
+	bw := uc.bw
+	u := uc.u
+	bw.Put(r.Method)
+	bw.PutByte(' ')
+	bw.Put(u.basePath)
+	if rest != "" {
+		bw.Put(rest)
+	} else if u.basePath == "" {
+		bw.PutByte('/')
+	}
+	if r.URL.RawQuery != "" {
+		bw.PutByte('?')
+		bw.Put(r.URL.RawQuery)
+	}
+	bw.Put(" HTTP/1.1\r\nHost: ")
+	bw.Put(u.host)
+	bw.Put("\r\n")
+	var listed []string
+	if conn := r.Header["Connection"]; len(conn) > 0 {
+		for _, v := range conn {
+			for _, t := range strings.Split(v, ",") {
+				if t = strings.TrimSpace(t); t != "" {
+					listed = append(listed, http.CanonicalHeaderKey(t))
+				}
+			}
+		}
+	}
+	for k, vs := range r.Header {
+		if skipRequestField(k) || (listed != nil && contains(listed, k)) {
+			continue
+		}
+		for _, v := range vs {
+			bw.Put(k)
+			bw.Put(": ")
+			bw.Put(sanitize(v))
+			bw.Put("\r\n")
+		}
+	}
+	fwd.writeTo(bw)
+	n := r.ContentLength
+	body := hasBody(r)
+	switch {
+	case body && n > 0:
+		bw.Put("Content-Length: ")
+		var b [20]byte
+		bw.PutBytes(strconv.AppendInt(b[:0], n, 10))
+		bw.Put("\r\n\r\n")
+		if _, err := io.CopyN(bw, clientBody{r.Body}, n); err != nil {
+			if errors.Is(err, io.EOF) {
+				return &clientError{io.ErrUnexpectedEOF}
+			}
+			return err
+		}
+	case body:
+		bw.Put("Transfer-Encoding: chunked\r\n\r\n")
+		if err := writeChunked(bw, r.Body); err != nil {
+			return err
+		}
+	default:
+		if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
+			bw.Put("Content-Length: 0\r\n")
+		}
+		bw.Put("\r\n")
+	}
+	return bw.Flush()
+}
+
+// clientBody marks the request body's read errors as the client's, so that
+// they are told apart from upstream write errors in one copy.
+type clientBody struct{ r io.Reader }
+
+func (b clientBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) {
+		err = &clientError{err}
+	}
+	return n, err
+}
+
+func contains(list []string, k string) bool {
+	for _, s := range list {
+		if s == k {
+			return true
+		}
+	}
+	return false
+}
+
+func writeChunked(bw http1.Writer, body io.Reader) error {
+	buf := getBuf()
+	defer putBuf(buf)
+	for {
+		n, err := body.Read(*buf)
+		if n > 0 {
+			var b [18]byte
+			bw.PutBytes(append(strconv.AppendInt(b[:0], int64(n), 16), '\r', '\n'))
+			bw.PutBytes((*buf)[:n])
+			if _, werr := bw.WriteString("\r\n"); werr != nil {
+				return werr
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			_, werr := bw.WriteString("0\r\n\r\n")
+			return werr
+		}
+		if err != nil {
+			return &clientError{err}
+		}
+	}
+}
+
+// respond forwards the response whose head uc holds, then pools or closes uc.
+func (p *routeProxy) respond(w http.ResponseWriter, r *http.Request, uc *upConn) {
+	resp := &uc.resp
+	bodyAllowed := http1.BodyAllowed(r.Method, resp.Status)
+	cl := resp.ContentLength
+	if bodyAllowed && resp.Chunked {
+		cl = -1
+	}
+	if hw, ok := w.(headWriter); ok {
+		hw.WriteUpstreamHead(resp.Status, resp.Fields, cl)
+	} else {
+		h := w.Header()
+		var preset []string
+		for k := range h {
+			preset = append(preset, k)
+		}
+		for _, f := range resp.Fields {
+			if f.Hop {
+				continue
+			}
+			k := http.CanonicalHeaderKey(string(f.Name))
+			if contains(preset, k) {
+				continue
+			}
+			h[k] = append(h[k], string(f.Value))
+		}
+		if cl >= 0 && resp.Status != http.StatusNoContent {
+			h["Content-Length"] = []string{strconv.FormatInt(cl, 10)}
+		}
+		w.WriteHeader(resp.Status)
+	}
+	if !bodyAllowed {
+		p.release(uc, resp.KeepAlive)
+		return
+	}
+	var (
+		err      error
+		complete bool
+	)
+	switch {
+	case resp.Chunked:
+		uc.cr.Reset(uc.br)
+		err = p.copyBody(w, &uc.cr, uc)
+		complete = err == nil && uc.cr.Done()
+	case cl >= 0:
+		if int64(uc.br.Buffered()) >= cl {
+			// The whole body came with the head: one copy, no read.
+			_, err = w.Write(uc.br.BufferedBytes()[:cl])
+			uc.br.Discard(int(cl))
+			if err != nil {
+				err = &clientError{err}
+			}
+		} else {
+			err = p.copyBody(w, &exactReader{r: uc.br, n: cl}, uc)
+		}
+		complete = err == nil
+	default:
+		err = p.copyBody(w, uc.br, uc)
+	}
+	if err != nil {
+		uc.nc.Close()
+		var ce *clientError
+		if !errors.As(err, &ce) {
+			// The upstream broke off mid-body: the client must not take the
+			// truncated response for a whole one.
+			panic(http.ErrAbortHandler)
+		}
+		return
+	}
+	p.release(uc, resp.KeepAlive && complete)
+}
+
+func (p *routeProxy) release(uc *upConn, reusable bool) {
+	if reusable && uc.br.Buffered() == 0 {
+		uc.u.put(uc)
+		return
+	}
+	uc.nc.Close()
+}
+
+// discard drops a response that will be retried: a small body is read so the
+// connection can be reused, anything else closes it.
+func (p *routeProxy) discard(uc *upConn, r *http.Request) {
+	resp := &uc.resp
+	if !http1.BodyAllowed(r.Method, resp.Status) {
+		p.release(uc, resp.KeepAlive)
+		return
+	}
+	if !resp.Chunked && resp.ContentLength >= 0 && int64(uc.br.Buffered()) >= resp.ContentLength {
+		uc.br.Discard(int(resp.ContentLength))
+		p.release(uc, resp.KeepAlive)
+		return
+	}
+	uc.nc.Close()
+}
+
+// copyBody streams an upstream body to the client, flushing whenever it would
+// wait for the upstream, so streamed responses (SSE, long polls) are not held
+// back. A body read error is the upstream's; a write error is the client's.
+func (p *routeProxy) copyBody(w http.ResponseWriter, src io.Reader, uc *upConn) error {
+	buf := getBuf()
+	defer putBuf(buf)
+	rc := http.NewResponseController(w)
+	for {
+		if uc.br.Buffered() == 0 {
+			if err := rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+				return &clientError{err}
+			}
+			_ = uc.nc.SetReadDeadline(time.Now().Add(p.opts.BodyIdleTimeout))
+		}
+		n, err := src.Read(*buf)
+		if n > 0 {
+			if _, werr := w.Write((*buf)[:n]); werr != nil {
+				return &clientError{werr}
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// exactReader reads exactly n bytes; an earlier EOF is io.ErrUnexpectedEOF.
+type exactReader struct {
+	r io.Reader
+	n int64
+}
+
+func (e *exactReader) Read(p []byte) (int, error) {
+	if e.n <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > e.n {
+		p = p[:e.n]
+	}
+	m, err := e.r.Read(p)
+	e.n -= int64(m)
+	if errors.Is(err, io.EOF) && e.n > 0 {
+		err = io.ErrUnexpectedEOF
+	}
+	return m, err
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func getBuf() *[]byte  { return bufPool.Get().(*[]byte) }
+func putBuf(b *[]byte) { bufPool.Put(b) }

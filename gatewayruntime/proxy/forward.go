@@ -1,0 +1,140 @@
+package proxy
+
+import (
+	"net/http"
+	"net/netip"
+	"strings"
+
+	"github.com/gatekiln/gatekiln/gatewayruntime/filter"
+	"github.com/gatekiln/gatekiln/gatewayruntime/http1"
+)
+
+// forwarded holds what the gateway tells the upstream about the client
+// (X-Forwarded-For/-Host/-Proto and RFC 7239 Forwarded).
+//
+// A client cannot spoof them: when the TCP peer is not a trusted proxy
+// (Binding server.trustedProxies), every incoming forwarding field is dropped
+// and the values are the gateway's own observations. When the peer is trusted,
+// its X-Forwarded-For and Forwarded chains are kept and the peer is appended,
+// and its X-Forwarded-Host/-Proto are kept.
+type forwarded struct {
+	priorFor []string
+	priorFwd []string
+	peer     string
+	host     string
+	proto    string
+}
+
+// forwardingFields are never forwarded as the client sent them.
+var forwardingFields = [...]string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded", "X-Real-Ip"}
+
+func newForwarded(r *http.Request, trusted *filter.TrustedProxies) forwarded {
+	f := forwarded{peer: peerHost(r.RemoteAddr), host: r.Host, proto: "http"}
+	if r.TLS != nil {
+		f.proto = "https"
+	}
+	if trusted == nil {
+		return f
+	}
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil || !trusted.Trusts(ap.Addr()) {
+		return f
+	}
+	f.priorFor = r.Header["X-Forwarded-For"]
+	f.priorFwd = r.Header["Forwarded"]
+	if v := r.Header["X-Forwarded-Host"]; len(v) == 1 && v[0] != "" {
+		f.host = v[0]
+	}
+	if v := r.Header["X-Forwarded-Proto"]; len(v) == 1 && (v[0] == "http" || v[0] == "https") {
+		f.proto = v[0]
+	}
+	return f
+}
+
+// peerHost returns the address part of "ip:port" or "[ipv6]:port".
+func peerHost(remote string) string {
+	i := strings.LastIndexByte(remote, ':')
+	if i < 0 {
+		return remote
+	}
+	h := remote[:i]
+	if len(h) > 1 && h[0] == '[' && h[len(h)-1] == ']' {
+		h = h[1 : len(h)-1]
+	}
+	return h
+}
+
+// writeTo writes the fields as HTTP/1.1 header lines.
+func (f *forwarded) writeTo(bw http1.Writer) {
+	bw.Put("X-Forwarded-For: ")
+	for _, p := range f.priorFor {
+		bw.Put(sanitize(p))
+		bw.Put(", ")
+	}
+	bw.Put(f.peer)
+	bw.Put("\r\nX-Forwarded-Host: ")
+	bw.Put(sanitize(f.host))
+	bw.Put("\r\nX-Forwarded-Proto: ")
+	bw.Put(f.proto)
+	bw.Put("\r\nForwarded: ")
+	for _, p := range f.priorFwd {
+		bw.Put(sanitize(p))
+		bw.Put(", ")
+	}
+	f.writeElement(bw)
+	bw.Put("\r\n")
+}
+
+func (f *forwarded) writeElement(bw interface{ Put(string) }) {
+	bw.Put("for=")
+	if strings.IndexByte(f.peer, ':') >= 0 {
+		bw.Put(`"[`)
+		bw.Put(f.peer)
+		bw.Put(`]"`)
+	} else {
+		bw.Put(f.peer)
+	}
+	bw.Put(`;host="`)
+	bw.Put(strings.ReplaceAll(sanitize(f.host), `"`, ""))
+	bw.Put(`";proto=`)
+	bw.Put(f.proto)
+}
+
+// set writes the fields into a header map (the ReverseProxy path).
+func (f *forwarded) set(h http.Header) {
+	for _, k := range forwardingFields {
+		delete(h, k)
+	}
+	xff := f.peer
+	if len(f.priorFor) > 0 {
+		xff = strings.Join(f.priorFor, ", ") + ", " + f.peer
+	}
+	h["X-Forwarded-For"] = []string{xff}
+	h["X-Forwarded-Host"] = []string{f.host}
+	h["X-Forwarded-Proto"] = []string{f.proto}
+	var b strings.Builder
+	for _, p := range f.priorFwd {
+		b.WriteString(p)
+		b.WriteString(", ")
+	}
+	f.writeElement(builder{&b})
+	h["Forwarded"] = []string{b.String()}
+}
+
+// builder gives a strings.Builder the Put method writeElement uses.
+type builder struct{ *strings.Builder }
+
+func (b builder) Put(s string) { b.WriteString(s) }
+
+// sanitize replaces characters that would break a header line.
+func sanitize(v string) string {
+	if strings.ContainsAny(v, "\r\n\x00") {
+		return strings.Map(func(r rune) rune {
+			if r == '\r' || r == '\n' || r == 0 {
+				return ' '
+			}
+			return r
+		}, v)
+	}
+	return v
+}

@@ -1,0 +1,194 @@
+package proxy
+
+import (
+	"bufio"
+	"crypto/tls"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gatekiln/gatekiln/gatewayruntime/http1"
+	"github.com/gatekiln/gatekiln/gatewayruntime/metrics"
+)
+
+// staleAfter is how long a pooled connection may sit idle before it is checked
+// (one non-blocking peek) for a close by the upstream. Connections reused
+// sooner than that are used without a syscall; upstreams do not close
+// keep-alive connections within milliseconds.
+const staleAfter = 500 * time.Millisecond
+
+// Upstream is one URL of an endpoint: its connection pool, its circuit breaker
+// and, for HTTPS and protocol upgrades, a net/http Transport.
+type Upstream struct {
+	key      string
+	endpoint string
+	url      *url.URL
+	// addr is host:port to dial; host is the Host field sent upstream.
+	addr, host string
+	// basePath is the URL's path without a trailing slash, prefixed to every request path.
+	basePath string
+	https    bool
+	tlsCfg   *tls.Config
+	opts     *Options
+
+	br       *breaker
+	m        *metrics.Upstream
+	inflight atomic.Int64
+
+	mu     sync.Mutex
+	idle   []*upConn
+	closed bool
+
+	trOnce sync.Once
+	tr     *http.Transport
+}
+
+func newUpstream(key, endpoint string, u *url.URL, tlsCfg *tls.Config, cb breakerConfig, opts *Options) *Upstream {
+	addr := u.Host
+	if u.Port() == "" {
+		if u.Scheme == "https" {
+			addr = net.JoinHostPort(u.Hostname(), "443")
+		} else {
+			addr = net.JoinHostPort(u.Hostname(), "80")
+		}
+	}
+	up := &Upstream{
+		key:      key,
+		endpoint: endpoint,
+		url:      u,
+		addr:     addr,
+		host:     u.Host,
+		basePath: strings.TrimSuffix(u.EscapedPath(), "/"),
+		https:    u.Scheme == "https",
+		tlsCfg:   tlsCfg,
+		opts:     opts,
+	}
+	up.m = opts.Metrics.Upstream(endpoint, u.Redacted())
+	up.br = newBreaker(cb, up.m)
+	return up
+}
+
+// upConn is one pooled HTTP/1.1 connection to an upstream.
+type upConn struct {
+	u        *Upstream
+	nc       net.Conn
+	br       *http1.Reader
+	bw       http1.Writer
+	resp     http1.Response
+	cr       http1.ChunkedReader
+	lastUsed time.Time
+	reused   bool
+}
+
+// get returns an idle connection or dials a new one by deadline.
+func (u *Upstream) get(deadline time.Time) (*upConn, error) {
+	now := time.Now()
+	for {
+		u.mu.Lock()
+		n := len(u.idle)
+		if n == 0 {
+			u.mu.Unlock()
+			break
+		}
+		c := u.idle[n-1]
+		u.idle[n-1] = nil
+		u.idle = u.idle[:n-1]
+		u.mu.Unlock()
+		idle := now.Sub(c.lastUsed)
+		if idle > u.opts.IdleConnTimeout || (idle > staleAfter && !alive(c.nc)) {
+			c.nc.Close()
+			continue
+		}
+		c.reused = true
+		return c, nil
+	}
+	d := net.Dialer{Timeout: u.opts.DialTimeout, Deadline: deadline, KeepAlive: 30 * time.Second}
+	nc, err := d.Dial("tcp", u.addr)
+	if err != nil {
+		return nil, err
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	return &upConn{
+		u:  u,
+		nc: nc,
+		br: http1.NewReader(nc, 4<<10, 64<<10),
+		bw: http1.Writer{Writer: bufio.NewWriterSize(nc, 4<<10)},
+	}, nil
+}
+
+// put returns a connection whose last exchange completed cleanly.
+func (u *Upstream) put(c *upConn) {
+	c.lastUsed = time.Now()
+	u.mu.Lock()
+	if u.closed || len(u.idle) >= u.opts.MaxIdlePerUpstream {
+		u.mu.Unlock()
+		c.nc.Close()
+		return
+	}
+	u.idle = append(u.idle, c)
+	u.mu.Unlock()
+}
+
+// close drops the pool; connections in use are closed when they come back.
+func (u *Upstream) close() {
+	u.mu.Lock()
+	u.closed = true
+	idle := u.idle
+	u.idle = nil
+	u.mu.Unlock()
+	for _, c := range idle {
+		c.nc.Close()
+	}
+	if u.tr != nil {
+		u.tr.CloseIdleConnections()
+	}
+}
+
+// transport is the net/http Transport used for HTTPS upstreams (HTTP/2 when
+// the upstream offers it by ALPN) and for protocol upgrades.
+func (u *Upstream) transport() *http.Transport {
+	u.trOnce.Do(func() {
+		d := &net.Dialer{Timeout: u.opts.DialTimeout, KeepAlive: 30 * time.Second}
+		u.tr = &http.Transport{
+			DialContext:           d.DialContext,
+			TLSClientConfig:       u.tlsCfg,
+			ForceAttemptHTTP2:     true,
+			MaxIdleConnsPerHost:   u.opts.MaxIdlePerUpstream,
+			IdleConnTimeout:       u.opts.IdleConnTimeout,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ExpectContinueTimeout: time.Second,
+			DisableCompression:    true,
+		}
+	})
+	return u.tr
+}
+
+// alive peeks at an idle connection without blocking: data or EOF on an idle
+// HTTP/1.1 connection both mean it cannot be reused.
+func alive(nc net.Conn) bool {
+	sc, ok := nc.(syscallConner)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	ok = true
+	err = rc.Read(func(fd uintptr) bool {
+		ok = peekAlive(fd)
+		return true
+	})
+	return ok && err == nil
+}
+
+type syscallConner interface {
+	SyscallConn() (syscall.RawConn, error)
+}
