@@ -104,6 +104,8 @@ type evaluator struct {
 	anonymous bool // an empty alternative: no credentials needed
 	strip     []string
 	realm     string
+	// wanted describes the requirement for a 401 without credentials.
+	wanted string
 
 	unauthorized, forbidden, down prometheus.Counter
 }
@@ -148,6 +150,15 @@ func (g *generation) requirements(api *bundle.Bundle, route *bundle.Route, b *bu
 		}
 		ev.alts = append(ev.alts, reqs)
 	}
+	var alts []string
+	for _, alt := range ev.alts {
+		var set []string
+		for _, req := range alt {
+			set = append(set, ev.names[req.idx])
+		}
+		alts = append(alts, strings.Join(set, " and "))
+	}
+	ev.wanted = "this operation requires credentials: " + strings.Join(alts, ", or ")
 	return ev, nil
 }
 
@@ -315,7 +326,7 @@ func (ev *evaluator) refuse(w http.ResponseWriter, r *http.Request, verdicts []v
 			h.Add("WWW-Authenticate", c)
 		}
 	}
-	detail := "this operation requires credentials: " + strings.Join(ev.names, " or ")
+	detail := ev.wanted
 	if firstInvalid != nil {
 		detail = firstInvalid.detail
 	}

@@ -87,21 +87,24 @@ func TestSecurityRequirements(t *testing.T) {
 		status             int
 		identity           string
 		challenges         []string
+		detail             string
 	}{
 		{"key alone is half of an AND", "GET", "/v1/pets", map[string]string{"X-Api-Key": "alice-secret-key"}, 401, "",
-			[]string{`APIKey realm="Petstore", in="header", name="X-Api-Key"`, `Basic realm="pets", charset="UTF-8"`, `Bearer realm="Petstore"`}},
-		{"basic alone is half of an AND", "GET", "/v1/pets", map[string]string{"Authorization": basic("carol", "correct horse")}, 401, "", nil},
-		{"key AND basic", "GET", "/v1/pets", map[string]string{"X-Api-Key": "alice-secret-key", "Authorization": basic("carol", "correct horse")}, 200, "key/alice", nil},
-		{"key AND wrong password", "GET", "/v1/pets", map[string]string{"X-Api-Key": "alice-secret-key", "Authorization": basic("carol", "wrong")}, 401, "", nil},
-		{"unknown user", "GET", "/v1/pets", map[string]string{"X-Api-Key": "alice-secret-key", "Authorization": basic("zed", "correct horse")}, 401, "", nil},
-		{"jwt alternative", "GET", "/v1/pets", bearer(jwtTok), 200, "jwt/alice", nil},
-		{"wrong key", "GET", "/v1/pets", map[string]string{"X-Api-Key": "alice-secret-kez", "Authorization": basic("carol", "correct horse")}, 401, "", nil},
-		{"query key", "POST", "/v1/pets?api_key=bob-secret-key", nil, 200, "qkey/bob", nil},
-		{"cookie key", "POST", "/v1/pets", map[string]string{"Cookie": "session=alice-secret-key"}, 200, "ckey/alice", nil},
-		{"key in the wrong place", "POST", "/v1/pets", map[string]string{"X-Api-Key": "alice-secret-key"}, 401, "", nil},
-		{"anonymous allowed", "GET", "/v1/pets/7", nil, 200, "", nil},
-		{"optional key names the consumer", "GET", "/v1/pets/7", map[string]string{"X-Api-Key": "bob-secret-key"}, 200, "key/bob", nil},
-		{"optional key, wrong: still anonymous", "GET", "/v1/pets/7", map[string]string{"X-Api-Key": "nope"}, 200, "", nil},
+			[]string{`APIKey realm="Petstore", in="header", name="X-Api-Key"`, `Basic realm="pets", charset="UTF-8"`, `Bearer realm="Petstore"`},
+			"this operation requires credentials: key and basic, or jwt"},
+		{"basic alone is half of an AND", "GET", "/v1/pets", map[string]string{"Authorization": basic("carol", "correct horse")}, 401, "", nil, ""},
+		{"key AND basic", "GET", "/v1/pets", map[string]string{"X-Api-Key": "alice-secret-key", "Authorization": basic("carol", "correct horse")}, 200, "key/alice", nil, ""},
+		{"key AND wrong password", "GET", "/v1/pets", map[string]string{"X-Api-Key": "alice-secret-key", "Authorization": basic("carol", "wrong")}, 401, "", nil,
+			"the user name or password is wrong"},
+		{"unknown user", "GET", "/v1/pets", map[string]string{"X-Api-Key": "alice-secret-key", "Authorization": basic("zed", "correct horse")}, 401, "", nil, ""},
+		{"jwt alternative", "GET", "/v1/pets", bearer(jwtTok), 200, "jwt/alice", nil, ""},
+		{"wrong key", "GET", "/v1/pets", map[string]string{"X-Api-Key": "alice-secret-kez", "Authorization": basic("carol", "correct horse")}, 401, "", nil, ""},
+		{"query key", "POST", "/v1/pets?api_key=bob-secret-key", nil, 200, "qkey/bob", nil, ""},
+		{"cookie key", "POST", "/v1/pets", map[string]string{"Cookie": "session=alice-secret-key"}, 200, "ckey/alice", nil, ""},
+		{"key in the wrong place", "POST", "/v1/pets", map[string]string{"X-Api-Key": "alice-secret-key"}, 401, "", nil, ""},
+		{"anonymous allowed", "GET", "/v1/pets/7", nil, 200, "", nil, ""},
+		{"optional key names the consumer", "GET", "/v1/pets/7", map[string]string{"X-Api-Key": "bob-secret-key"}, 200, "key/bob", nil, ""},
+		{"optional key, wrong: still anonymous", "GET", "/v1/pets/7", map[string]string{"X-Api-Key": "nope"}, 200, "", nil, ""},
 	}
 	var passed int64
 	for _, tt := range tests {
@@ -119,6 +122,9 @@ func TestSecurityRequirements(t *testing.T) {
 				if got := res.echo.Headers["X-Test-Identity"]; got != tt.identity {
 					t.Fatalf("identity %q, want %q", got, tt.identity)
 				}
+			}
+			if tt.detail != "" && res.prob.Detail != tt.detail {
+				t.Fatalf("detail %q, want %q", res.prob.Detail, tt.detail)
 			}
 			if tt.challenges != nil {
 				got := res.header.Values("WWW-Authenticate")
