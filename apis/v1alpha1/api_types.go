@@ -20,6 +20,7 @@ const (
 )
 
 // APISpec asks for one API definition to be compiled, built and deployed.
+// +kubebuilder:validation:XValidation:rule="!(has(self.tlsSecretRef) && has(self.service) && has(self.service.port) && self.service.port == 443)",message="with tlsSecretRef the Service serves HTTPS on 443: choose another service.port for plain HTTP"
 type APISpec struct {
 	// Definition lists the ConfigMap keys holding the OpenAPI/Swagger file(s);
 	// the first is the root document.
@@ -169,6 +170,9 @@ type APIStatus struct {
 	// Image is the deployed image, by digest.
 	// +optional
 	Image string `json:"image,omitempty"`
+	// ForceRebuild is the spec.build.forceRebuild value the image was built for.
+	// +optional
+	ForceRebuild string `json:"forceRebuild,omitempty"`
 	// BuildJob names the Kaniko Job of the current build, if any.
 	// +optional
 	BuildJob string `json:"buildJob,omitempty"`

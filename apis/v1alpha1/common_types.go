@@ -26,3 +26,14 @@ type ConfigMapKeyRef struct {
 	// +optional
 	Namespace string `json:"namespace,omitempty"`
 }
+
+// Annotations on a definition ConfigMap (the kubectl plugin writes them).
+const (
+	// AnnotationRootKey names the root file's key when an API's first
+	// definition reference takes every key of a ConfigMap.
+	AnnotationRootKey = "gatekiln.io/root-key"
+	// AnnotationFilePaths maps keys to file paths, as a JSON object, for a
+	// definition whose files live in directories: ConfigMap keys cannot hold
+	// "/", and relative $refs resolve by path.
+	AnnotationFilePaths = "gatekiln.io/file-paths"
+)

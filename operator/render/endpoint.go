@@ -1,8 +1,6 @@
 package render
 
 import (
-	"fmt"
-
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
@@ -10,11 +8,13 @@ import (
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
 
 	"github.com/gatekiln/gatekiln/apis/v1alpha1"
+	"github.com/gatekiln/gatekiln/builder/compile"
 )
 
 // UpstreamName names the Deployment and Service of an image Endpoint; the
 // suffix keeps them apart from an API of the same name.
-func UpstreamName(ep *v1alpha1.Endpoint) string { return ep.Name + "-upstream" }
+// The compiler names the same Service in the Binding.
+func UpstreamName(ep *v1alpha1.Endpoint) string { return compile.ImageServiceName(ep.Name) }
 
 // EndpointURLs is where the Endpoint is reachable: its URLs, or the in-cluster
 // address of the Service the operator runs for its image. It depends on the
@@ -24,7 +24,7 @@ func EndpointURLs(ep *v1alpha1.Endpoint) []string {
 	if ep.Spec.Image == nil {
 		return append([]string(nil), ep.Spec.URLs...)
 	}
-	return []string{fmt.Sprintf("http://%s.%s.svc:%d", UpstreamName(ep), ep.Namespace, upstreamPort(ep))}
+	return []string{compile.ImageEndpointURL(ep.Name, ep.Namespace, upstreamPort(ep))}
 }
 
 func upstreamPort(ep *v1alpha1.Endpoint) int32 {

@@ -7,8 +7,10 @@
 package render
 
 import (
+	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -25,15 +27,24 @@ import (
 // operator writes.
 const FieldOwner = "gatekiln"
 
-// Ports and paths of the gateway runtime (cmd/gatekiln-gateway's defaults).
+// Ports and paths of the gateway runtime (cmd/gatekiln-gateway's defaults:
+// --addr :8080, --admin-addr :9090 serving /healthz and /readyz; HTTPS only
+// when --tls-addr is given).
 const (
 	HTTPPort    = 8080
+	HTTPSPort   = 8443
 	AdminPort   = 9090
 	HealthzPath = "/healthz"
 	ReadyzPath  = "/readyz"
 
-	// DefaultServicePort is the Service port when spec.service.port is unset.
+	// DefaultServicePort is the Service port when spec.service.port is unset;
+	// HTTPSServicePort serves TLS when spec.tlsSecretRef is set.
 	DefaultServicePort = 80
+	HTTPSServicePort   = 443
+
+	// terminationGrace covers the gateway's shutdown delay (5s not ready)
+	// and its longest drain of in-flight requests (30s).
+	terminationGrace = 45
 
 	// nonRoot is the runtime image's user and group.
 	nonRoot = 65532
@@ -102,18 +113,27 @@ func BindingConfigMap(api *v1alpha1.API, bindingJSON []byte) *corev1ac.ConfigMap
 		WithData(map[string]string{bundle.BindingFile: string(bindingJSON)})
 }
 
-// BindingSecret holds the Binding's secret files, keyed by file name. It is
-// the only place the operator ever copies a Secret's value to.
+// BindingSecret holds the Binding's secret files, keyed by SecretKey of
+// their path. It is the only place the operator ever copies a Secret's value to.
 func BindingSecret(api *v1alpha1.API, files map[string][]byte) *corev1ac.SecretApplyConfiguration {
 	s := corev1ac.Secret(BindingName(api), api.Namespace).
 		WithLabels(GatewayLabels(api)).
 		WithOwnerReferences(APIOwner(api)).
 		WithType(corev1.SecretTypeOpaque)
 	if len(files) > 0 {
-		s.WithData(maps.Clone(files))
+		data := make(map[string][]byte, len(files))
+		for f, v := range files {
+			data[SecretKey(f)] = v
+		}
+		s.WithData(data)
 	}
 	return s
 }
+
+// SecretKey is the Binding Secret's key for a file path relative to the
+// Binding directory: Secret keys cannot hold "/", so it becomes "__"; the
+// projected volume puts each key back at its path.
+func SecretKey(file string) string { return strings.ReplaceAll(file, "/", "__") }
 
 // GatewayReplicas is the replica count the Deployment asks for, or nil when an
 // HPA owns it (then the field is left out of the apply so the two never fight).
@@ -132,8 +152,9 @@ func GatewayReplicas(api *v1alpha1.API) *int32 {
 // Deployment runs the gateway image, by digest, with the Binding mounted from
 // a projected volume of the Binding ConfigMap and Secret: kubelet updates such
 // a volume by swapping a symlink, which the gateway watches and reloads, so a
-// Binding change never restarts a Pod.
-func Deployment(api *v1alpha1.API, image string) *appsv1ac.DeploymentApplyConfiguration {
+// Binding change never restarts a Pod. secretFiles are the Binding's secret
+// file paths; only a change to that list (not to a value) changes the Pod.
+func Deployment(api *v1alpha1.API, image string, secretFiles []string) *appsv1ac.DeploymentApplyConfiguration {
 	labels := GatewayLabels(api)
 	admin := intstr.FromString("admin")
 	container := corev1ac.Container().
@@ -157,8 +178,14 @@ func Deployment(api *v1alpha1.API, image string) *appsv1ac.DeploymentApplyConfig
 			corev1ac.VolumeMount().WithName("tmp").WithMountPath("/tmp"),
 		).
 		WithTerminationMessagePolicy(corev1.TerminationMessageFallbackToLogsOnError)
+	if api.Spec.TLSSecretRef != nil {
+		container.
+			WithArgs(fmt.Sprintf("--tls-addr=:%d", HTTPSPort)).
+			WithPorts(corev1ac.ContainerPort().WithName("https").WithContainerPort(HTTPSPort).WithProtocol(corev1.ProtocolTCP))
+	}
 
 	pod := corev1ac.PodSpec().
+		WithTerminationGracePeriodSeconds(terminationGrace).
 		WithAutomountServiceAccountToken(false).
 		WithEnableServiceLinks(false).
 		WithSecurityContext(corev1ac.PodSecurityContext().
@@ -173,7 +200,7 @@ func Deployment(api *v1alpha1.API, image string) *appsv1ac.DeploymentApplyConfig
 				WithDefaultMode(0o440).
 				WithSources(
 					corev1ac.VolumeProjection().WithConfigMap(corev1ac.ConfigMapProjection().WithName(BindingName(api))),
-					corev1ac.VolumeProjection().WithSecret(corev1ac.SecretProjection().WithName(BindingName(api))),
+					corev1ac.VolumeProjection().WithSecret(bindingSecretProjection(api, secretFiles)),
 				)),
 			corev1ac.Volume().WithName("tmp").WithEmptyDir(corev1ac.EmptyDirVolumeSource().
 				WithSizeLimit(resource.MustParse("16Mi"))),
@@ -201,6 +228,14 @@ func Deployment(api *v1alpha1.API, image string) *appsv1ac.DeploymentApplyConfig
 		WithLabels(labels).
 		WithOwnerReferences(APIOwner(api)).
 		WithSpec(spec)
+}
+
+func bindingSecretProjection(api *v1alpha1.API, files []string) *corev1ac.SecretProjectionApplyConfiguration {
+	p := corev1ac.SecretProjection().WithName(BindingName(api))
+	for _, f := range slices.Sorted(slices.Values(files)) {
+		p.WithItems(corev1ac.KeyToPath().WithKey(SecretKey(f)).WithPath(f))
+	}
+	return p
 }
 
 // restrictedContainer is the container security context of the "restricted"
@@ -252,6 +287,13 @@ func Service(api *v1alpha1.API) *corev1ac.ServiceApplyConfiguration {
 				WithProtocol(corev1.ProtocolTCP).
 				WithPort(ServicePort(api)).
 				WithTargetPort(intstr.FromString("http"))))
+	if api.Spec.TLSSecretRef != nil {
+		svc.Spec.WithPorts(corev1ac.ServicePort().
+			WithName("https").
+			WithProtocol(corev1.ProtocolTCP).
+			WithPort(HTTPSServicePort).
+			WithTargetPort(intstr.FromString("https")))
+	}
 	if len(api.Spec.Service.Annotations) > 0 {
 		svc.WithAnnotations(maps.Clone(api.Spec.Service.Annotations))
 	}

@@ -40,8 +40,8 @@ func testAPI(mutate func(*v1alpha1.API)) *v1alpha1.API {
 func gatewayObjects(api *v1alpha1.API) []any {
 	objs := []any{
 		BindingConfigMap(api, []byte(`{"apiVersion":"gatekiln.io/binding/v1","endpoints":{"backend":{"urls":["http://pets.shop.svc:8080"]}}}`)),
-		BindingSecret(api, map[string][]byte{"jwt-auth.crt": []byte("-----BEGIN CERTIFICATE-----\n")}),
-		Deployment(api, testImage),
+		BindingSecret(api, map[string][]byte{"security/jwt-auth/certificate.pem": []byte("-----BEGIN CERTIFICATE-----\n")}),
+		Deployment(api, testImage, []string{"security/jwt-auth/certificate.pem"}),
 		Service(api),
 	}
 	if h := HPA(api); h != nil {
@@ -75,6 +75,7 @@ func TestGoldenRender(t *testing.T) {
 			a.Spec.Service = v1alpha1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Port: 8443,
 				Annotations: map[string]string{"service.beta.kubernetes.io/aws-load-balancer-internal": "true"}}
 			a.Spec.Image.PullSecretRef = &v1alpha1.SecretKeyRef{Name: "regcred"}
+			a.Spec.TLSSecretRef = &v1alpha1.SecretKeyRef{Name: "petstore-tls"}
 			a.Spec.Resources = &corev1.ResourceRequirements{
 				Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("200m")},
 				Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("512Mi")},

@@ -1,0 +1,149 @@
+package operator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/gatekiln/gatekiln/apis/v1alpha1"
+	"github.com/gatekiln/gatekiln/builder/image"
+	"github.com/gatekiln/gatekiln/builder/registry"
+)
+
+// buildRequest is one image to build for one API.
+type buildRequest struct {
+	API   *v1alpha1.API
+	Image image.Request
+	Tag   name.Tag
+	// ForceRebuild is spec.build.forceRebuild; it is part of a Kaniko Job's
+	// identity so that changing it builds again.
+	ForceRebuild string
+	// Registry reaches the destination (the API's push secret, if any).
+	Registry registry.Config
+}
+
+// buildOutcome is where a build stands after one reconcile.
+type buildOutcome struct {
+	// Image is the built image by digest, once done.
+	Image string
+	// Job names the Kaniko Job, if one is involved.
+	Job string
+	// Pending: still queued or running; Reason and Message say which.
+	Pending bool
+	// Failed: the build ran and failed; Message says why (with the log tail).
+	Failed  bool
+	Reason  string
+	Message string
+	// RequeueAfter is set when nothing will trigger the next reconcile (a
+	// queued Direct build); a Kaniko Job's events do that by themselves.
+	Requeue bool
+}
+
+// imageBuilder is one build strategy.
+type imageBuilder interface {
+	build(ctx context.Context, req buildRequest) (buildOutcome, error)
+}
+
+// slots limits builds in flight across strategies.
+type slots chan struct{}
+
+func (s slots) tryAcquire() bool {
+	select {
+	case s <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s slots) release() { <-s }
+
+// directBuilder builds in the operator: the runtime base plus the Bundle
+// layer, pushed with go-containerregistry. Concurrent requests for the same
+// tag share one build, so two APIs with the same inputs never push twice.
+type directBuilder struct {
+	base  image.BaseSource
+	slots slots
+	group singleflight.Group
+}
+
+func (d *directBuilder) build(ctx context.Context, req buildRequest) (buildOutcome, error) {
+	if !d.slots.tryAcquire() {
+		return buildOutcome{Pending: true, Requeue: true, Reason: ReasonBuildQueued,
+			Message: "waiting for a free build slot (--max-concurrent-builds)"}, nil
+	}
+	defer d.slots.release()
+	opts, err := req.Registry.Remote(ctx)
+	if err != nil {
+		return buildOutcome{}, fmt.Errorf("registry options: %w", err)
+	}
+	v, err, _ := d.group.Do(req.Tag.String(), func() (any, error) {
+		b := image.Direct{Base: d.base, Publisher: image.RegistryPublisher{Options: opts}}
+		return b.Build(ctx, req.Image)
+	})
+	if err != nil {
+		return buildOutcome{Failed: true, Reason: failureReason(err),
+			Message: fmt.Sprintf("direct build of %s: %v", req.Tag, err)}, nil
+	}
+	return buildOutcome{Image: v.(string), Reason: ReasonBuilt,
+		Message: fmt.Sprintf("built %s (Direct)", req.Tag)}, nil
+}
+
+// failureReason tells a registry that cannot be reached from a build that
+// failed for another reason.
+func failureReason(err error) string {
+	if isUnreachable(err) {
+		return ReasonRegistryUnavailable
+	}
+	return ReasonBuildFailed
+}
+
+func isUnreachable(err error) bool {
+	var netErr net.Error
+	return errors.As(err, &netErr)
+}
+
+// checker asks a registry whether a tag holds the image of some inputs.
+type checker struct {
+	shared *image.Checker
+}
+
+// lookup returns the image by digest, "" when absent, errTagCollision
+// (wrapped) when the tag holds other inputs.
+func (c *checker) lookup(ctx context.Context, cfg *registry.Config, tag name.Tag, inputsDigest string) (string, error) {
+	ch := c.shared
+	if cfg != nil {
+		opts, err := cfg.Remote(ctx)
+		if err != nil {
+			return "", fmt.Errorf("registry options: %w", err)
+		}
+		if ch, err = image.NewChecker(opts...); err != nil {
+			return "", fmt.Errorf("registry options: %w", err)
+		}
+	}
+	img, err := ch.Check(ctx, tag, inputsDigest)
+	var coll *image.CollisionError
+	if errors.As(err, &coll) {
+		return "", fmt.Errorf("%w: %w", errTagCollision, coll)
+	}
+	if err != nil {
+		return "", fmt.Errorf("registry: %w", err)
+	}
+	return img, nil
+}
+
+func newChecker(ctx context.Context, cfg registry.Config) (*checker, error) {
+	opts, err := cfg.Remote(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ch, err := image.NewChecker(opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &checker{shared: ch}, nil
+}

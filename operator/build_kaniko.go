@@ -1,0 +1,241 @@
+package operator
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"regexp"
+	"strings"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/gatekiln/gatekiln/apis/v1alpha1"
+	"github.com/gatekiln/gatekiln/builder/kaniko"
+	"github.com/gatekiln/gatekiln/operator/render"
+)
+
+// Labels and names of Kaniko builds.
+const (
+	// componentKaniko is the app.kubernetes.io/component of build Jobs; the
+	// operator counts running builds by it.
+	componentKaniko = "kaniko-build"
+	// RegistryCASecretName is the Secret the operator writes into an API's
+	// namespace with the registry CA (from its --registry-ca file) for Kaniko.
+	RegistryCASecretName = "gatekiln-registry-ca"
+	// jobNameLabel is the label the Job controller puts on a Job's Pods.
+	jobNameLabel = "batch.kubernetes.io/job-name"
+)
+
+// JobName names the Kaniko Job that builds these inputs to this destination:
+// the same inputs never build twice, also across APIs of a namespace, and
+// changing spec.build.forceRebuild gives a new Job.
+func JobName(inputsDigest, destination, forceRebuild string) string {
+	h := sha256.New()
+	for _, s := range []string{inputsDigest, destination, forceRebuild} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	return "gatekiln-build-" + hex.EncodeToString(h.Sum(nil))[:20]
+}
+
+// kanikoBuilder builds in the cluster: a Job running the Kaniko executor on
+// a build context held in ConfigMaps. It never waits: it creates the Job,
+// and the Job's events bring the API back until the Job has finished.
+type kanikoBuilder struct {
+	client client.Client
+	reader client.Reader
+	cfg    Config
+}
+
+func (k *kanikoBuilder) build(ctx context.Context, req buildRequest) (buildOutcome, error) {
+	api := req.API
+	name := JobName(req.Image.InputsDigest, req.Tag.String(), req.ForceRebuild)
+	job := &batchv1.Job{}
+	err := k.client.Get(ctx, types.NamespacedName{Namespace: api.Namespace, Name: name}, job)
+	switch {
+	case apierrors.IsNotFound(err):
+		return k.start(ctx, req, name)
+	case err != nil:
+		return buildOutcome{}, fmt.Errorf("get job: %w", err)
+	}
+	return k.progress(ctx, req, job)
+}
+
+// start creates the Job and its context ConfigMaps, unless the cluster
+// already runs as many builds as allowed.
+func (k *kanikoBuilder) start(ctx context.Context, req buildRequest, name string) (buildOutcome, error) {
+	running, err := k.running(ctx)
+	if err != nil {
+		return buildOutcome{}, err
+	}
+	if running >= k.cfg.MaxConcurrentBuilds {
+		return buildOutcome{Pending: true, Requeue: true, Reason: ReasonBuildQueued, Message: fmt.Sprintf(
+			"%d Kaniko builds running, the limit (--max-concurrent-builds)", running)}, nil
+	}
+	api := req.API
+	opts := kaniko.Options{
+		Name:          name,
+		Namespace:     api.Namespace,
+		Labels:        map[string]string{render.LabelComponent: componentKaniko, render.LabelManagedBy: render.ManagedBy},
+		Owner:         ownerRef(api),
+		ExecutorImage: k.cfg.KanikoImage,
+		Insecure:      k.cfg.RegistryConfig.Insecure,
+	}
+	if ps := api.Spec.Image.PushSecretRef; ps != nil {
+		opts.DockerConfigSecret = ps.Name
+	}
+	if len(k.cfg.RegistryConfig.CABundle) > 0 {
+		if err := k.applyRegistryCA(ctx, api.Namespace); err != nil {
+			return buildOutcome{}, err
+		}
+		opts.RegistryCASecret = RegistryCASecretName
+	}
+	b, err := kaniko.Render(req.Image, opts)
+	if err != nil {
+		return buildOutcome{}, fmt.Errorf("render kaniko build: %w", err)
+	}
+	if err := k.client.Create(ctx, b.Job); err != nil && !apierrors.IsAlreadyExists(err) {
+		return buildOutcome{}, fmt.Errorf("create job: %w", err)
+	}
+	// The context ConfigMaps belong to the Job, so its TTL removes them too.
+	jobOwner := metav1.OwnerReference{APIVersion: "batch/v1", Kind: "Job", Name: b.Job.Name, UID: b.Job.UID}
+	for i := range b.ConfigMaps {
+		cm := &b.ConfigMaps[i]
+		if b.Job.UID != "" {
+			cm.OwnerReferences = []metav1.OwnerReference{jobOwner}
+		}
+		if err := k.client.Create(ctx, cm); err != nil && !apierrors.IsAlreadyExists(err) {
+			return buildOutcome{}, fmt.Errorf("create build context: %w", err)
+		}
+	}
+	return buildOutcome{Job: name, Pending: true, Reason: ReasonBuilding,
+		Message: fmt.Sprintf("building %s in a Kaniko Job", req.Tag)}, nil
+}
+
+// running counts unfinished Kaniko Jobs the operator created.
+func (k *kanikoBuilder) running(ctx context.Context) (int, error) {
+	var jobs batchv1.JobList
+	if err := k.client.List(ctx, &jobs, client.MatchingLabels{render.LabelComponent: componentKaniko},
+		client.UnsafeDisableDeepCopy); err != nil {
+		return 0, fmt.Errorf("list build jobs: %w", err)
+	}
+	n := 0
+	for i := range jobs.Items {
+		if done, _ := jobFinished(&jobs.Items[i]); !done {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// progress reads a Job's state: running, succeeded with a digest in the
+// executor's termination message, or failed with the tail of its log (the
+// container's termination message policy falls back to the log on error).
+func (k *kanikoBuilder) progress(ctx context.Context, req buildRequest, job *batchv1.Job) (buildOutcome, error) {
+	done, failed := jobFinished(job)
+	if !done {
+		return buildOutcome{Job: job.Name, Pending: true, Reason: ReasonBuilding,
+			Message: fmt.Sprintf("building %s in a Kaniko Job", req.Tag)}, nil
+	}
+	msg, err := k.terminationMessage(ctx, job)
+	if err != nil {
+		return buildOutcome{}, err
+	}
+	if failed {
+		why := "the Kaniko Job failed"
+		if c := jobCondition(job, batchv1.JobFailed); c != nil && c.Reason != "" {
+			why += " (" + c.Reason + ")"
+		}
+		if tail := logTail(msg); tail != "" {
+			why += ": " + tail
+		}
+		return buildOutcome{Job: job.Name, Failed: true, Reason: ReasonBuildFailed, Message: why}, nil
+	}
+	digest := strings.TrimSpace(msg)
+	if !sha256Digest.MatchString(digest) {
+		return buildOutcome{Job: job.Name, Failed: true, Reason: ReasonBuildFailed, Message: fmt.Sprintf(
+			"the Kaniko Job succeeded but its executor reported no image digest (termination message %q)", truncate(digest, 200))}, nil
+	}
+	return buildOutcome{Job: job.Name, Image: req.Tag.Context().Digest(digest).String(), Reason: ReasonBuilt,
+		Message: fmt.Sprintf("built %s (Kaniko)", req.Tag)}, nil
+}
+
+var sha256Digest = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+
+// terminationMessage is the executor container's message from the Job's
+// newest terminated Pod.
+func (k *kanikoBuilder) terminationMessage(ctx context.Context, job *batchv1.Job) (string, error) {
+	var pods corev1.PodList
+	if err := k.reader.List(ctx, &pods, client.InNamespace(job.Namespace), client.MatchingLabels{jobNameLabel: job.Name}); err != nil {
+		return "", fmt.Errorf("list pods of job: %w", err)
+	}
+	var msg string
+	var newest metav1.Time
+	for i := range pods.Items {
+		for _, cs := range pods.Items[i].Status.ContainerStatuses {
+			t := cs.State.Terminated
+			if cs.Name != kaniko.ExecutorName || t == nil {
+				continue
+			}
+			if msg == "" || newest.Before(&t.FinishedAt) {
+				msg, newest = t.Message, t.FinishedAt
+			}
+		}
+	}
+	return msg, nil
+}
+
+// logTail keeps the last lines of an executor log, enough to see the error.
+func logTail(msg string) string {
+	lines := strings.Split(strings.TrimSpace(msg), "\n")
+	if len(lines) > 10 {
+		lines = lines[len(lines)-10:]
+	}
+	return truncate(strings.Join(lines, "\n"), 2000)
+}
+
+func jobFinished(job *batchv1.Job) (done, failed bool) {
+	if c := jobCondition(job, batchv1.JobComplete); c != nil {
+		return true, false
+	}
+	if c := jobCondition(job, batchv1.JobFailed); c != nil {
+		return true, true
+	}
+	return false, false
+}
+
+func jobCondition(job *batchv1.Job, typ batchv1.JobConditionType) *batchv1.JobCondition {
+	for i := range job.Status.Conditions {
+		c := &job.Status.Conditions[i]
+		if c.Type == typ && c.Status == corev1.ConditionTrue {
+			return c
+		}
+	}
+	return nil
+}
+
+// applyRegistryCA writes the registry CA the operator was given into the
+// namespace, for the executor to trust.
+func (k *kanikoBuilder) applyRegistryCA(ctx context.Context, namespace string) error {
+	s := corev1ac.Secret(RegistryCASecretName, namespace).
+		WithLabels(map[string]string{render.LabelManagedBy: render.ManagedBy}).
+		WithType(corev1.SecretTypeOpaque).
+		WithData(map[string][]byte{kaniko.RegistryCAFile: k.cfg.RegistryConfig.CABundle})
+	return apply(ctx, k.client, s)
+}
+
+func ownerRef(api *v1alpha1.API) *metav1.OwnerReference {
+	return &metav1.OwnerReference{
+		APIVersion: v1alpha1.GroupVersion.String(),
+		Kind:       "API",
+		Name:       api.Name,
+		UID:        api.UID,
+	}
+}

@@ -1,0 +1,349 @@
+package operator_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/gatekiln/gatekiln/apis/v1alpha1"
+	"github.com/gatekiln/gatekiln/builder/kaniko"
+	"github.com/gatekiln/gatekiln/gatewayruntime/bundle"
+	"github.com/gatekiln/gatekiln/operator"
+	"github.com/gatekiln/gatekiln/operator/render"
+)
+
+// TestSameInputsReuseImage: a second API with the same definition finds the
+// first one's image in the registry and pushes nothing.
+func TestSameInputsReuseImage(t *testing.T) {
+	f := setup(t)
+	ns := f.env.Namespace(t, "reuse")
+	f.rollouts(t, ns)
+	f.create(t, definition(ns, "def", "openapi.yaml", []byte(simpleDefinition("reuse", "/reuse"))),
+		newAPI(ns, "first", "def", "openapi.yaml"))
+	first := f.waitCondition(t, ns, "first", v1alpha1.ConditionReady, metav1.ConditionTrue, operator.ReasonAvailable)
+	if c := condition(first, v1alpha1.ConditionBuilt); c.Reason != operator.ReasonBuilt {
+		t.Fatalf("first API: Built reason %s (%s), want %s", c.Reason, c.Message, operator.ReasonBuilt)
+	}
+
+	f.recorder.Reset()
+	f.create(t, newAPI(ns, "second", "def", "openapi.yaml"))
+	second := f.waitCondition(t, ns, "second", v1alpha1.ConditionReady, metav1.ConditionTrue, operator.ReasonAvailable)
+	if c := condition(second, v1alpha1.ConditionBuilt); c.Reason != operator.ReasonFoundInRegistry {
+		t.Errorf("second API: Built reason %s (%s), want %s", c.Reason, c.Message, operator.ReasonFoundInRegistry)
+	}
+	if second.Status.Image != first.Status.Image || second.Status.InputsDigest != first.Status.InputsDigest {
+		t.Errorf("second API runs %s (%s), first %s (%s)", second.Status.Image, second.Status.InputsDigest,
+			first.Status.Image, first.Status.InputsDigest)
+	}
+	if w := f.recorder.ManifestWrites(); len(w) != 0 {
+		t.Errorf("second API pushed %d manifests, want none", len(w))
+	}
+	if u := f.recorder.Uploads(); len(u) != 0 {
+		t.Errorf("second API uploaded %d blobs, want none", len(u))
+	}
+}
+
+// TestBindingOnlyChange: a new Endpoint URL and a rotated API key reach the
+// Binding ConfigMap and Secret, without a build, a push or a new Pod template.
+func TestBindingOnlyChange(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	ns := f.env.Namespace(t, "binding-only")
+	f.rollouts(t, ns)
+	f.create(t, f.petstore(t, ns, "petstore"))
+	before := f.waitCondition(t, ns, "petstore", v1alpha1.ConditionReady, metav1.ConditionTrue, operator.ReasonAvailable)
+	dep := &appsv1.Deployment{}
+	if err := f.c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "petstore"}, dep); err != nil {
+		t.Fatal(err)
+	}
+	f.recorder.Reset()
+
+	ep := &v1alpha1.Endpoint{}
+	if err := f.c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "petstore-backend"}, ep); err != nil {
+		t.Fatal(err)
+	}
+	ep.Spec.URLs = []string{"http://petstore-backend-v2:8080"}
+	if err := f.c.Update(ctx, ep); err != nil {
+		t.Fatal(err)
+	}
+	keys := &corev1.Secret{}
+	if err := f.c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "petstore-api-keys"}, keys); err != nil {
+		t.Fatal(err)
+	}
+	keys.Data["alice"] = []byte("alice-key-2")
+	if err := f.c.Update(ctx, keys); err != nil {
+		t.Fatal(err)
+	}
+
+	eventually(t, "binding carries the new URL and key", func() error {
+		cm := &corev1.ConfigMap{}
+		if err := f.c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "petstore-binding"}, cm); err != nil {
+			return err
+		}
+		b, err := bundle.ParseBinding([]byte(cm.Data[bundle.BindingFile]))
+		if err != nil {
+			return err
+		}
+		if got := b.Endpoints["petstore-backend"].URLs; len(got) != 1 || got[0] != "http://petstore-backend-v2:8080" {
+			return errorf("binding endpoint URLs %v", got)
+		}
+		s := &corev1.Secret{}
+		if err := f.c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "petstore-binding"}, s); err != nil {
+			return err
+		}
+		// alice's line is the sha256 of her new key.
+		if k := string(s.Data[render.SecretKey("security/petstore-api-key/keys")]); !strings.Contains(k, "alice:"+sha256hex("alice-key-2")) {
+			return errorf("binding keys file %q", k)
+		}
+		return nil
+	})
+	f.quiesce(t)
+	after := f.getAPI(t, ns, "petstore")
+	if after.Status.Image != before.Status.Image {
+		t.Errorf("image changed from %s to %s on a Binding-only change", before.Status.Image, after.Status.Image)
+	}
+	if w := f.recorder.ManifestWrites(); len(w) != 0 {
+		t.Errorf("%d manifests pushed on a Binding-only change", len(w))
+	}
+	dep2 := &appsv1.Deployment{}
+	if err := f.c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "petstore"}, dep2); err != nil {
+		t.Fatal(err)
+	}
+	if dep2.Generation != dep.Generation {
+		t.Errorf("Deployment generation %d → %d: a Binding-only change must not roll the Pods", dep.Generation, dep2.Generation)
+	}
+}
+
+// TestRegistryDown: an API whose registry is unreachable is Built=False with
+// a reason saying so, and an Event; nothing is deployed.
+func TestRegistryDown(t *testing.T) {
+	f := setup(t)
+	ns := f.env.Namespace(t, "registry-down")
+	f.create(t, definition(ns, "def", "openapi.yaml", []byte(simpleDefinition("down", "/down"))),
+		newAPI(ns, "down", "def", "openapi.yaml", func(a *v1alpha1.API) { a.Spec.Image.Registry = f.down }))
+	got := f.waitCondition(t, ns, "down", v1alpha1.ConditionBuilt, metav1.ConditionFalse, operator.ReasonRegistryUnavailable)
+	if msg := condition(got, v1alpha1.ConditionBuilt).Message; !strings.Contains(msg, f.down) {
+		t.Errorf("Built message %q does not name the registry %s", msg, f.down)
+	}
+	if c := condition(got, v1alpha1.ConditionReady); c.Status != metav1.ConditionFalse || c.Reason != operator.ReasonWaitingImage {
+		t.Errorf("Ready = %s/%s, want False/%s", c.Status, c.Reason, operator.ReasonWaitingImage)
+	}
+	eventually(t, "a Warning event", func() error {
+		for _, e := range f.events(t, ns, "down") {
+			if e.Type == corev1.EventTypeWarning && e.Reason == operator.ReasonRegistryUnavailable {
+				return nil
+			}
+		}
+		return errorf("no %s event", operator.ReasonRegistryUnavailable)
+	})
+	dep := &appsv1.Deployment{}
+	if err := f.c.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: "down"}, dep); !apierrors.IsNotFound(err) {
+		t.Errorf("Deployment exists (err %v), want none", err)
+	}
+}
+
+// TestResyncWritesNothing: a reconcile that finds the world as it left it
+// writes no status (and so triggers nothing).
+func TestResyncWritesNothing(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	ns := f.env.Namespace(t, "resync")
+	f.rollouts(t, ns)
+	f.create(t, definition(ns, "def", "openapi.yaml", []byte(simpleDefinition("resync", "/resync"))),
+		newAPI(ns, "resync", "def", "openapi.yaml"))
+	f.waitCondition(t, ns, "resync", v1alpha1.ConditionReady, metav1.ConditionTrue, operator.ReasonAvailable)
+	f.quiesce(t)
+	before := f.getAPI(t, ns, "resync")
+
+	// Deleting an owned object forces a reconcile, which puts it back.
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "resync-binding", Namespace: ns}}
+	if err := f.c.Delete(ctx, cm); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "binding ConfigMap restored", func() error {
+		return f.c.Get(ctx, client.ObjectKeyFromObject(cm), &corev1.ConfigMap{})
+	})
+	f.quiesce(t)
+	after := f.getAPI(t, ns, "resync")
+	if after.ResourceVersion != before.ResourceVersion {
+		t.Errorf("API written by a reconcile that changed nothing:\nbefore %+v\nafter  %+v", before.Status, after.Status)
+	}
+}
+
+// TestKanikoBuild: the Kaniko strategy renders the build context and a Job
+// named by the inputs; a second API with the same inputs shares the Job; the
+// digest comes from the executor's termination message; a failed Job is
+// Built=False with the log tail and an Event.
+func TestKanikoBuild(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	ns := f.env.Namespace(t, "kaniko")
+	f.rollouts(t, ns)
+	kanikoAPI := func(name, cm string) *v1alpha1.API {
+		return newAPI(ns, name, cm, "openapi.yaml", func(a *v1alpha1.API) { a.Spec.Build.Strategy = v1alpha1.BuildKaniko })
+	}
+	f.create(t, definition(ns, "ok", "openapi.yaml", []byte(simpleDefinition("kaniko ok", "/ok"))),
+		definition(ns, "bad", "openapi.yaml", []byte(simpleDefinition("kaniko bad", "/bad"))),
+		kanikoAPI("ok-a", "ok"))
+
+	a := f.waitCondition(t, ns, "ok-a", v1alpha1.ConditionBuilt, metav1.ConditionUnknown, operator.ReasonBuilding)
+	if c := condition(a, v1alpha1.ConditionDeployed); c.Status != metav1.ConditionUnknown {
+		t.Errorf("Deployed = %s while building, want Unknown", c.Status)
+	}
+	var jobs batchv1.JobList
+	if err := f.c.List(ctx, &jobs, client.InNamespace(ns)); err != nil || len(jobs.Items) != 1 {
+		t.Fatalf("%d Kaniko Jobs (err %v), want 1", len(jobs.Items), err)
+	}
+	job := &jobs.Items[0]
+	digest := job.Annotations["gatekiln.io/inputs-digest"]
+	tag := f.reg.Host + "/gatekiln/kaniko-ok:1.0-" + strings.TrimPrefix(digest, "sha256:")[:12]
+	if got := job.Annotations["gatekiln.io/destination"]; got != tag {
+		t.Errorf("Job destination %q, want %q", got, tag)
+	}
+	wantJob := operator.JobName(digest, tag, "")
+	if job.Name != wantJob || a.Status.BuildJob != wantJob {
+		t.Fatalf("Job %q, status.buildJob %q, want %q (named by the inputs)", job.Name, a.Status.BuildJob, wantJob)
+	}
+	args, err := kaniko.ExecutorArgs(job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"--destination=" + tag, "--digest-file=/dev/termination-log", "--reproducible", "--insecure"} {
+		if !contains(args, want) {
+			t.Errorf("executor args %v lack %s", args, want)
+		}
+	}
+	if img := job.Spec.Template.Spec.Containers[0].Image; img != kanikoImage {
+		t.Errorf("executor image %s, want %s", img, kanikoImage)
+	}
+	ctxCM := &corev1.ConfigMap{}
+	if err := f.c.Get(ctx, types.NamespacedName{Namespace: ns, Name: wantJob + "-context"}, ctxCM); err != nil {
+		t.Fatalf("build context ConfigMap: %v", err)
+	}
+	if len(ctxCM.OwnerReferences) != 1 || ctxCM.OwnerReferences[0].UID != job.UID {
+		t.Errorf("build context owners %+v, want the Job", ctxCM.OwnerReferences)
+	}
+
+	// A second API with the same inputs waits on the same Job.
+	f.create(t, kanikoAPI("ok-b", "ok"))
+	b := f.waitCondition(t, ns, "ok-b", v1alpha1.ConditionBuilt, metav1.ConditionUnknown, operator.ReasonBuilding)
+	if b.Status.BuildJob != wantJob {
+		t.Errorf("second API builds in %q, want the shared %q", b.Status.BuildJob, wantJob)
+	}
+	if err := f.c.List(ctx, &jobs, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs.Items) != 1 {
+		t.Errorf("%d Jobs for one set of inputs, want 1", len(jobs.Items))
+	}
+
+	imageDigest := "sha256:" + strings.Repeat("5e", 32)
+	f.finishJob(t, job, 0, imageDigest+"\n")
+	for _, n := range []string{"ok-a", "ok-b"} {
+		got := f.waitCondition(t, ns, n, v1alpha1.ConditionReady, metav1.ConditionTrue, operator.ReasonAvailable)
+		if want := f.reg.Host + "/gatekiln/kaniko-ok@" + imageDigest; got.Status.Image != want {
+			t.Errorf("%s: status.image %s, want %s", n, got.Status.Image, want)
+		}
+		if c := condition(got, v1alpha1.ConditionBuilt); c.Status != metav1.ConditionTrue || c.Reason != operator.ReasonBuilt {
+			t.Errorf("%s: Built %s/%s", n, c.Status, c.Reason)
+		}
+	}
+
+	// Failure: the log tail is in the termination message.
+	f.create(t, kanikoAPI("bad", "bad"))
+	bad := f.waitCondition(t, ns, "bad", v1alpha1.ConditionBuilt, metav1.ConditionUnknown, operator.ReasonBuilding)
+	badJob := &batchv1.Job{}
+	if err := f.c.Get(ctx, types.NamespacedName{Namespace: ns, Name: bad.Status.BuildJob}, badJob); err != nil {
+		t.Fatal(err)
+	}
+	logTail := "INFO Retrieving image manifest\nerror pushing image: UNAUTHORIZED: authentication required\n"
+	f.finishJob(t, badJob, 1, logTail)
+	bad = f.waitCondition(t, ns, "bad", v1alpha1.ConditionBuilt, metav1.ConditionFalse, operator.ReasonBuildFailed)
+	msg := condition(bad, v1alpha1.ConditionBuilt).Message
+	for _, want := range []string{"BackoffLimitExceeded", "UNAUTHORIZED: authentication required"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("Built message %q lacks %q", msg, want)
+		}
+	}
+	if strings.Contains(msg, badJob.Name) {
+		t.Errorf("Built message %q carries the generated Job name", msg)
+	}
+	eventually(t, "a BuildFailed event", func() error {
+		for _, e := range f.events(t, ns, "bad") {
+			if e.Type == corev1.EventTypeWarning && e.Reason == operator.ReasonBuildFailed && strings.Contains(e.Note, "UNAUTHORIZED") {
+				return nil
+			}
+		}
+		return errorf("no BuildFailed event")
+	})
+}
+
+// finishJob does what the Job controller and the kubelet would: a Pod whose
+// executor container terminated with code and message, and the Job's
+// terminal status.
+func (f *fixture) finishJob(t *testing.T, job *batchv1.Job, code int32, message string) {
+	t.Helper()
+	ctx := context.Background()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: job.Name + "-x1", Namespace: job.Namespace,
+			Labels: map[string]string{"batch.kubernetes.io/job-name": job.Name, "job-name": job.Name}},
+		Spec: *job.Spec.Template.Spec.DeepCopy(),
+	}
+	if err := f.c.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	now := metav1.Now()
+	pod.Status = corev1.PodStatus{
+		Phase: corev1.PodSucceeded,
+		ContainerStatuses: []corev1.ContainerStatus{{
+			Name:  kaniko.ExecutorName,
+			Image: job.Spec.Template.Spec.Containers[0].Image,
+			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+				ExitCode: code, Message: message, StartedAt: now, FinishedAt: now,
+				Reason: map[bool]string{true: "Completed", false: "Error"}[code == 0]}},
+		}},
+	}
+	if code != 0 {
+		pod.Status.Phase = corev1.PodFailed
+	}
+	if err := f.c.Status().Update(ctx, pod); err != nil {
+		t.Fatalf("pod status: %v", err)
+	}
+	start := metav1.NewTime(now.Add(-time.Second))
+	job.Status.StartTime = &start
+	if code == 0 {
+		job.Status.Succeeded = 1
+		job.Status.CompletionTime = &now
+		job.Status.Conditions = []batchv1.JobCondition{
+			{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue, Reason: "CompletionsReached", LastTransitionTime: now},
+			{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, Reason: "CompletionsReached", LastTransitionTime: now},
+		}
+	} else {
+		job.Status.Failed = 1
+		job.Status.Conditions = []batchv1.JobCondition{
+			{Type: batchv1.JobFailureTarget, Status: corev1.ConditionTrue, Reason: "BackoffLimitExceeded", LastTransitionTime: now},
+			{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: "BackoffLimitExceeded", LastTransitionTime: now},
+		}
+	}
+	if err := f.c.Status().Update(ctx, job); err != nil {
+		t.Fatalf("job status: %v", err)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

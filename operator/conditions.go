@@ -1,0 +1,81 @@
+package operator
+
+import (
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/gatekiln/gatekiln/apis/v1alpha1"
+)
+
+// Condition reasons on an API. Compiler problem codes (EndpointNotFound,
+// InvalidDefinition, CrossNamespaceRef, …) are Resolved reasons too.
+const (
+	ReasonResolved           = "Resolved"
+	ReasonDefinitionNotFound = "DefinitionNotFound"
+	ReasonSecretNotFound     = "SecretNotFound"
+	ReasonCrossNamespaceRef  = "CrossNamespaceRef"
+
+	ReasonPrebuilt            = "PrebuiltImage"
+	ReasonUpToDate            = "UpToDate"
+	ReasonFoundInRegistry     = "FoundInRegistry"
+	ReasonBuilt               = "Built"
+	ReasonBuilding            = "Building"
+	ReasonBuildQueued         = "BuildQueued"
+	ReasonBuildFailed         = "BuildFailed"
+	ReasonRegistryUnavailable = "RegistryUnavailable"
+	ReasonTagCollision        = "TagCollision"
+
+	ReasonDeployed     = "Deployed"
+	ReasonApplyFailed  = "ApplyFailed"
+	ReasonAvailable    = "Available"
+	ReasonProgressing  = "Progressing"
+	ReasonNotResolved  = "NotResolved"
+	ReasonNotBuilt     = "NotBuilt"
+	ReasonNotDeployed  = "NotDeployed"
+	ReasonWaitingImage = "WaitingForImage"
+)
+
+// setCondition records a condition on conds. meta.SetStatusCondition keeps
+// lastTransitionTime when the status does not change, so re-recording the
+// same outcome leaves the API's status byte-for-byte equal.
+func setCondition(conds *[]metav1.Condition, generation int64, typ string, status metav1.ConditionStatus, reason, message string) {
+	meta.SetStatusCondition(conds, metav1.Condition{
+		Type:               typ,
+		Status:             status,
+		Reason:             reason,
+		Message:            message,
+		ObservedGeneration: generation,
+	})
+}
+
+// ensureCondition sets a condition only when it is absent, so a later phase
+// that did not run this time keeps reporting its last outcome.
+func ensureCondition(conds *[]metav1.Condition, generation int64, typ string, status metav1.ConditionStatus, reason, message string) {
+	if meta.FindStatusCondition(*conds, typ) == nil {
+		setCondition(conds, generation, typ, status, reason, message)
+	}
+}
+
+// conditionOrder keeps the conditions in the pipeline's order, whatever order
+// they were first set in.
+var conditionOrder = map[string]int{
+	v1alpha1.ConditionResolved: 0,
+	v1alpha1.ConditionBuilt:    1,
+	v1alpha1.ConditionDeployed: 2,
+	v1alpha1.ConditionReady:    3,
+}
+
+func sortConditions(conds []metav1.Condition) {
+	for i := 1; i < len(conds); i++ {
+		for j := i; j > 0 && rank(conds[j].Type) < rank(conds[j-1].Type); j-- {
+			conds[j], conds[j-1] = conds[j-1], conds[j]
+		}
+	}
+}
+
+func rank(typ string) int {
+	if r, ok := conditionOrder[typ]; ok {
+		return r
+	}
+	return len(conditionOrder)
+}

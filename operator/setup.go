@@ -1,0 +1,242 @@
+package operator
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/go-logr/logr"
+	"github.com/google/go-containerregistry/pkg/name"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	"github.com/gatekiln/gatekiln/apis/v1alpha1"
+	"github.com/gatekiln/gatekiln/builder/image"
+	"github.com/gatekiln/gatekiln/operator/render"
+)
+
+// Options configure the operator's manager.
+type Options struct {
+	Config
+	// Namespaces are watched; empty means every namespace.
+	Namespaces []string
+	// MetricsAddr serves Prometheus metrics ("0" disables); ProbeAddr serves
+	// /healthz and /readyz ("" or "0" disables).
+	MetricsAddr, ProbeAddr string
+	// LeaderElection makes one replica active; LeaderElectionNamespace holds
+	// the Lease (default: the operator's own namespace, from the Pod).
+	LeaderElection          bool
+	LeaderElectionNamespace string
+	Logger                  logr.Logger
+}
+
+// LeaderElectionID is the Lease the operator's replicas compete for.
+const LeaderElectionID = "gatekiln-operator.gatekiln.io"
+
+// Scheme returns a scheme with the built-in kinds and ours.
+func Scheme() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// NewManager builds a manager running the API and Endpoint reconcilers.
+func NewManager(ctx context.Context, rc *rest.Config, o Options) (ctrl.Manager, error) {
+	cfg, err := o.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("operator config: %w", err)
+	}
+	scheme, err := Scheme()
+	if err != nil {
+		return nil, err
+	}
+	managed := labels.SelectorFromSet(labels.Set{render.LabelManagedBy: render.ManagedBy})
+	cacheOpts := cache.Options{
+		DefaultTransform: cache.TransformStripManagedFields(),
+		// The operator reads back only what it created; cache nothing else of
+		// these kinds.
+		ByObject: map[client.Object]cache.ByObject{
+			&appsv1.Deployment{}:                     {Label: managed},
+			&batchv1.Job{}:                           {Label: managed},
+			&corev1.Service{}:                        {Label: managed},
+			&autoscalingv2.HorizontalPodAutoscaler{}: {Label: managed},
+			&policyv1.PodDisruptionBudget{}:          {Label: managed},
+			&networkingv1.Ingress{}:                  {Label: managed},
+		},
+	}
+	if len(o.Namespaces) > 0 {
+		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range o.Namespaces {
+			cacheOpts.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	probe := o.ProbeAddr
+	if probe == "" {
+		probe = "0"
+	}
+	mgr, err := ctrl.NewManager(rc, ctrl.Options{
+		Scheme: scheme,
+		Logger: o.Logger,
+		Cache:  cacheOpts,
+		Client: client.Options{Cache: &client.CacheOptions{
+			// Read straight from the API server, never through a full cache.
+			DisableFor: []client.Object{&corev1.ConfigMap{}, &corev1.Secret{}, &corev1.Pod{}},
+		}},
+		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
+		HealthProbeBindAddress:  probe,
+		LeaderElection:          o.LeaderElection,
+		LeaderElectionID:        LeaderElectionID,
+		LeaderElectionNamespace: o.LeaderElectionNamespace,
+		// A new leader starts at once when the old one exits cleanly.
+		LeaderElectionReleaseOnCancel: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("manager: %w", err)
+	}
+	if probe != "0" {
+		if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+			return nil, err
+		}
+		if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
+			return nil, err
+		}
+	}
+	if err := setup(ctx, mgr, cfg); err != nil {
+		return nil, err
+	}
+	return mgr, nil
+}
+
+// setup registers the indexes and both reconcilers with mgr.
+func setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
+	base, err := name.NewDigest(cfg.RuntimeImage)
+	if err != nil {
+		return fmt.Errorf("runtime image: %w", err)
+	}
+	ch, err := newChecker(ctx, cfg.RegistryConfig)
+	if err != nil {
+		return fmt.Errorf("registry: %w", err)
+	}
+	baseOpts, err := cfg.RegistryConfig.Remote(ctx)
+	if err != nil {
+		return fmt.Errorf("registry: %w", err)
+	}
+	served, err := discover(mgr.GetRESTMapper())
+	if err != nil {
+		return err
+	}
+	s := make(slots, cfg.MaxConcurrentBuilds)
+	r := &APIReconciler{
+		client:  mgr.GetClient(),
+		reader:  mgr.GetAPIReader(),
+		events:  mgr.GetEventRecorder("gatekiln-operator"),
+		cfg:     cfg,
+		base:    base,
+		checker: ch,
+		served:  served,
+		builders: map[string]imageBuilder{
+			v1alpha1.BuildDirect: &directBuilder{
+				base:  &image.CachedBase{Options: baseOpts},
+				slots: s,
+			},
+		},
+	}
+	if cfg.KanikoImage != "" {
+		r.builders[v1alpha1.BuildKaniko] = &kanikoBuilder{
+			client: mgr.GetClient(),
+			reader: mgr.GetAPIReader(),
+			cfg:    cfg,
+		}
+	}
+	if err := registerIndexes(ctx, mgr); err != nil {
+		return fmt.Errorf("indexes: %w", err)
+	}
+	c := mgr.GetClient()
+	specOnly := builder.WithPredicates(predicate.GenerationChangedPredicate{})
+	b := ctrl.NewControllerManagedBy(mgr).
+		Named("api").
+		For(&v1alpha1.API{}, specOnly).
+		Owns(&appsv1.Deployment{}).
+		Owns(&corev1.Service{}, builder.OnlyMetadata).
+		Owns(&corev1.ConfigMap{}, builder.OnlyMetadata).
+		Owns(&corev1.Secret{}, builder.OnlyMetadata).
+		Owns(&autoscalingv2.HorizontalPodAutoscaler{}, builder.OnlyMetadata).
+		Owns(&policyv1.PodDisruptionBudget{}, builder.OnlyMetadata).
+		Watches(&v1alpha1.Endpoint{}, handler.EnqueueRequestsFromMapFunc(apisUsing(c, indexEndpoints)), specOnly).
+		Watches(&v1alpha1.RateLimit{}, handler.EnqueueRequestsFromMapFunc(apisUsing(c, indexRateLimits)), specOnly).
+		Watches(&v1alpha1.Security{}, handler.EnqueueRequestsFromMapFunc(apisUsing(c, indexSecurities)), specOnly).
+		WatchesMetadata(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(apisUsing(c, indexConfigMaps))).
+		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(apisUsing(c, indexSecrets))).
+		Watches(&batchv1.Job{}, handler.EnqueueRequestsFromMapFunc(apisUsing(c, indexBuildJob))).
+		WithOptions(controller.Options{MaxConcurrentReconciles: cfg.MaxConcurrentReconciles})
+	if served.Ingress {
+		b = b.Owns(&networkingv1.Ingress{}, builder.OnlyMetadata)
+	}
+	if served.HTTPRoute {
+		hr := &metav1.PartialObjectMetadata{}
+		hr.SetGroupVersionKind(render.HTTPRouteGVK)
+		b = b.Owns(hr)
+	}
+	if err := b.Complete(r); err != nil {
+		return fmt.Errorf("api controller: %w", err)
+	}
+	err = ctrl.NewControllerManagedBy(mgr).
+		Named("endpoint").
+		For(&v1alpha1.Endpoint{}, specOnly).
+		Owns(&appsv1.Deployment{}).
+		Owns(&corev1.Service{}, builder.OnlyMetadata).
+		Complete(&EndpointReconciler{client: c})
+	if err != nil {
+		return fmt.Errorf("endpoint controller: %w", err)
+	}
+	return nil
+}
+
+// discover finds which optional kinds the cluster serves. It runs once: a
+// Gateway API installed later is picked up when the operator restarts.
+func discover(m meta.RESTMapper) (servedKinds, error) {
+	var s servedKinds
+	var err error
+	if s.Ingress, err = serves(m, networkingv1.SchemeGroupVersion.WithKind("Ingress")); err != nil {
+		return s, err
+	}
+	if s.HTTPRoute, err = serves(m, render.HTTPRouteGVK); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+func serves(m meta.RESTMapper, gvk schema.GroupVersionKind) (bool, error) {
+	_, err := m.RESTMapping(gvk.GroupKind(), gvk.Version)
+	switch {
+	case err == nil:
+		return true, nil
+	case meta.IsNoMatchError(err):
+		return false, nil
+	}
+	return false, fmt.Errorf("discover %s: %w", gvk, err)
+}
