@@ -153,3 +153,28 @@ func TestMultiFileProblems(t *testing.T) {
 		})
 	}
 }
+
+// JSON Schema keywords that a schema library resolves may not name local files.
+func TestSchemaFileURIsRefused(t *testing.T) {
+	src := `openapi: 3.1.0
+info: {title: t, version: "1"}
+paths: {}
+components:
+  schemas:
+    A: {$schema: "file:///etc/passwd", type: object}
+    B: {$id: "FILE:///etc/", type: string}
+    C: {$dynamicRef: "file:///etc/passwd"}
+    D: {$schema: "https://json-schema.org/draft/2020-12/schema", $id: "urn:example:d", type: string}
+`
+	_, ps := compileString(t, src, nil)
+	var got []string
+	for _, p := range ps {
+		if p.Code == CodeExternalRef {
+			got = append(got, p.Pointer)
+		}
+	}
+	want := []string{"/components/schemas/A/$schema", "/components/schemas/B/$id", "/components/schemas/C/$dynamicRef"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("refused %v, want %v (all: %v)", got, want, ps)
+	}
+}

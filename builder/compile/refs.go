@@ -70,6 +70,9 @@ func (w *refWalker) walk(v any, toks []string) {
 		if ref, ok := t["$ref"].(string); ok && !nameContainers[parent] {
 			w.check(ref, pointer(append(toks, "$ref")...))
 		}
+		if !nameContainers[parent] {
+			w.checkURIs(t, toks)
+		}
 		if !w.fs.mayNeedFix && mayNeedFix(t) {
 			w.fs.mayNeedFix = true
 		}
@@ -91,6 +94,22 @@ func (w *refWalker) walk(v any, toks []string) {
 	case []any:
 		for i, c := range t {
 			w.walk(c, append(toks, strconv.Itoa(i)))
+		}
+	}
+}
+
+// schemaURIKeys are the JSON Schema keywords whose URIs a schema library may
+// load. A file: URI among them would read the gateway's own file system.
+var schemaURIKeys = []string{"$schema", "$id", "$dynamicRef", "$recursiveRef"}
+
+func (w *refWalker) checkURIs(m map[string]any, toks []string) {
+	for _, k := range schemaURIKeys {
+		s, ok := m[k].(string)
+		if !ok {
+			continue
+		}
+		if u, err := url.Parse(s); err == nil && strings.EqualFold(u.Scheme, "file") {
+			w.add(pointer(append(toks, k)...), CodeExternalRef, fmt.Sprintf("%s %q names a local file; nothing outside the supplied files is ever read", k, s))
 		}
 	}
 }
