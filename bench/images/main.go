@@ -114,59 +114,57 @@ func run(n int, definition string) error {
 	fmt.Printf("bench/images: docker-registry on %s, %s, Bundle %d bytes, runtime base %s (%s), median of %d runs\n",
 		reg.Host, definition, len(res.BundleBytes), base.DigestStr()[:19], what, n)
 
-	// Direct, as gatekiln build runs it: read the base, append, push.
-	direct, err := measure(n, func(i int) error {
-		req, err := request(fmt.Sprintf("direct/cold-%d", i))
-		if err != nil {
-			return err
-		}
-		_, err = image.Direct{Base: image.RemoteBase{Options: opts}, Publisher: image.RegistryPublisher{Options: opts}}.Build(ctx, req)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("direct: %w", err)
-	}
-	// Direct as the operator runs it: the base (named by digest) read once.
-	cached := &image.CachedBase{Options: opts}
-	warm, err := measure(n, func(i int) error {
-		req, err := request(fmt.Sprintf("direct/warm-%d", i))
-		if err != nil {
-			return err
-		}
-		_, err = image.Direct{Base: cached, Publisher: image.RegistryPublisher{Options: opts}}.Build(ctx, req)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("direct (cached base): %w", err)
-	}
-
-	// The floor: crane append of the same layer onto one platform.
 	layerTar, err := bundleTar(res.BundleBytes)
 	if err != nil {
 		return err
 	}
-	floor, err := measure(n, func(i int) error {
-		baseImg, err := remote.Image(base, append(opts, remote.WithPlatform(v1.Platform{OS: "linux", Architecture: "amd64"}))...)
-		if err != nil {
+	cached := &image.CachedBase{Options: opts}
+	// The three are interleaved, run by run, so that load from elsewhere on
+	// the machine weighs on each alike.
+	times, err := interleave(n, map[string]func(i int) error{
+		// Direct, as gatekiln build runs it: read the base, append, push.
+		"direct": func(i int) error {
+			req, err := request(fmt.Sprintf("direct/cold-%d", i))
+			if err != nil {
+				return err
+			}
+			_, err = image.Direct{Base: image.RemoteBase{Options: opts}, Publisher: image.RegistryPublisher{Options: opts}}.Build(ctx, req)
 			return err
-		}
-		layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(layerTar)), nil })
-		if err != nil {
+		},
+		// Direct as the operator runs it: the base (named by digest) read once.
+		"warm": func(i int) error {
+			req, err := request(fmt.Sprintf("direct/warm-%d", i))
+			if err != nil {
+				return err
+			}
+			_, err = image.Direct{Base: cached, Publisher: image.RegistryPublisher{Options: opts}}.Build(ctx, req)
 			return err
-		}
-		img, err := mutate.AppendLayers(baseImg, layer)
-		if err != nil {
-			return err
-		}
-		dst, err := cfg.ParseReference(fmt.Sprintf("%s/floor/run-%d:latest", reg.Host, i))
-		if err != nil {
-			return err
-		}
-		return remote.Write(dst, img, opts...)
+		},
+		// The floor: crane append of the same layer onto one platform.
+		"floor": func(i int) error {
+			baseImg, err := remote.Image(base, append(opts, remote.WithPlatform(v1.Platform{OS: "linux", Architecture: "amd64"}))...)
+			if err != nil {
+				return err
+			}
+			layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(layerTar)), nil })
+			if err != nil {
+				return err
+			}
+			img, err := mutate.AppendLayers(baseImg, layer)
+			if err != nil {
+				return err
+			}
+			dst, err := cfg.ParseReference(fmt.Sprintf("%s/floor/run-%d:latest", reg.Host, i))
+			if err != nil {
+				return err
+			}
+			return remote.Write(dst, img, opts...)
+		},
 	})
 	if err != nil {
-		return fmt.Errorf("floor: %w", err)
+		return err
 	}
+	direct, warm, floor := times["direct"], times["warm"], times["floor"]
 
 	// Kaniko: the real executor on the rendered context and Job.
 	exe, err := kanikorun.Default()
@@ -228,6 +226,30 @@ func run(n int, definition string) error {
 	fmt.Printf("ratio kaniko/direct: %.1f\n", kan.Seconds()/direct.Seconds())
 	fmt.Printf("ratio direct/floor: %.2f\n", direct.Seconds()/floor.Seconds())
 	return nil
+}
+
+func interleave(n int, fs map[string]func(i int) error) (map[string]time.Duration, error) {
+	names := make([]string, 0, len(fs))
+	for k := range fs {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	all := map[string][]time.Duration{}
+	for i := 0; i < n; i++ {
+		for _, k := range names {
+			start := time.Now()
+			if err := fs[k](i); err != nil {
+				return nil, fmt.Errorf("%s: %w", k, err)
+			}
+			all[k] = append(all[k], time.Since(start))
+		}
+	}
+	out := map[string]time.Duration{}
+	for k, ds := range all {
+		sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+		out[k] = ds[len(ds)/2]
+	}
+	return out, nil
 }
 
 func measure(n int, f func(i int) error) (time.Duration, error) {
