@@ -10,7 +10,23 @@ import (
 )
 
 // Extensions the compiler reads. x-gatekiln-* are ours; x-wso2-* are the WSO2
-// API operator's, read so its users' definitions compile unchanged.
+// API operator's, read so its users' definitions compile unchanged. Where an
+// extension may appear at the document, a path item and an operation, the most
+// specific one that is present wins (lists are replaced, not merged).
+//
+//	x-gatekiln-basepath   "/v1" (document; else x-wso2-basePath, else the first server URL's path)
+//	x-gatekiln-endpoint   an Endpoint name, or {name?, urls, loadBalance, timeout, retries, circuitBreaker}
+//	x-gatekiln-endpoints  {name: {urls, ...}} declarations (document)
+//	x-gatekiln-ratelimit  a RateLimit name, {name?, requests, unit|period, burst}, or a list; [] is none
+//	x-gatekiln-security   a scheme name, a list of names (alternatives) or [{scheme: [scopes]}]; [] is public
+//	x-gatekiln-cors       {allowOrigins, allowMethods, allowHeaders, exposeHeaders, allowCredentials, maxAge}
+//	x-gatekiln-timeout    "5s" or seconds
+//	x-gatekiln-retries    attempts, or {attempts, perTryTimeout, on: [5xx, connect-failure, reset]}
+//	x-gatekiln-validate   true/false (requests), or {request, response, maxBodyBytes}; requests are validated by default
+//
+// An inline declaration without a name is called "default" at the document,
+// after the path at a path item, after the operationId (else method and path)
+// at an operation.
 const (
 	extBasePath   = "x-gatekiln-basepath"
 	extEndpoint   = "x-gatekiln-endpoint"
