@@ -1,6 +1,7 @@
 package http1
 
 import (
+	"bytes"
 	"errors"
 	"io"
 )
@@ -26,6 +27,34 @@ func (c *ChunkedReader) Reset(r *Reader) {
 // Done reports whether the terminating chunk and trailers have been read, so
 // the connection is positioned at the next message.
 func (c *ChunkedReader) Done() bool { return c.done }
+
+// Ready reports whether the next Read can return data (or the end) from what
+// is already buffered, without waiting for the connection. A proxy flushes
+// what it has relayed before a Read that would wait.
+func (c *ChunkedReader) Ready() bool {
+	if c.done || c.err != nil {
+		return true
+	}
+	b := c.r.BufferedBytes()
+	if c.left > 0 {
+		return len(b) > 0
+	}
+	if c.left == 0 {
+		if len(b) < 2 {
+			return false
+		}
+		b = b[2:]
+	}
+	i := bytes.Index(b, []byte("\r\n"))
+	if i < 0 {
+		return false
+	}
+	if i == 1 && b[0] == '0' || i > 1 && b[0] == '0' && (b[1] == ';' || b[1] == ' ' || b[1] == '\t') {
+		// The last chunk: ready once the trailer section has ended.
+		return bytes.Contains(b[i:], []byte("\r\n\r\n"))
+	}
+	return len(b) > i+2
+}
 
 func (c *ChunkedReader) Read(p []byte) (int, error) {
 	if c.err != nil {

@@ -194,3 +194,9 @@ func (u *Upstream) Error(kind int) { u.kinds[kind].Inc() }
 func (g *Gateway) Retries(endpoint string) (done, refused prometheus.Counter) {
 	return g.retries.WithLabelValues(endpoint, "retried"), g.retries.WithLabelValues(endpoint, "budget_exhausted")
 }
+
+// RetriesCounter returns an endpoint's retry counter for result ("retried",
+// "budget_exhausted"); tests read it.
+func (g *Gateway) RetriesCounter(endpoint, result string) prometheus.Counter {
+	return g.retries.WithLabelValues(endpoint, result)
+}

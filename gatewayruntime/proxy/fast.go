@@ -383,7 +383,7 @@ func (p *routeProxy) respond(w http.ResponseWriter, r *http.Request, uc *upConn)
 	switch {
 	case resp.Chunked:
 		uc.cr.Reset(uc.br)
-		err = p.copyBody(w, &uc.cr, uc)
+		err = p.copyBody(w, &uc.cr, uc, uc.cr.Ready)
 		complete = err == nil && uc.cr.Done()
 	case cl >= 0:
 		if int64(uc.br.Buffered()) >= cl {
@@ -394,11 +394,11 @@ func (p *routeProxy) respond(w http.ResponseWriter, r *http.Request, uc *upConn)
 				err = &clientError{err}
 			}
 		} else {
-			err = p.copyBody(w, &exactReader{r: uc.br, n: cl}, uc)
+			err = p.copyBody(w, &exactReader{r: uc.br, n: cl}, uc, uc.buffered)
 		}
 		complete = err == nil
 	default:
-		err = p.copyBody(w, uc.br, uc)
+		err = p.copyBody(w, uc.br, uc, uc.buffered)
 	}
 	if err != nil {
 		uc.nc.Close()
@@ -440,12 +440,12 @@ func (p *routeProxy) discard(uc *upConn, r *http.Request) {
 // copyBody streams an upstream body to the client, flushing whenever it would
 // wait for the upstream, so streamed responses (SSE, long polls) are not held
 // back. A body read error is the upstream's; a write error is the client's.
-func (p *routeProxy) copyBody(w http.ResponseWriter, src io.Reader, uc *upConn) error {
+func (p *routeProxy) copyBody(w http.ResponseWriter, src io.Reader, uc *upConn, ready func() bool) error {
 	buf := getBuf()
 	defer putBuf(buf)
 	rc := http.NewResponseController(w)
 	for {
-		if uc.br.Buffered() == 0 {
+		if !ready() {
 			if err := rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
 				return &clientError{err}
 			}
@@ -465,6 +465,8 @@ func (p *routeProxy) copyBody(w http.ResponseWriter, src io.Reader, uc *upConn) 
 		}
 	}
 }
+
+func (c *upConn) buffered() bool { return c.br.Buffered() > 0 }
 
 // exactReader reads exactly n bytes; an earlier EOF is io.ErrUnexpectedEOF.
 type exactReader struct {

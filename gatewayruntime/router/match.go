@@ -76,6 +76,9 @@ func (n *node[T]) lit(seg string) *node[T] {
 // first leaf that consumes every segment.
 func (n *node[T]) match(segs []segment, vals []string) (*leaf[T], []string) {
 	if len(segs) == 0 {
+		if n.leaf != nil && !n.leaf.accepts(vals) {
+			return nil, vals
+		}
 		return n.leaf, vals
 	}
 	s := segs[0].dec

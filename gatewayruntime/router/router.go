@@ -23,7 +23,10 @@
 //     it lacks the request's method the answer is 405 with Allow, even when a
 //     more templated path has that method.
 //   - A parameter matches a non-empty value. Inside a mixed segment a parameter
-//     extends to the first occurrence of the literal text that follows it.
+//     extends to the first occurrence of the literal text that follows it. A
+//     name a template repeats in whole segments ("/a/{id}/b/{id}", found in real
+//     definitions) is one parameter: the path matches only when both values
+//     are equal.
 //   - HEAD is served by the GET operation when the path has no HEAD operation.
 //     OPTIONS without an OPTIONS operation is reported as such (Result.Options)
 //     so the gateway can answer it (Allow, or a CORS preflight).
@@ -126,6 +129,9 @@ type leaf[T any] struct {
 	template string
 	// names are the template's parameters in path order.
 	names []string
+	// same lists positions of a name the template repeats ("/a/{id}/b/{id}"):
+	// their values must be equal for the path to match.
+	same [][2]int
 	// The common methods by index, others in extra.
 	common [len(commonMethods)]*T
 	extra  map[string]*T
@@ -219,7 +225,7 @@ func (n *node[T]) insert(e Entry[T]) error {
 			if p.param == "" {
 				continue
 			}
-			if names[p.param] {
+			if names[p.param] && len(pieces) > 1 {
 				return fmt.Errorf("parameter {%s} appears twice", p.param)
 			}
 			names[p.param] = true
@@ -240,6 +246,7 @@ func (n *node[T]) insert(e Entry[T]) error {
 	}
 	if cur.leaf == nil {
 		cur.leaf = &leaf[T]{template: e.Path, names: paramNames(segs)}
+		cur.leaf.same = samePairs(cur.leaf.names)
 	} else if cur.leaf.template != e.Path {
 		// Same shape, different parameter names: /pets/{id} and /pets/{name}.
 		// OpenAPI calls such paths identical; which one serves would be arbitrary.
@@ -301,6 +308,28 @@ func paramNames(segs []string) []string {
 		}
 	}
 	return names
+}
+
+func samePairs(names []string) [][2]int {
+	var pairs [][2]int
+	for i := range names {
+		for j := i + 1; j < len(names); j++ {
+			if names[i] == names[j] {
+				pairs = append(pairs, [2]int{i, j})
+			}
+		}
+	}
+	return pairs
+}
+
+// accepts reports whether the values satisfy the leaf's repeated names.
+func (l *leaf[T]) accepts(vals []string) bool {
+	for _, p := range l.same {
+		if vals[p[0]] != vals[p[1]] {
+			return false
+		}
+	}
+	return true
 }
 
 // shapeOf writes a segment with its parameter names erased.

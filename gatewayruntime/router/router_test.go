@@ -38,6 +38,7 @@ func TestMatch(t *testing.T) {
 		"OPTIONS /v1/opts",
 		"HEAD /v1/heads",
 		"GET /",
+		"GET /v1/same/{id}/x/{id}",
 	)
 	tests := []struct {
 		method, path string
@@ -95,6 +96,9 @@ func TestMatch(t *testing.T) {
 		{"GET", "/", Found, "GET /", "", ""},
 		{"GET", "/a/b/c/d/e/f/g/h", NotFound, "", "", ""},
 		{"PATCH", "/v1/users/u1", Found, "PATCH /v1/users/{user}", "user=u1", ""},
+		// A repeated name is one parameter: both positions must agree.
+		{"GET", "/v1/same/7/x/7", Found, "GET /v1/same/{id}/x/{id}", "id=7,id=7", ""},
+		{"GET", "/v1/same/7/x/8", NotFound, "", "", ""},
 	}
 	var buf []Param
 	for _, tt := range tests {
@@ -148,7 +152,7 @@ func TestCompileRejects(t *testing.T) {
 		{[]string{"GET /pets/id}"}, "unbalanced }"},
 		{[]string{"GET /pets/{}"}, "bad parameter name"},
 		{[]string{"GET /pets/{a}{b}"}, "two parameters"},
-		{[]string{"GET /pets/{a}/x/{a}"}, "twice"},
+		{[]string{"GET /pets/{a}.{a}"}, "twice"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.routes, " | "), func(t *testing.T) {

@@ -1,0 +1,161 @@
+package gateway
+
+import (
+	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatekiln/gatekiln/gatewayruntime/bundle"
+)
+
+// testCert makes a CA-signed certificate for 127.0.0.1 and returns the cert
+// and key PEM and the CA PEM.
+func testCert(t testing.TB, cn string) (certPEM, keyPEM, caPEM []byte) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn + " CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	leaf := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}),
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+}
+
+func TestHTTP2BothSides(t *testing.T) {
+	// An HTTPS upstream that speaks HTTP/2, verified with the Binding's CA.
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = fmt.Fprintf(w, "%s %s", r.Proto, r.URL.RequestURI())
+	}))
+	up.EnableHTTP2 = true
+	up.StartTLS()
+	t.Cleanup(up.Close)
+	upCA := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: up.Certificate().Raw})
+
+	cert, key, ca := testCert(t, "gateway")
+	b := bindingTo(up.URL + "/base")
+	b.Endpoints["backend"] = bundle.EndpointBinding{URLs: []string{up.URL + "/base"}, CAFile: "upstream-ca.pem", ServerName: "example.com"}
+	b.Server = &bundle.ServerBinding{TLSCertFile: "tls.crt", TLSKeyFile: "tls.key"}
+	dir := newBindingDir(t)
+	dir.swap(b, map[string][]byte{"upstream-ca.pem": upCA, "tls.crt": cert, "tls.key": key})
+	g, err := New(Config{Bundle: testAPI(), BindingDir: dir.dir, ShutdownDelay: -1, TLSAddr: "unused"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Close)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = g.ServeTLS(ln) }()
+	if ok, why := g.Ready(); !ok {
+		t.Fatalf("not ready: %v", why)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Get("https://" + ln.Addr().String() + "/v1/items/7?x=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.Proto != "HTTP/2.0" || string(body) != "HTTP/2.0 /base/items/7?x=1" {
+		t.Fatalf("client %s, upstream saw %q", resp.Proto, body)
+	}
+	if resp.TLS == nil || resp.TLS.Version < tls.VersionTLS12 {
+		t.Fatalf("tls state %+v", resp.TLS)
+	}
+}
+
+func TestUpstreamTLSIsVerified(t *testing.T) {
+	up := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(up.Close)
+	// No CA in the Binding: the system roots do not know the test CA → 502.
+	h := newHarness(t, testAPI(), bindingTo(up.URL))
+	if r := h.do("GET", "/v1/items", nil, nil); r.status != 502 {
+		t.Fatalf("status %d: an unverifiable upstream certificate must fail", r.status)
+	}
+}
+
+func TestWebSocketUpgrade(t *testing.T) {
+	// An upstream that switches protocols and echoes lines in upper case.
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "websocket" || !strings.EqualFold(r.Header.Get("Connection"), "Upgrade") {
+			http.Error(w, "want an upgrade", 400)
+			return
+		}
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n")
+		_ = brw.Flush()
+		for {
+			line, err := brw.ReadString('\n')
+			if err != nil {
+				return
+			}
+			_, _ = brw.WriteString(strings.ToUpper(line))
+			_ = brw.Flush()
+		}
+	})
+	h := newHarness(t, testAPI(), bindingTo(up.url))
+	c, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	_, _ = io.WriteString(c, "GET /v1/items HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: x\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 101 || resp.Header.Get("Upgrade") != "websocket" {
+		t.Fatalf("upgrade answer %d %v", resp.StatusCode, resp.Header)
+	}
+	for _, msg := range []string{"hello\n", "second frame\n"} {
+		_, _ = io.WriteString(c, msg)
+		got, err := br.ReadString('\n')
+		if err != nil || got != strings.ToUpper(msg) {
+			t.Fatalf("echo %q, %v", got, err)
+		}
+	}
+}
