@@ -112,6 +112,9 @@ func run(gatewayBin string, seconds, rounds, conns int) error {
 	if err != nil {
 		return err
 	}
+	if rounds == 0 { // the Redis check alone (while tuning)
+		configs = nil
+	}
 	fmt.Printf("throughput: gatekiln-gateway + upstream on cpu 1, wrk (-c %d) and redis on cpu 0, %d s × %d rounds\n", conns, seconds, rounds)
 	results := map[string][]wrkResult{}
 	for round := range rounds {
@@ -142,6 +145,9 @@ func run(gatewayBin string, seconds, rounds, conns int) error {
 	}
 	fmt.Printf("  gatekiln rate-limit filter (batched):          %s\n", filt)
 	fmt.Printf("redis limit check p99 at %d concurrent: %.3f ms (target <= 1 ms)\n", conns, filt.p99)
+	if rounds == 0 {
+		return nil
+	}
 	fmt.Printf("ratio policies-local/plain: %.2f\n", med["local"].rps/med["plain"].rps)
 	fmt.Printf("ratio policies/plain: %.2f\n", med["redis"].rps/med["plain"].rps)
 	return nil

@@ -144,6 +144,12 @@ func (v *validator) middleware(next http.Handler) http.Handler {
 		}
 		if v.request {
 			if r.Body != nil && r.Body != http.NoBody {
+				// openapi3filter reads the body and leaves a copy in r.Body for
+				// the proxy. The server's own body goes back once the request is
+				// done: the gateway reuses the request per connection and keeps
+				// the connection only when its body reader was read to the end.
+				body, getBody, length := r.Body, r.GetBody, r.ContentLength
+				defer func() { r.Body, r.GetBody, r.ContentLength = body, getBody, length }()
 				r.Body = http.MaxBytesReader(w, r.Body, v.maxBody)
 			}
 			if err := openapi3filter.ValidateRequest(r.Context(), in); err != nil {
