@@ -178,3 +178,32 @@ components:
 		t.Errorf("refused %v, want %v (all: %v)", got, want, ps)
 	}
 }
+
+// A pointer may go on through an object that is itself a $ref.
+func TestRefThroughRef(t *testing.T) {
+	src := `openapi: 3.0.3
+info: {title: t, version: "1"}
+paths:
+  /a:
+    get:
+      parameters:
+        - {name: id, in: query, schema: {$ref: "#/components/schemas/Alias/properties/id"}}
+      responses: {"200": {description: ok}}
+components:
+  schemas:
+    Alias: {$ref: "#/components/schemas/Real"}
+    Real: {type: object, properties: {id: {type: integer}}}
+`
+	if _, ps := compileString(t, src, nil); ps != nil {
+		t.Fatal(ps)
+	}
+	bad := strings.Replace(src, "Alias/properties/id", "Alias/properties/nope", 1)
+	if _, ps := compileString(t, bad, nil); len(ps) == 0 || ps[0].Code != CodeUnresolvedRef {
+		t.Errorf("a missing element through a $ref: %v", ps)
+	}
+	// A $ref that goes through itself ends.
+	loop := strings.Replace(src, `Alias: {$ref: "#/components/schemas/Real"}`, `Alias: {$ref: "#/components/schemas/Alias/properties/id"}`, 1)
+	if _, ps := compileString(t, loop, nil); len(ps) == 0 || ps[0].Code != CodeUnresolvedRef {
+		t.Errorf("a $ref through itself: %v", ps)
+	}
+}

@@ -136,8 +136,10 @@ func (w *refWalker) check(ref, ptr string) {
 		return
 	}
 	seen := map[string]bool{}
+	// One budget for the whole chain and every $ref a pointer passes through.
+	budget := 2 * maxRefHops
 	for hops := 0; ; hops++ {
-		v, ok := resolvePointer(target.value, frag)
+		v, ok := w.fs.resolvePointer(target, frag, &budget)
 		if !ok {
 			w.add(ptr, CodeUnresolvedRef, fmt.Sprintf("$ref %q: %s has no element %s", ref, describeDoc(target, w.fs), fragOrRoot(frag)))
 			return
@@ -212,12 +214,34 @@ func (fs *fileSet) locate(doc *document, ref string) (target *document, frag, co
 	return target, frag, "", ""
 }
 
-// resolvePointer walks a JSON pointer through a generic value.
-func resolvePointer(v any, ptr string) (any, bool) {
+// resolvePointer walks a JSON pointer through a document. Where the pointer
+// goes on through an object that is itself a $ref ("#/components/schemas/A/
+// properties/id" with A a $ref), it follows that $ref, as the library does;
+// budget bounds the $refs followed in all, however they nest.
+func (fs *fileSet) resolvePointer(d *document, ptr string, budget *int) (any, bool) {
+	v := d.value
 	for _, tok := range splitPointer(ptr) {
 		switch t := v.(type) {
 		case map[string]any:
 			c, ok := t[tok]
+			for !ok {
+				ref, isRef := t["$ref"].(string)
+				if !isRef || *budget <= 0 {
+					return nil, false
+				}
+				*budget--
+				target, frag, code, _ := fs.locate(d, ref)
+				if code != "" {
+					return nil, false
+				}
+				next, found := fs.resolvePointer(target, frag, budget)
+				m, isMap := next.(map[string]any)
+				if !found || !isMap {
+					return nil, false
+				}
+				d, t = target, m
+				c, ok = t[tok]
+			}
 			if !ok {
 				return nil, false
 			}
