@@ -6,7 +6,7 @@
 // every run pushing to a fresh repository. The last line is
 // `ratio direct/floor: <x.xx>` (target: at most 2).
 //
-//	go run ./bench/images [-n 9]
+//	go run ./bench/images [-n 9] [-gateway /usr/bin/busybox]
 package main
 
 import (
@@ -37,14 +37,15 @@ import (
 func main() {
 	n := flag.Int("n", 9, "runs per measurement (the median is printed)")
 	definition := flag.String("definition", "samples/petstore/petstore.yaml", "API definition to build")
+	gateway := flag.String("gateway", "", "static binary to use as the gateway in the runtime base (default: build ./cmd/gatekiln-gateway)")
 	flag.Parse()
-	if err := run(*n, *definition); err != nil {
+	if err := run(*n, *definition, *gateway); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/images:", err)
 		os.Exit(1)
 	}
 }
 
-func run(n int, definition string) error {
+func run(n int, definition, gateway string) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "bench-images-")
 	if err != nil {
@@ -67,7 +68,7 @@ func run(n int, definition string) error {
 	// The runtime base: the real gateway when it can be built, else a static
 	// stand-in of similar kind (the base is mounted, not uploaded, by both
 	// builders; only Kaniko unpacks it).
-	bins, what, err := gatewayBinaries(ctx, dir)
+	bins, what, err := gatewayBinaries(ctx, dir, gateway)
 	if err != nil {
 		return err
 	}
@@ -279,7 +280,14 @@ func bundleTar(bundleJSON []byte) ([]byte, error) {
 	return io.ReadAll(rc)
 }
 
-func gatewayBinaries(ctx context.Context, dir string) ([]image.Binary, string, error) {
+func gatewayBinaries(ctx context.Context, dir, given string) ([]image.Binary, string, error) {
+	if given != "" {
+		var out []image.Binary
+		for _, p := range image.DefaultPlatforms {
+			out = append(out, image.Binary{Platform: p, Path: given})
+		}
+		return out, given + " standing in for the gateway", nil
+	}
 	if _, err := os.Stat("cmd/gatekiln-gateway"); err == nil {
 		var out []image.Binary
 		for _, p := range image.DefaultPlatforms {
