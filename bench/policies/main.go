@@ -58,7 +58,9 @@ func main() {
 	seconds := flag.Int("seconds", envInt("BENCH_SECONDS", 10), "seconds per throughput run (BENCH_SECONDS)")
 	rounds := flag.Int("rounds", 3, "rounds of each throughput config")
 	conns := flag.Int("c", 64, "concurrent connections / requests")
+	only := flag.String("only", "", "run only this throughput config (plain, local, redis) and keep its gateway's stderr")
 	flag.Parse()
+	onlyConfig = *only
 	if *role == "upstream" {
 		serveUpstream(*listen)
 		return
@@ -68,6 +70,8 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+var onlyConfig string
 
 func run(gatewayBin string, seconds, rounds, conns int) error {
 	for _, bin := range []string{"wrk", "taskset", "redis-server"} {
@@ -82,7 +86,11 @@ func run(gatewayBin string, seconds, rounds, conns int) error {
 	if err != nil {
 		return err
 	}
-	defer func() { _ = os.RemoveAll(work) }()
+	if onlyConfig == "" {
+		defer func() { _ = os.RemoveAll(work) }()
+	} else {
+		fmt.Fprintln(os.Stderr, "configs kept in", work)
+	}
 	var stops []func()
 	defer func() {
 		for _, s := range slices.Backward(stops) {
@@ -112,10 +120,18 @@ func run(gatewayBin string, seconds, rounds, conns int) error {
 	if err != nil {
 		return err
 	}
+	if onlyConfig != "" {
+		if err := os.WriteFile(filepath.Join(work, "token"), []byte(token), 0o600); err != nil {
+			return err
+		}
+	}
 	if rounds == 0 { // the Redis check alone (while tuning)
 		configs = nil
 	}
-	fmt.Printf("throughput: gatekiln-gateway + upstream on cpu 1, wrk (-c %d) and redis on cpu 0, %d s × %d rounds\n", conns, seconds, rounds)
+	if onlyConfig != "" {
+		configs = slices.DeleteFunc(configs, func(c gatewayConfig) bool { return c.name != onlyConfig })
+	}
+	fmt.Printf("throughput: gatekiln-gateway + upstream on cpu 1, wrk (-c %d) on cpu 0, %d s × %d rounds\n", conns, seconds, rounds)
 	results := map[string][]wrkResult{}
 	for round := range rounds {
 		for _, c := range configs {
@@ -124,13 +140,15 @@ func run(gatewayBin string, seconds, rounds, conns int) error {
 				return fmt.Errorf("%s: %w", c.name, err)
 			}
 			results[c.name] = append(results[c.name], r)
-			fmt.Printf("  round %d %-8s %8.0f req/s  p50 %6.2f ms  p99 %6.2f ms\n", round+1, c.name, r.rps, r.p50, r.p99)
+			fmt.Printf("  round %d %-8s %8.0f req/s  p50 %6.2f ms  p99 %6.2f ms  gateway cpu %5.1f µs/req\n",
+				round+1, c.name, r.rps, r.p50, r.p99, r.cpuUS)
 		}
 	}
 	med := map[string]wrkResult{}
 	for _, c := range configs {
 		med[c.name] = median(results[c.name])
-		fmt.Printf("%-8s median %8.0f req/s  p50 %6.2f ms  p99 %6.2f ms\n", c.name, med[c.name].rps, med[c.name].p50, med[c.name].p99)
+		fmt.Printf("%-8s median %8.0f req/s  p50 %6.2f ms  p99 %6.2f ms  gateway cpu %5.1f µs/req (median)\n",
+			c.name, med[c.name].rps, med[c.name].p50, med[c.name].p99, medianCPU(results[c.name]))
 	}
 
 	fmt.Printf("redis limit check at %d concurrent requests, %d s each:\n", conns, max(seconds/2, 2))
@@ -145,9 +163,13 @@ func run(gatewayBin string, seconds, rounds, conns int) error {
 	}
 	fmt.Printf("  gatekiln rate-limit filter (batched):          %s\n", filt)
 	fmt.Printf("redis limit check p99 at %d concurrent: %.3f ms (target <= 1 ms)\n", conns, filt.p99)
-	if rounds == 0 {
+	if rounds == 0 || onlyConfig != "" {
 		return nil
 	}
+	// On a saturated proxy core throughput is inverse to CPU per request; this
+	// estimate holds even when other work shares the machine.
+	fmt.Printf("cpu-based ratio policies/plain: %.2f (local %.2f)\n",
+		medianCPU(results["plain"])/medianCPU(results["redis"]), medianCPU(results["plain"])/medianCPU(results["local"]))
 	fmt.Printf("ratio policies-local/plain: %.2f\n", med["local"].rps/med["plain"].rps)
 	fmt.Printf("ratio policies/plain: %.2f\n", med["redis"].rps/med["plain"].rps)
 	return nil
@@ -254,28 +276,74 @@ func writeConfigs(dir, upstream, redisAddr string) (string, []gatewayConfig, err
 	return token, configs, nil
 }
 
-type wrkResult struct{ rps, p50, p99 float64 }
+// wrkResult is one load run: throughput, latency and the gateway process's
+// CPU time per request (which, unlike throughput, does not depend on what else
+// the machine is running).
+type wrkResult struct{ rps, p50, p99, cpuUS, requests float64 }
 
 // runGateway starts the gateway for c on cpu 1, loads it with wrk on cpu 0 and stops it.
 func runGateway(bin string, c gatewayConfig, token string, seconds, conns int) (wrkResult, error) {
 	addr, admin := freeAddr(), freeAddr()
 	cmd := exec.Command("taskset", "-c", "1", bin, "-bundle", c.bundle, "-binding-dir", c.bindingDir,
 		"-addr", addr, "-admin-addr", admin, "-access-log=false", "-shutdown-delay=-1s", "-log-level=warn")
+	if onlyConfig != "" {
+		cmd.Args = append(cmd.Args[:len(cmd.Args)-1], "-log-level=debug")
+	}
 	stop, err := start(cmd, "http://"+admin+"/readyz")
 	if err != nil {
 		return wrkResult{}, err
 	}
 	defer stop()
+	if onlyConfig != "" {
+		defer func() { fmt.Fprintf(os.Stderr, "gateway stderr:\n%s\n", cmd.Stderr) }()
+	}
 	url := "http://" + addr + "/v1/pets?limit=10"
 	// A short warm-up fills connection pools and the verified-token cache.
 	if _, err := wrk(url, token, 1, conns); err != nil {
 		return wrkResult{}, err
 	}
-	return wrk(url, token, seconds, conns)
+	// taskset execs the gateway, so the child's pid is the gateway's.
+	before, err := cpuTime(cmd.Process.Pid)
+	if err != nil {
+		return wrkResult{}, err
+	}
+	r, err := wrk(url, token, seconds, conns)
+	if err != nil {
+		return r, err
+	}
+	after, err := cpuTime(cmd.Process.Pid)
+	if err != nil {
+		return r, err
+	}
+	if r.requests > 0 {
+		r.cpuUS = float64(after-before) / float64(time.Microsecond) / r.requests
+	}
+	return r, nil
+}
+
+// cpuTime reads a process's user + system CPU time from /proc.
+func cpuTime(pid int) (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command (which may hold spaces) start after the last ')'.
+	fields := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(fields))
+	}
+	utime, err1 := strconv.ParseInt(fields[11], 10, 64)
+	stime, err2 := strconv.ParseInt(fields[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	const ticks = 100 // USER_HZ on Linux
+	return time.Duration(utime+stime) * time.Second / ticks, nil
 }
 
 var (
 	reqRate  = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	reqCount = regexp.MustCompile(`(\d+) requests in`)
 	pctLine  = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([0-9.]+)(us|ms|s)\s*$`)
 	non2xx   = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
 	sockErrs = regexp.MustCompile(`Socket errors: (.*)`)
@@ -300,6 +368,9 @@ func wrk(url, token string, seconds, conns int) (wrkResult, error) {
 	}
 	var r wrkResult
 	r.rps, _ = strconv.ParseFloat(m[1], 64)
+	if m := reqCount.FindStringSubmatch(s); m != nil {
+		r.requests, _ = strconv.ParseFloat(m[1], 64)
+	}
 	for _, p := range pctLine.FindAllStringSubmatch(s, -1) {
 		v, _ := strconv.ParseFloat(p[2], 64)
 		switch p[3] {
@@ -321,6 +392,15 @@ func median(rs []wrkResult) wrkResult {
 	sorted := slices.Clone(rs)
 	slices.SortFunc(sorted, func(a, b wrkResult) int { return int(a.rps - b.rps) })
 	return sorted[len(sorted)/2]
+}
+
+func medianCPU(rs []wrkResult) float64 {
+	v := make([]float64, len(rs))
+	for i, r := range rs {
+		v[i] = r.cpuUS
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
 }
 
 // latencies summarises one check-latency run.
@@ -488,7 +568,9 @@ func start(cmd *exec.Cmd, ready string) (func(), error) {
 
 func startRedis(addr, dir string) (func(), error) {
 	_, port, _ := net.SplitHostPort(addr)
-	cmd := exec.Command("taskset", "-c", "0", "redis-server", "--port", port, "--bind", "127.0.0.1",
+	// Redis is not pinned: on a 2-core machine it would otherwise starve
+	// behind the load generator or take from the gateway's core.
+	cmd := exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", dir)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("redis-server: %w", err)

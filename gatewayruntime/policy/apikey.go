@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -38,7 +39,7 @@ func newAPIKeyScheme(env filter.Env, name, realm string, def bundle.SecuritySche
 		return nil, fmt.Errorf("apiKey in %q: want header, query or cookie", def.In)
 	}
 	if def.Name == "" {
-		return nil, fmt.Errorf("apiKey needs a name")
+		return nil, errors.New("apiKey needs a name")
 	}
 	data, err := readBindingFile(env, kb.KeysFile)
 	if err != nil {

@@ -33,6 +33,7 @@
 package policy
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -110,7 +111,7 @@ func (s *shared) generation(env filter.Env) *generation {
 // readBindingFile reads a file named by the Binding, relative to its directory.
 func readBindingFile(env filter.Env, name string) ([]byte, error) {
 	if name == "" {
-		return nil, fmt.Errorf("no file named")
+		return nil, errors.New("no file named")
 	}
 	p := name
 	if !filepath.IsAbs(p) {

@@ -165,11 +165,16 @@ func newRedisStore(ctx context.Context, ro *redis.Options, opts redisOptions, lo
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// go-redis logs dial failures through a process-wide logger of its own;
+	// route them into the gateway's structured log (the circuit already
+	// reports the outage once, at warn).
+	redisLogOnce.Do(func() { redis.SetLogger(redisLog{log}) })
 	ro.DialTimeout = opts.timeout
 	ro.ReadTimeout = opts.timeout
 	ro.WriteTimeout = opts.timeout
 	ro.PoolTimeout = opts.timeout
 	ro.MaxRetries = -1 // a retry would double the wait on a dead server; the circuit handles it
+	ro.DialerRetries = 1
 	ro.DisableIdentity = true
 	ro.PoolSize = opts.flushers * 2
 	ro.MinIdleConns = opts.flushers
@@ -331,6 +336,14 @@ func (s *redisStore) run(ctx context.Context, batch []*redisTake) {
 			t.done <- decisionOrErr{d: d}
 		}
 	}
+}
+
+var redisLogOnce sync.Once
+
+type redisLog struct{ log *slog.Logger }
+
+func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "redis client", "message", fmt.Sprintf(format, v...))
 }
 
 func answerAll(batch []*redisTake, r decisionOrErr) {

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -178,7 +179,7 @@ func (g *generation) scheme(api *bundle.Bundle, name string, b *bundle.Binding) 
 func (g *generation) buildScheme(api *bundle.Bundle, name string, b *bundle.Binding) (authenticator, error) {
 	def, ok := api.SecuritySchemes[name]
 	if !ok {
-		return nil, fmt.Errorf("not declared in the bundle")
+		return nil, errors.New("not declared in the bundle")
 	}
 	var sb bundle.SecurityBinding
 	if b != nil {
@@ -188,7 +189,7 @@ func (g *generation) buildScheme(api *bundle.Bundle, name string, b *bundle.Bind
 	switch def.Type {
 	case bundle.SchemeJWT:
 		if sb.JWT == nil {
-			return nil, fmt.Errorf("binding has no jwt values")
+			return nil, errors.New("binding has no jwt values")
 		}
 		return newJWTScheme(g, name, rlm, sb.JWT)
 	case bundle.SchemeOAuth2:
@@ -199,20 +200,20 @@ func (g *generation) buildScheme(api *bundle.Bundle, name string, b *bundle.Bind
 		case sb.JWT != nil:
 			return newJWTScheme(g, name, rlm, sb.JWT)
 		}
-		return nil, fmt.Errorf("binding has neither oauth2 introspection nor jwt values")
+		return nil, errors.New("binding has neither oauth2 introspection nor jwt values")
 	case bundle.SchemeAPIKey:
 		if sb.APIKey == nil {
-			return nil, fmt.Errorf("binding has no apiKey values")
+			return nil, errors.New("binding has no apiKey values")
 		}
 		return newAPIKeyScheme(g.env, name, rlm, def, sb.APIKey)
 	case bundle.SchemeBasic:
 		if sb.Basic == nil {
-			return nil, fmt.Errorf("binding has no basic values")
+			return nil, errors.New("binding has no basic values")
 		}
 		return newBasicScheme(g.env, name, rlm, sb.Basic)
 	case bundle.SchemeMTLS:
 		if sb.MTLS == nil {
-			return nil, fmt.Errorf("binding has no mtls values")
+			return nil, errors.New("binding has no mtls values")
 		}
 		return newMTLSScheme(g.env, name, sb.MTLS)
 	}
@@ -228,8 +229,9 @@ type verdict struct {
 
 func (ev *evaluator) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Few routes name more than four schemes; those allocate.
 		var buf [4]verdict
-		verdicts := buf[:0]
+		var verdicts []verdict
 		if len(ev.schemes) <= len(buf) {
 			verdicts = buf[:len(ev.schemes)]
 		} else {
