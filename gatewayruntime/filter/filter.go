@@ -114,6 +114,9 @@ type State struct {
 	trusted  *TrustedProxies
 	clientIP net.IP
 	resolved bool
+	// Storage reused by the next request on the same connection.
+	params map[string]string
+	idBuf  [1]string
 }
 
 type stateKey struct{}
@@ -125,7 +128,28 @@ func NewState(trusted *TrustedProxies) *State { return &State{trusted: trusted} 
 // Reset clears s for the next request on the same connection. The gateway's
 // HTTP/1.1 server reuses one State (and one *http.Request) per connection:
 // filters must not keep either after their handler returns.
-func (s *State) Reset(trusted *TrustedProxies) { *s = State{trusted: trusted} }
+func (s *State) Reset(trusted *TrustedProxies) {
+	params := s.params
+	clear(params)
+	*s = State{trusted: trusted, params: params}
+}
+
+// ParamMap returns an empty map for Route.Params that the State reuses for
+// the connection's next request.
+func (s *State) ParamMap() map[string]string {
+	if s.params == nil {
+		s.params = make(map[string]string, 4)
+	}
+	return s.params
+}
+
+// SetRequestID records the request id and returns it as a one-element header
+// value that the State reuses for the connection's next request.
+func (s *State) SetRequestID(id string) []string {
+	s.RequestID = id
+	s.idBuf[0] = id
+	return s.idBuf[:]
+}
 
 // WithState returns ctx carrying s. Only the gateway calls it.
 func WithState(ctx context.Context, s *State) context.Context {

@@ -37,17 +37,17 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if gen != nil {
 		trusted = gen.trusted
 		gen.active.Add(1)
-		defer gen.active.Add(-1)
 	}
 	st.Reset(trusted)
 
 	// Request id: a sane incoming one is kept, else one is made.
 	id := r.Header["X-Request-Id"]
-	if len(id) != 1 || !validRequestID(id[0]) {
-		id = []string{g.ids.next()}
+	if len(id) == 1 && validRequestID(id[0]) {
+		st.RequestID = id[0]
+	} else {
+		id = st.SetRequestID(g.ids.next())
 		r.Header["X-Request-Id"] = id
 	}
-	st.RequestID = id[0]
 	w.Header()["X-Request-Id"] = id
 
 	sw, ok := w.(statusWriter)
@@ -56,9 +56,18 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w, sw = rec, rec
 	}
 	g.metrics.InFlight.Inc()
-	var cr *compiledRoute
+	var (
+		cr  *compiledRoute
+		end func(int)
+	)
 	defer func() {
 		g.metrics.InFlight.Dec()
+		if gen != nil {
+			gen.active.Add(-1)
+		}
+		if end != nil {
+			end(sw.Status())
+		}
 		if p := recover(); p != nil {
 			// An aborted response (the upstream broke off mid-body) is recorded
 			// with the status already sent; the panic goes on to the server,
@@ -104,7 +113,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	cr = &gen.routes[res.Value]
 	st.Route = filter.Route{API: g.api, Bundle: cr.bundle, Name: cr.name}
 	if len(params) > 0 {
-		m := make(map[string]string, len(params))
+		m := st.ParamMap()
 		for _, p := range params {
 			m[p.Name] = p.Value
 		}
@@ -118,9 +127,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, cr.maxBody)
 	}
 	if g.cfg.Tracer != nil {
-		var end func(int)
 		r, end = g.cfg.Tracer.Start(r, cr.name)
-		defer func() { end(sw.Status()) }()
 	}
 	cr.chain.ServeHTTP(w, r)
 }

@@ -176,6 +176,9 @@ func splitField(line string) (string, string, error) {
 }
 
 func parseContentLength(v string) (int64, error) {
+	if n, ok := parseDecimal(v); ok {
+		return n, nil
+	}
 	// A list of identical values ("5, 5") is one length (RFC 9110 §8.6).
 	var n int64 = -1
 	for _, part := range strings.Split(v, ",") {
@@ -188,6 +191,20 @@ func parseContentLength(v string) (int64, error) {
 			return 0, bad("conflicting Content-Length")
 		}
 		n = m
+	}
+	return n, nil
+}
+
+func parseContentLengthBytes(v []byte) (int64, error) {
+	var n int64
+	if len(v) == 0 || len(v) > 18 {
+		return parseContentLength(string(v))
+	}
+	for _, c := range v {
+		if !isDigit(c) {
+			return parseContentLength(string(v))
+		}
+		n = n*10 + int64(c-'0')
 	}
 	return n, nil
 }
@@ -229,16 +246,28 @@ func validTarget(t string) bool {
 
 func validHost(h string) bool {
 	for i := 0; i < len(h); i++ {
-		c := h[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("-._~:[]%!$&'()*+,;=", c) >= 0:
-		default:
+		if !hostChar[h[i]] {
 			return false
 		}
 	}
 	return true
 }
+
+var hostChar = func() (t [256]bool) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for _, c := range "-._~:[]%!$&'()*+,;=" {
+		t[c] = true
+	}
+	return t
+}()
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
@@ -381,7 +410,7 @@ func ParseResponse(head []byte, resp *Response) error {
 		}
 		switch {
 		case bytes.EqualFold(name, []byte("Content-Length")):
-			n, err := parseContentLength(string(value))
+			n, err := parseContentLengthBytes(value)
 			if err != nil {
 				return err
 			}
@@ -397,7 +426,13 @@ func ParseResponse(head []byte, resp *Response) error {
 			}
 			chunked = true
 		case bytes.EqualFold(name, []byte("Connection")):
-			for _, tok := range bytes.Split(value, []byte(",")) {
+			for rest := value; len(rest) > 0; {
+				var tok []byte
+				if i := bytes.IndexByte(rest, ','); i >= 0 {
+					tok, rest = rest[:i], rest[i+1:]
+				} else {
+					tok, rest = rest, nil
+				}
 				tok = bytes.Trim(tok, " \t")
 				switch {
 				case bytes.EqualFold(tok, []byte("close")):

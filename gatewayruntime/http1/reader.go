@@ -29,6 +29,10 @@ var ErrHeadTooLarge = &Error{Status: 431, Reason: "header fields too large"}
 // it hands out a whole message head as one slice, growing its buffer up to the
 // head limit, and it never reads ahead beyond what one read call returns.
 type Reader struct {
+	// OnWait, if set, is called when ReadHead must wait for more bytes: a
+	// server starts its header timeout there (slowloris), not for heads that
+	// arrived whole.
+	OnWait  func()
 	rd      io.Reader
 	buf     []byte
 	r, w    int
@@ -128,6 +132,9 @@ func (b *Reader) ReadHead() ([]byte, error) {
 		}
 		if b.r+len(data) == len(b.buf) && b.r == 0 {
 			b.grow()
+		}
+		if b.OnWait != nil {
+			b.OnWait()
 		}
 		if err := b.fill(); err != nil {
 			if errors.Is(err, io.EOF) && len(data) > 0 {

@@ -34,7 +34,8 @@ func (p *routeProxy) serveFast(w http.ResponseWriter, r *http.Request) {
 	c := p.cluster
 	c.active.Add(1)
 	defer c.active.Add(-1)
-	deadline := time.Now().Add(p.timeout)
+	now := time.Now()
+	deadline := now.Add(p.timeout)
 	canRetry := retryableMethod(r.Method) && !hasBody(r)
 	fwd := newForwarded(r, p.trusted)
 	rest := p.restPath(r)
@@ -62,7 +63,10 @@ func (p *routeProxy) serveFast(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		u.inflight.Add(1)
-		uc, f, stale, err := p.attempt(r, u, &fwd, rest, deadline, canRetry)
+		if retries > 0 || staleRetry {
+			now = time.Now()
+		}
+		uc, f, stale, err := p.attempt(r, u, &fwd, rest, now, deadline, canRetry)
 		if f == ok {
 			status := uc.resp.Status
 			if status >= 500 && p.retry.on5xx && canRetry && retries < p.retry.attempts &&
@@ -138,8 +142,7 @@ func (rp retryPolicy) wants(f failure) bool {
 
 // attempt sends r to u and reads the response head. On success the returned
 // connection holds the parsed head (uc.resp) and the body unread.
-func (p *routeProxy) attempt(r *http.Request, u *Upstream, fwd *forwarded, rest string, deadline time.Time, canRetry bool) (*upConn, failure, bool, error) {
-	start := time.Now()
+func (p *routeProxy) attempt(r *http.Request, u *Upstream, fwd *forwarded, rest string, start, deadline time.Time, canRetry bool) (*upConn, failure, bool, error) {
 	tryDeadline := deadline
 	if p.retry.perTry > 0 && start.Add(p.retry.perTry).Before(deadline) {
 		tryDeadline = start.Add(p.retry.perTry)
@@ -148,11 +151,17 @@ func (p *routeProxy) attempt(r *http.Request, u *Upstream, fwd *forwarded, rest 
 	if canRetry {
 		strict = staleAfter
 	}
-	uc, err := u.getConn(tryDeadline, strict)
+	uc, err := u.getConn(start, tryDeadline, strict)
 	if err != nil {
 		return nil, classify(err), false, err
 	}
-	_ = uc.nc.SetDeadline(tryDeadline)
+	// A deadline costs a runtime timer update: keep the one in force when it
+	// ends at most 1/64 of the timeout early (busy connections are reused
+	// within microseconds).
+	if d := tryDeadline.Sub(uc.deadline); d < 0 || d > tryDeadline.Sub(start)/64 {
+		_ = uc.nc.SetDeadline(tryDeadline)
+		uc.deadline = tryDeadline
+	}
 	if err := p.writeRequest(uc, r, fwd, rest); err != nil {
 		uc.nc.Close()
 		var ce *clientError
@@ -180,7 +189,8 @@ func (p *routeProxy) attempt(r *http.Request, u *Upstream, fwd *forwarded, rest 
 		}
 		break
 	}
-	u.m.Latency.Observe(time.Since(start).Seconds())
+	uc.lastUsed = time.Now()
+	u.m.Latency.Observe(uc.lastUsed.Sub(start).Seconds())
 	return uc, ok, false, nil
 }
 
@@ -189,13 +199,13 @@ func isStale(err error) bool {
 }
 
 // getConn is get with a stricter idle check for requests that cannot be retried.
-func (u *Upstream) getConn(deadline time.Time, checkAfter time.Duration) (*upConn, error) {
+func (u *Upstream) getConn(now, deadline time.Time, checkAfter time.Duration) (*upConn, error) {
 	if checkAfter >= staleAfter {
-		return u.get(deadline)
+		return u.get(now, deadline)
 	}
 	for {
-		uc, err := u.get(deadline)
-		if err != nil || !uc.reused || time.Since(uc.lastUsed) < checkAfter || alive(uc.nc) {
+		uc, err := u.get(now, deadline)
+		if err != nil || !uc.reused || now.Sub(uc.lastUsed) < checkAfter || alive(uc.nc) {
 			return uc, err
 		}
 		uc.nc.Close()
@@ -274,8 +284,7 @@ func (p *routeProxy) writeRequest(uc *upConn, r *http.Request, fwd *forwarded, r
 	switch {
 	case body && n > 0:
 		bw.Put("Content-Length: ")
-		var b [20]byte
-		bw.PutBytes(strconv.AppendInt(b[:0], n, 10))
+		bw.PutInt(n, 10)
 		bw.Put("\r\n\r\n")
 		if _, err := io.CopyN(bw, clientBody{r.Body}, n); err != nil {
 			if errors.Is(err, io.EOF) {
@@ -324,8 +333,8 @@ func writeChunked(bw http1.Writer, body io.Reader) error {
 	for {
 		n, err := body.Read(*buf)
 		if n > 0 {
-			var b [18]byte
-			bw.PutBytes(append(strconv.AppendInt(b[:0], int64(n), 16), '\r', '\n'))
+			bw.PutInt(int64(n), 16)
+			bw.Put("\r\n")
 			bw.PutBytes((*buf)[:n])
 			if _, werr := bw.WriteString("\r\n"); werr != nil {
 				return werr
@@ -450,6 +459,7 @@ func (p *routeProxy) copyBody(w http.ResponseWriter, src io.Reader, uc *upConn, 
 				return &clientError{err}
 			}
 			_ = uc.nc.SetReadDeadline(time.Now().Add(p.opts.BodyIdleTimeout))
+			uc.deadline = time.Time{}
 		}
 		n, err := src.Read(*buf)
 		if n > 0 {

@@ -83,11 +83,12 @@ type upConn struct {
 	cr       http1.ChunkedReader
 	lastUsed time.Time
 	reused   bool
+	// deadline is the connection's deadline in force (zero: unknown).
+	deadline time.Time
 }
 
 // get returns an idle connection or dials a new one by deadline.
-func (u *Upstream) get(deadline time.Time) (*upConn, error) {
-	now := time.Now()
+func (u *Upstream) get(now, deadline time.Time) (*upConn, error) {
 	for {
 		u.mu.Lock()
 		n := len(u.idle)
@@ -123,9 +124,9 @@ func (u *Upstream) get(deadline time.Time) (*upConn, error) {
 	}, nil
 }
 
-// put returns a connection whose last exchange completed cleanly.
+// put returns a connection whose last exchange completed cleanly; its
+// lastUsed was set when the response head arrived.
 func (u *Upstream) put(c *upConn) {
-	c.lastUsed = time.Now()
 	u.mu.Lock()
 	if u.closed || len(u.idle) >= u.opts.MaxIdlePerUpstream {
 		u.mu.Unlock()

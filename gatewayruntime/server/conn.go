@@ -57,6 +57,11 @@ type conn struct {
 	bodyChk bodyChunked
 	// bodyDeadline is when the body read deadline is next pushed back.
 	bodyDeadline time.Time
+	// readDeadline is the idle deadline in force, or zero when another
+	// (header, body) replaced it. Setting a deadline costs a runtime timer
+	// update, so the idle deadline is renewed only when half of it is gone.
+	readDeadline time.Time
+	headerWait   bool
 }
 
 func newConn(s *Server, nc net.Conn, tlsCfg *tls.Config) *conn {
@@ -100,6 +105,7 @@ func (c *conn) serve() {
 		c.tls = &cs
 	}
 	c.br = http1.NewReader(c.nc, readBufSize, c.srv.cfg.MaxHeaderBytes)
+	c.br.OnWait = c.headerDeadline
 	c.bw = http1.Writer{Writer: bufio.NewWriterSize(c.nc, writeBufSize)}
 	c.hdr = make(http.Header, 8)
 	c.st = filter.NewState(nil)
@@ -121,18 +127,21 @@ func (c *conn) serve() {
 			if !c.state.CompareAndSwap(stateActive, stateIdle) {
 				return
 			}
-			idle := c.srv.cfg.IdleTimeout
-			if first {
-				idle = c.srv.cfg.ReadHeaderTimeout
+			now := time.Now()
+			switch {
+			case first:
+				_ = c.nc.SetReadDeadline(now.Add(c.srv.cfg.ReadHeaderTimeout))
+			case c.readDeadline.Sub(now) < c.srv.cfg.IdleTimeout/2:
+				c.readDeadline = now.Add(c.srv.cfg.IdleTimeout)
+				_ = c.nc.SetReadDeadline(c.readDeadline)
 			}
-			_ = c.nc.SetReadDeadline(time.Now().Add(idle))
 			err := c.br.Fill()
 			if !c.state.CompareAndSwap(stateIdle, stateActive) || err != nil {
 				return
 			}
 		}
 		first = false
-		_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.ReadHeaderTimeout))
+		c.headerWait = false
 		head, err := c.br.ReadHead()
 		if err != nil {
 			c.refuse(err)
@@ -161,7 +170,13 @@ func (c *conn) serve() {
 		if err := c.resp.finish(); err != nil {
 			return
 		}
-		if c.resp.closeAfter || !c.finishBody() {
+		if !c.finishBody() {
+			if c.bw.Flush() == nil {
+				c.lingeringClose()
+			}
+			return
+		}
+		if c.resp.closeAfter {
 			_ = c.bw.Flush()
 			return
 		}
@@ -184,6 +199,16 @@ func (c *conn) runHandler() (ok bool) {
 	return true
 }
 
+// headerDeadline starts the header timeout when a head did not arrive whole.
+func (c *conn) headerDeadline() {
+	if c.headerWait {
+		return
+	}
+	c.headerWait = true
+	c.readDeadline = time.Time{}
+	_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.ReadHeaderTimeout))
+}
+
 // extendBodyDeadline pushes the read deadline while a body makes progress, at
 // most every half timeout, so a slow but moving upload is not cut off and a
 // stalled one is.
@@ -194,16 +219,25 @@ func (c *conn) extendBodyDeadline() {
 	}
 	t := c.srv.cfg.BodyIdleTimeout
 	c.bodyDeadline = now.Add(t / 2)
+	c.readDeadline = time.Time{}
 	_ = c.nc.SetReadDeadline(now.Add(t))
 }
 
 // finishBody reads what the handler left of the request body, within reason,
-// so that the connection can carry the next request.
+// so that the connection can carry the next request. It goes by the request's
+// framing, not by r.Body, which a handler may have wrapped or replaced.
 func (c *conn) finishBody() bool {
-	switch c.req.Body {
-	case http.NoBody:
-		return true
-	case &c.bodyCL:
+	var body io.Reader
+	switch {
+	case c.head.Chunked:
+		if c.bodyChk.cr.Done() {
+			return true
+		}
+		if c.bodyChk.expect100 || c.bodyChk.err != nil {
+			return false
+		}
+		body = &c.bodyChk
+	case c.head.ContentLength > 0:
 		if c.bodyCL.err != nil {
 			return false
 		}
@@ -214,18 +248,24 @@ func (c *conn) finishBody() bool {
 			// The client has not sent the body (or it is large): do not wait for it.
 			return false
 		}
-	case &c.bodyChk:
-		if c.bodyChk.cr.Done() {
-			return true
-		}
-		if c.bodyChk.expect100 || c.bodyChk.err != nil {
-			return false
-		}
+		body = &c.bodyCL
 	default:
-		return false
+		return true
 	}
-	n, err := io.CopyN(io.Discard, c.req.Body, maxDrain+1)
+	n, err := io.CopyN(io.Discard, body, maxDrain+1)
 	return n <= maxDrain && errors.Is(err, io.EOF)
+}
+
+// lingeringClose ends a connection whose client may still be sending a body
+// the server did not read: closing at once would make the kernel answer with
+// a reset, which can destroy the response before the client reads it. So the
+// write side is shut first and the rest read (briefly) before closing.
+func (c *conn) lingeringClose() {
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = c.nc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	_, _ = io.CopyN(io.Discard, c.nc, maxDrain)
 }
 
 // refuse answers a request that never reached the handler and closes.

@@ -173,8 +173,7 @@ func (w *response) WriteUpstreamHead(status int, fields []http1.FieldBytes, cont
 		if contentLength >= 0 {
 			w.cl = contentLength
 			bw.Put("Content-Length: ")
-			var b [20]byte
-			bw.PutBytes(strconv.AppendInt(b[:0], contentLength, 10))
+			bw.PutInt(contentLength, 10)
 			bw.Put("\r\n")
 		}
 	case w.minor >= 1:
@@ -236,8 +235,8 @@ func (w *response) Write(p []byte) (int, error) {
 	}
 	bw := w.c.bw
 	if w.chunked {
-		var b [18]byte
-		bw.PutBytes(append(strconv.AppendInt(b[:0], int64(len(p)), 16), '\r', '\n'))
+		bw.PutInt(int64(len(p)), 16)
+		bw.Put("\r\n")
 	}
 	n, err := bw.Write(p)
 	w.written += int64(n)

@@ -1,0 +1,503 @@
+// Command gateway-bench compares gatekiln-gateway with nginx as a reverse
+// proxy, in one run: same upstream (nginx serving a small JSON body), same
+// pinning (proxy and upstream on CPU 1, wrk on CPU 0), the two proxies in
+// turn for several rounds. It prints throughput, p50/p99 latency and the
+// proxy's CPU time per request for each, then the gateway's cold start
+// (process start → first 200) for the petstore and box definitions and its
+// idle RSS. The last line is "ratio gateway/nginx: <x.xx>" (median throughput).
+//
+// run.sh builds what it needs and installs nginx and wrk from Debian.
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gatekiln/gatekiln/gatewayruntime/bundle"
+)
+
+func main() {
+	var (
+		gatewayBin = flag.String("gateway", "", "gatekiln-gateway binary")
+		cliBin     = flag.String("gatekiln", "", "gatekiln CLI binary (compiles the definitions)")
+		corpus     = flag.String("corpus", "../shared/corpus", "corpus directory (petstore and box definitions)")
+		seconds    = flag.Int("seconds", envInt("BENCH_SECONDS", 10), "seconds per wrk run (BENCH_SECONDS)")
+		rounds     = flag.Int("rounds", 3, "rounds (nginx then gateway in each)")
+		conns      = flag.Int("c", 64, "wrk connections")
+		path       = flag.String("path", "/v2/user/user1", "request path (a public petstore operation)")
+	)
+	flag.Parse()
+	b := &bench{gateway: *gatewayBin, cli: *cliBin, corpus: *corpus, seconds: *seconds, conns: *conns, path: *path}
+	if err := b.run(*rounds); err != nil {
+		fmt.Fprintln(os.Stderr, "gateway-bench:", err)
+		os.Exit(1)
+	}
+}
+
+type bench struct {
+	gateway, cli, corpus, path string
+	seconds, conns             int
+	work                       string
+	stops                      []func()
+}
+
+type result struct {
+	rps, p50, p99, cpuUS float64
+}
+
+func (b *bench) run(rounds int) error {
+	for _, bin := range []string{"nginx", "wrk", "taskset"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			return fmt.Errorf("%s not found (Debian packages nginx-light, wrk, util-linux): %w", bin, err)
+		}
+	}
+	if b.gateway == "" || b.cli == "" {
+		return errors.New("-gateway and -gatekiln are required")
+	}
+	var err error
+	if b.work, err = os.MkdirTemp("", "gateway-bench"); err != nil {
+		return err
+	}
+	defer func() { _ = os.RemoveAll(b.work) }()
+	defer func() {
+		for _, s := range slices.Backward(b.stops) {
+			s()
+		}
+	}()
+
+	upAddr, nginxAddr, gwAddr := freeAddr(), freeAddr(), freeAddr()
+	upPID, err := b.nginx("upstream", upstreamConf(upAddr))
+	if err != nil {
+		return err
+	}
+	nginxPID, err := b.nginx("proxy", proxyConf(nginxAddr, upAddr))
+	if err != nil {
+		return err
+	}
+	_ = upPID
+	pet, err := b.compile("petstore", filepath.Join(b.corpus, "oas-examples/3.0/petstore.yaml"), "http://"+upAddr, false)
+	if err != nil {
+		return err
+	}
+	gwPID, stop, err := b.startGateway(pet, gwAddr, "1")
+	if err != nil {
+		return err
+	}
+	b.stops = append(b.stops, stop)
+
+	fmt.Printf("gatekiln-gateway vs nginx %s as reverse proxies of one nginx upstream; proxy + upstream on cpu 1, wrk -t1 -c%d on cpu 0; %d s × %d rounds\n",
+		nginxVersion(), b.conns, b.seconds, rounds)
+	targets := []struct {
+		name string
+		url  string
+		pids func() []int
+	}{
+		{"nginx", "http://" + nginxAddr + b.path, func() []int { return withChildren(nginxPID) }},
+		{"gateway", "http://" + gwAddr + b.path, func() []int { return []int{gwPID} }},
+	}
+	for _, t := range targets { // warm up: connections, pools, caches
+		if _, err := b.wrk(t.url, 1, t.pids()); err != nil {
+			return fmt.Errorf("%s: %w", t.name, err)
+		}
+	}
+	results := map[string][]result{}
+	for round := 1; round <= rounds; round++ {
+		for _, t := range targets {
+			r, err := b.wrk(t.url, b.seconds, t.pids())
+			if err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
+			results[t.name] = append(results[t.name], r)
+			fmt.Printf("  round %d %-8s %8.0f req/s  p50 %6.3f ms  p99 %6.3f ms  proxy cpu %5.1f µs/req\n",
+				round, t.name, r.rps, r.p50, r.p99, r.cpuUS)
+		}
+	}
+	med := map[string]result{}
+	for name, rs := range results {
+		med[name] = median(rs)
+	}
+	for _, t := range targets {
+		m := med[t.name]
+		fmt.Printf("median   %-8s %8.0f req/s  p50 %6.3f ms  p99 %6.3f ms  proxy cpu %5.1f µs/req\n", t.name, m.rps, m.p50, m.p99, m.cpuUS)
+	}
+	fmt.Printf("p99 gateway/nginx: %.2f (target <= 1.00)\n", med["gateway"].p99/med["nginx"].p99)
+
+	if err := b.coldStarts(upAddr); err != nil {
+		return err
+	}
+	fmt.Printf("ratio gateway/nginx: %.2f\n", med["gateway"].rps/med["nginx"].rps)
+	return nil
+}
+
+// coldStarts measures process start → first 200 for petstore and box, and the
+// idle RSS after start.
+func (b *bench) coldStarts(upAddr string) error {
+	box, err := b.compile("box", filepath.Join(b.corpus, "box/openapi.json"), "http://"+upAddr, true)
+	if err != nil {
+		return err
+	}
+	pet := filepath.Join(b.work, "petstore")
+	for _, c := range []struct {
+		name, dir, path string
+		target          time.Duration
+	}{
+		{"petstore", pet, b.path, 50 * time.Millisecond},
+		{"box", box, "/2.0/authorize?response_type=code&client_id=bench", 200 * time.Millisecond},
+	} {
+		var times []float64
+		var rss float64
+		for i := 0; i < 5; i++ {
+			d, r, err := b.coldStart(c.dir, c.path, i == 0)
+			if err != nil {
+				return fmt.Errorf("cold start %s: %w", c.name, err)
+			}
+			times = append(times, d.Seconds()*1000)
+			if i == 0 {
+				rss = r
+			}
+		}
+		slices.Sort(times)
+		fmt.Printf("cold start %-8s %6.1f ms (median of 5; target <= %v)  idle RSS %5.1f MiB (target <= 20)\n",
+			c.name, times[len(times)/2], c.target, rss)
+	}
+	return nil
+}
+
+func (b *bench) coldStart(dir, path string, measureRSS bool) (time.Duration, float64, error) {
+	addr := freeAddr()
+	cmd := exec.Command("taskset", "-c", "1", b.gateway, "-bundle", filepath.Join(dir, "bundle.json"), "-binding-dir", dir,
+		"-addr", addr, "-admin-addr", freeAddr(), "-access-log=false", "-shutdown-delay=-1s", "-log-level=error")
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return 0, 0, err
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	c := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	for {
+		if time.Since(start) > 10*time.Second {
+			return 0, 0, errors.New("no 200 within 10s")
+		}
+		resp, err := c.Get("http://" + addr + path)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		time.Sleep(500 * time.Microsecond)
+	}
+	took := time.Since(start)
+	var rss float64
+	if measureRSS {
+		time.Sleep(2 * time.Second)
+		rss = rssMiB(cmd.Process.Pid)
+	}
+	return took, rss, nil
+}
+
+// compile writes DIR/bundle.json and a complete DIR/binding.json for a corpus
+// definition: one endpoint (the upstream) for every operation, declared as a
+// user would with x-gatekiln-endpoint, and values for its security schemes
+// (a JWT verification key, an API key file) so that every route builds and the
+// gateway is ready. validate=false is for the throughput runs: nginx does not
+// validate requests either (bench/policies measures what policies cost).
+func (b *bench) compile(name, def, upstream string, validate bool) (string, error) {
+	src, err := os.ReadFile(def)
+	if err != nil {
+		return "", err
+	}
+	var out []byte
+	if strings.HasSuffix(def, ".json") {
+		ext := `{"x-gatekiln-endpoint":"upstream",`
+		if !validate {
+			ext += `"x-gatekiln-validate":false,`
+		}
+		out = append([]byte(ext), src[strings.IndexByte(string(src), '{')+1:]...)
+	} else {
+		ext := "x-gatekiln-endpoint: upstream\n"
+		if !validate {
+			ext += "x-gatekiln-validate: false\n"
+		}
+		out = append([]byte(ext), src...)
+	}
+	defPath := filepath.Join(b.work, name+filepath.Ext(def))
+	if err := os.WriteFile(defPath, out, 0o644); err != nil {
+		return "", err
+	}
+	dir := filepath.Join(b.work, name)
+	if msg, err := exec.Command(b.cli, "compile", "-o", dir, defPath).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("compile %s: %w\n%s", def, err, msg)
+	}
+	bd, err := bundle.Load(filepath.Join(dir, "bundle.json"))
+	if err != nil {
+		return "", err
+	}
+	binding := &bundle.Binding{
+		APIVersion: bundle.BindingAPIVersion,
+		Endpoints:  map[string]bundle.EndpointBinding{"upstream": {URLs: []string{upstream}}},
+		Security:   map[string]bundle.SecurityBinding{},
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	pub, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	sum := sha256.Sum256([]byte("bench-key"))
+	files := map[string][]byte{
+		"jwt.pem":  pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}),
+		"keys.txt": []byte("bench:" + hex.EncodeToString(sum[:]) + "\n"),
+	}
+	for scheme, s := range bd.SecuritySchemes {
+		switch s.Type {
+		case bundle.SchemeJWT, bundle.SchemeOAuth2:
+			binding.Security[scheme] = bundle.SecurityBinding{JWT: &bundle.JWTBinding{Issuer: "bench", CertificateFile: "jwt.pem"}}
+		case bundle.SchemeAPIKey:
+			binding.Security[scheme] = bundle.SecurityBinding{APIKey: &bundle.APIKeyBinding{KeysFile: "keys.txt"}}
+		}
+	}
+	data, err := binding.Marshal()
+	if err != nil {
+		return "", err
+	}
+	files["binding.json"] = data
+	for f, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
+			return "", err
+		}
+	}
+	return dir, nil
+}
+
+func (b *bench) startGateway(dir, addr, cpu string) (int, func(), error) {
+	cmd := exec.Command("taskset", "-c", cpu, b.gateway, "-bundle", filepath.Join(dir, "bundle.json"), "-binding-dir", dir,
+		"-addr", addr, "-admin-addr", freeAddr(), "-access-log=false", "-shutdown-delay=-1s", "-log-level=warn")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return 0, nil, err
+	}
+	stop := func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }
+	if err := waitHTTP("http://" + addr + b.path); err != nil {
+		stop()
+		return 0, nil, fmt.Errorf("gateway: %w", err)
+	}
+	return cmd.Process.Pid, stop, nil
+}
+
+func (b *bench) nginx(name, conf string) (int, error) {
+	dir := filepath.Join(b.work, "nginx-"+name)
+	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
+		return 0, err
+	}
+	confPath := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		return 0, err
+	}
+	cmd := exec.Command("taskset", "-c", "1", "nginx", "-p", dir, "-c", confPath, "-e", filepath.Join(dir, "logs", "error.log"))
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	b.stops = append(b.stops, func() { _ = cmd.Process.Signal(syscall.SIGQUIT); _ = cmd.Wait() })
+	addr := regexp.MustCompile(`listen (\S+) `).FindStringSubmatch(conf)[1]
+	if err := waitHTTP("http://" + addr + "/"); err != nil {
+		return 0, fmt.Errorf("nginx %s: %w", name, err)
+	}
+	return cmd.Process.Pid, nil
+}
+
+const nginxCommon = `daemon off;
+worker_processes 1;
+pid nginx.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+`
+
+func upstreamConf(addr string) string {
+	return nginxCommon + `  server {
+    listen ` + addr + ` backlog=4096;
+    location / {
+      default_type application/json;
+      return 200 '{"id":1,"username":"user1","firstName":"Ada","lastName":"Lovelace","email":"ada@example.com"}';
+    }
+  }
+}
+`
+}
+
+func proxyConf(addr, upstream string) string {
+	return nginxCommon + `  upstream backend {
+    server ` + upstream + `;
+    keepalive 256;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen ` + addr + ` backlog=4096;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+`
+}
+
+var (
+	rpsRe = regexp.MustCompile(`Requests/sec:\s+([\d.]+)`)
+	latRe = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([\d.]+)(us|ms|s)`)
+	reqRe = regexp.MustCompile(`(\d+) requests in`)
+	errRe = regexp.MustCompile(`(Non-2xx or 3xx responses|Socket errors): .*`)
+)
+
+// wrk runs wrk on cpu 0 and measures the CPU the proxy's processes used.
+func (b *bench) wrk(url string, seconds int, pids []int) (result, error) {
+	before := cpuTicks(pids)
+	out, err := exec.Command("taskset", "-c", "0", "wrk", "-t1", fmt.Sprintf("-c%d", b.conns),
+		fmt.Sprintf("-d%ds", seconds), "--latency", url).CombinedOutput()
+	after := cpuTicks(pids)
+	if err != nil {
+		return result{}, fmt.Errorf("wrk: %w\n%s", err, out)
+	}
+	s := string(out)
+	if m := errRe.FindString(s); m != "" {
+		return result{}, fmt.Errorf("wrk reports %s\n%s", m, s)
+	}
+	var r result
+	m := rpsRe.FindStringSubmatch(s)
+	n := reqRe.FindStringSubmatch(s)
+	if m == nil || n == nil {
+		return result{}, fmt.Errorf("unexpected wrk output:\n%s", s)
+	}
+	r.rps, _ = strconv.ParseFloat(m[1], 64)
+	reqs, _ := strconv.ParseFloat(n[1], 64)
+	for _, l := range latRe.FindAllStringSubmatch(s, -1) {
+		v, _ := strconv.ParseFloat(l[2], 64)
+		switch l[3] {
+		case "us":
+			v /= 1000
+		case "s":
+			v *= 1000
+		}
+		if l[1] == "50" {
+			r.p50 = v
+		} else {
+			r.p99 = v
+		}
+	}
+	r.cpuUS = float64(after-before) / float64(clockTicks) * 1e6 / reqs
+	return r, nil
+}
+
+// clockTicks is USER_HZ, 100 on Linux.
+const clockTicks = 100
+
+func cpuTicks(pids []int) int64 {
+	var total int64
+	for _, pid := range pids {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// Fields after the command name: utime is the 14th field overall.
+		f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		s, _ := strconv.ParseInt(f[12], 10, 64)
+		total += u + s
+	}
+	return total
+}
+
+func withChildren(pid int) []int {
+	pids := []int{pid}
+	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	for _, f := range strings.Fields(string(data)) {
+		if c, err := strconv.Atoi(f); err == nil {
+			pids = append(pids, c)
+		}
+	}
+	return pids
+}
+
+func rssMiB(pid int) float64 {
+	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			kb, _ := strconv.ParseFloat(strings.Fields(line)[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+func median(rs []result) result {
+	pick := func(f func(result) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	return result{
+		rps:   pick(func(r result) float64 { return r.rps }),
+		p50:   pick(func(r result) float64 { return r.p50 }),
+		p99:   pick(func(r result) float64 { return r.p99 }),
+		cpuUS: pick(func(r result) float64 { return r.cpuUS }),
+	}
+}
+
+func waitHTTP(url string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode < 500 {
+				return nil
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("%s did not answer", url)
+}
+
+func freeAddr() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func nginxVersion() string {
+	out, _ := exec.Command("nginx", "-v").CombinedOutput()
+	return strings.TrimSpace(strings.TrimPrefix(string(out), "nginx version: "))
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
