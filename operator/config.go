@@ -21,7 +21,9 @@ type Config struct {
 	// Registry is where built images go, "host[:port][/prefix]"; an API's
 	// spec.image.registry overrides it.
 	Registry string
-	// RuntimeImage is the gateway runtime base image, by digest.
+	// RuntimeImage is the gateway runtime base image, by digest; a tag is
+	// resolved to its digest once, when the operator starts, and every build
+	// of this process uses that digest.
 	RuntimeImage string
 	// KanikoImage is the executor image Kaniko Jobs run.
 	KanikoImage string
@@ -72,8 +74,8 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.RuntimeImage == "" {
 		errs = append(errs, errors.New("runtime image: not set"))
-	} else if _, err := name.NewDigest(c.RuntimeImage); err != nil {
-		errs = append(errs, fmt.Errorf("runtime image %q must be named by digest (repo@sha256:…): %w", c.RuntimeImage, err))
+	} else if _, err := name.ParseReference(c.RuntimeImage, name.StrictValidation); err != nil {
+		errs = append(errs, fmt.Errorf("runtime image %q: %w", c.RuntimeImage, err))
 	}
 	if c.Registry == "" {
 		errs = append(errs, errors.New("registry: not set"))

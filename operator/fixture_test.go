@@ -67,8 +67,13 @@ func TestMain(m *testing.M) {
 func (f *fixture) stop() {
 	if f.cancel != nil {
 		f.cancel()
-		if err := <-f.done; err != nil {
-			fmt.Fprintln(os.Stderr, "manager:", err)
+		select {
+		case err := <-f.done:
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "manager:", err)
+			}
+		case <-time.After(30 * time.Second):
+			fmt.Fprintln(os.Stderr, "manager: did not stop within 30s")
 		}
 	}
 	if f.reg != nil {
@@ -127,7 +132,13 @@ func (f *fixture) start(t *testing.T) error {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel = cancel
-	mgr, err := operator.NewManager(ctx, f.env.Config, operator.Options{
+	// The manager runs as a user holding only the generated ClusterRole.
+	rc, err := f.env.RestrictedConfig(ctx)
+	if err != nil {
+		return err
+	}
+	rc.QPS, rc.Burst = f.env.Config.QPS, f.env.Config.Burst
+	mgr, err := operator.NewManager(ctx, rc, operator.Options{
 		Config: operator.Config{
 			Registry:            f.reg.Host + "/gatekiln",
 			RuntimeImage:        f.base.String(),

@@ -6,6 +6,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
@@ -133,10 +134,6 @@ func NewManager(ctx context.Context, rc *rest.Config, o Options) (ctrl.Manager, 
 
 // setup registers the indexes and both reconcilers with mgr.
 func setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
-	base, err := name.NewDigest(cfg.RuntimeImage)
-	if err != nil {
-		return fmt.Errorf("runtime image: %w", err)
-	}
 	ch, err := newChecker(ctx, cfg.RegistryConfig)
 	if err != nil {
 		return fmt.Errorf("registry: %w", err)
@@ -145,6 +142,11 @@ func setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("registry: %w", err)
 	}
+	base, err := runtimeDigest(ctx, cfg, baseOpts)
+	if err != nil {
+		return err
+	}
+	mgr.GetLogger().Info("runtime image", "image", base.String())
 	served, err := discover(mgr.GetRESTMapper())
 	if err != nil {
 		return err
@@ -214,6 +216,23 @@ func setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 		return fmt.Errorf("endpoint controller: %w", err)
 	}
 	return nil
+}
+
+// runtimeDigest names the runtime image by digest, asking its registry when
+// it was given by tag.
+func runtimeDigest(ctx context.Context, cfg Config, opts []remote.Option) (name.Digest, error) {
+	if d, err := name.NewDigest(cfg.RuntimeImage, name.StrictValidation); err == nil {
+		return d, nil
+	}
+	ref, err := cfg.RegistryConfig.ParseReference(cfg.RuntimeImage)
+	if err != nil {
+		return name.Digest{}, fmt.Errorf("runtime image: %w", err)
+	}
+	desc, err := remote.Head(ref, append(opts, remote.WithContext(ctx))...)
+	if err != nil {
+		return name.Digest{}, fmt.Errorf("runtime image %s: %w", ref, err)
+	}
+	return ref.Context().Digest(desc.Digest.String()), nil
 }
 
 // discover finds which optional kinds the cluster serves. It runs once: a

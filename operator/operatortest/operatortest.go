@@ -17,12 +17,14 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
 
 	"github.com/gatekiln/gatekiln/operator"
 	"github.com/gatekiln/gatekiln/operator/render"
@@ -91,6 +93,38 @@ func Launch(dir string) (*Env, error) {
 		return nil, errors.Join(err, env.Stop())
 	}
 	return &Env{Config: cfg, Client: c, Kubeconfig: kc, env: env}, nil
+}
+
+// OperatorUser is the user RestrictedConfig authenticates as.
+const OperatorUser = "gatekiln-operator"
+
+// RestrictedConfig returns a rest.Config for a user holding only the
+// ClusterRole generated into config/rbac from the operator's RBAC markers, so
+// that a manager run with it proves those permissions are enough.
+func (e *Env) RestrictedConfig(ctx context.Context) (*rest.Config, error) {
+	data, err := os.ReadFile(filepath.Join(RepoRoot(), "config", "rbac", "role.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	role := &rbacv1.ClusterRole{}
+	if err := yaml.Unmarshal(data, role); err != nil {
+		return nil, fmt.Errorf("config/rbac/role.yaml: %w", err)
+	}
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: role.Name + "-envtest"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: OperatorUser}},
+	}
+	for _, o := range []client.Object{role, binding} {
+		if err := e.Client.Create(ctx, o); err != nil && !apierrors.IsAlreadyExists(err) {
+			return nil, fmt.Errorf("create %s: %w", o.GetName(), err)
+		}
+	}
+	u, err := e.env.AddUser(envtest.User{Name: OperatorUser}, e.Config)
+	if err != nil {
+		return nil, fmt.Errorf("add user: %w", err)
+	}
+	return u.Config(), nil
 }
 
 // Stop stops the API server and etcd.

@@ -1,0 +1,100 @@
+// Command gatekiln-operator runs the API and Endpoint reconcilers: it
+// compiles API definitions, builds one gateway image per API (a Kaniko Job,
+// or in process) and deploys it. It only parses flags; package operator
+// does the work.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/go-logr/logr"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/gatekiln/gatekiln/apis/v1alpha1"
+	"github.com/gatekiln/gatekiln/builder/kaniko"
+	"github.com/gatekiln/gatekiln/operator"
+)
+
+// listFlag collects a repeatable or comma-separated flag.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
+}
+
+func main() {
+	var (
+		o                    operator.Options
+		namespaces, insecure listFlag
+		caFile, dockerConfig string
+		logLevel             slog.Level
+	)
+	flag.StringVar(&o.Registry, "registry", "", "where built images go: host[:port][/prefix] (required)")
+	flag.StringVar(&o.RuntimeImage, "runtime-image", "", "the gateway runtime base image, by digest: repo@sha256:… (required)")
+	flag.StringVar(&o.KanikoImage, "kaniko-image", kaniko.DefaultExecutorImage, "the Kaniko executor image build Jobs run")
+	flag.StringVar(&o.DefaultStrategy, "default-strategy", v1alpha1.BuildKaniko, "build strategy of APIs that name none: Kaniko or Direct")
+	flag.Var(&namespaces, "namespaces", "namespaces to watch, comma-separated or repeated (default: all)")
+	flag.StringVar(&caFile, "registry-ca", "", "PEM file of certificate authorities trusted for registries, besides the system pool")
+	flag.Var(&insecure, "insecure-registry", "registry host:port reached over plain HTTP (repeatable)")
+	flag.StringVar(&dockerConfig, "registry-config", "", "docker config.json with registry credentials (default: the default keychain)")
+	flag.IntVar(&o.MaxConcurrentBuilds, "max-concurrent-builds", operator.DefaultMaxConcurrentBuilds, "builds in flight at once (Direct in the operator, Kaniko Jobs in the cluster)")
+	flag.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", operator.DefaultMaxConcurrentReconciles, "API reconcile workers")
+	flag.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "Prometheus metrics address (0 disables)")
+	flag.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "/healthz and /readyz address (0 disables)")
+	flag.BoolVar(&o.LeaderElection, "leader-elect", false, "run one active replica, chosen by a Lease")
+	flag.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the Lease (default: the operator's own)")
+	flag.TextVar(&logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
+	flag.Parse()
+
+	o.Namespaces = namespaces
+	o.RegistryConfig.Insecure = insecure
+	o.RegistryConfig.UserAgent = "gatekiln-operator"
+	if err := readFile(caFile, &o.RegistryConfig.CABundle); err != nil {
+		fail(err)
+	}
+	if err := readFile(dockerConfig, &o.RegistryConfig.DockerConfig); err != nil {
+		fail(err)
+	}
+	o.Logger = logr.FromSlogHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}))
+	ctrl.SetLogger(o.Logger)
+
+	ctx := ctrl.SetupSignalHandler()
+	rc, err := ctrl.GetConfig()
+	if err != nil {
+		fail(fmt.Errorf("kubeconfig: %w", err))
+	}
+	mgr, err := operator.NewManager(ctx, rc, o)
+	if err != nil {
+		fail(err)
+	}
+	if err := mgr.Start(ctx); err != nil {
+		fail(err)
+	}
+}
+
+func readFile(path string, into *[]byte) error {
+	if path == "" {
+		return nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	*into = b
+	return nil
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "gatekiln-operator:", err)
+	os.Exit(1)
+}
