@@ -5,7 +5,7 @@
 #
 #   make envtest-bins   bin/envtest/{kube-apiserver,kube-controller-manager,etcd}
 #   make cluster-bins   + kube-scheduler, kubelet, kube-proxy, kubectl, containerd,
-#                         the image tool and the pause binary
+#                         cluster-dns, cri-cleanup, the image tool and the pause binary
 #   make cluster-up     start the cluster (bin/cluster/admin.kubeconfig)
 #   make cluster-down   stop it and leave the machine as it was
 #   make pause-image    push the pause image to the cluster's registry (cluster-up does it)
@@ -28,7 +28,7 @@ KUBEBUILDER_ASSETS ?= $(abspath bin/envtest)
 export KUBEBUILDER_ASSETS
 
 ENVTEST_BINS := bin/envtest/kube-apiserver bin/envtest/kube-controller-manager bin/envtest/etcd
-K8S_NODE_BINS := bin/k8s/kube-scheduler bin/k8s/kubelet bin/k8s/kube-proxy bin/k8s/kubectl bin/k8s/cri-cleanup
+K8S_NODE_BINS := bin/k8s/kube-scheduler bin/k8s/kubelet bin/k8s/kube-proxy bin/k8s/kubectl bin/k8s/cri-cleanup bin/k8s/cluster-dns
 CONTAINERD_BINS := bin/containerd/containerd bin/containerd/containerd-shim-runc-v2 bin/containerd/ctr
 IMAGES_BINS := bin/images/images bin/images/pause
 CLUSTER_BINS := $(ENVTEST_BINS) $(K8S_NODE_BINS) $(CONTAINERD_BINS) $(IMAGES_BINS)
@@ -52,10 +52,10 @@ bin/envtest/etcd: hack/etcd/go.mod hack/etcd/go.sum
 	cd hack/etcd && $(CLUSTER_GOENV) $(CLUSTER_GO) build -buildvcs=false -trimpath -ldflags "-s -w" -o $(abspath $@) go.etcd.io/etcd/server/v3
 	@touch $@
 
-$(K8S_NODE_BINS) &: hack/k8s/go.mod hack/k8s/go.sum hack/k8s/cri-cleanup/main.go
+$(K8S_NODE_BINS) &: hack/k8s/go.mod hack/k8s/go.sum hack/k8s/cri-cleanup/main.go hack/k8s/cluster-dns/main.go
 	@mkdir -p bin/k8s
 	cd hack/k8s && $(CLUSTER_GOENV) $(CLUSTER_GO) build -buildvcs=false -trimpath -ldflags "$(K8S_LDFLAGS)" -o $(abspath bin/k8s)/ \
-	  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy k8s.io/kubernetes/cmd/kubectl ./cri-cleanup
+	  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy k8s.io/kubernetes/cmd/kubectl ./cri-cleanup ./cluster-dns
 	@touch $(K8S_NODE_BINS)
 
 $(CONTAINERD_BINS) &: hack/containerd/go.mod hack/containerd/go.sum

@@ -56,7 +56,7 @@ pod_pids() {
 }
 
 # 1. Nothing may recreate Pods, then the node stops.
-stop 20 kube-controller-manager kube-scheduler kubelet
+stop 20 kube-controller-manager kube-scheduler kubelet cluster-dns
 step kubelet stopped
 # 2. Every sandbox goes through CRI, so CNI DEL frees IPs, veths and hostports.
 if pid_alive containerd && [[ -S $CONTAINERD_SOCK ]]; then

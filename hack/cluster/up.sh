@@ -12,7 +12,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 [[ $(id -u) == 0 ]] || die "cluster-up needs root"
-for b in "$ENVTEST_BIN"/{etcd,kube-apiserver,kube-controller-manager} "$K8S_BIN"/{kube-scheduler,kubelet,kube-proxy,kubectl,cri-cleanup} \
+for b in "$ENVTEST_BIN"/{etcd,kube-apiserver,kube-controller-manager} "$K8S_BIN"/{kube-scheduler,kubelet,kube-proxy,kubectl,cri-cleanup,cluster-dns} \
   "$CTRD_BIN"/{containerd,containerd-shim-runc-v2} "$IMAGES_BIN"/{images,pause}; do
   [[ -x $b ]] || die "$b is missing: run make cluster-bins"
 done
@@ -284,8 +284,11 @@ EOF
 start containerd env PATH="$CTRD_BIN:$PATH" "$CTRD_BIN/containerd" --config "$CL/containerd/config.toml"
 wait_for containerd 30 test -S "$CONTAINERD_SOCK"
 
-# Pods resolve names nowhere: no cluster DNS runs, and the host's resolver is
-# not theirs to reach.
+# Cluster DNS on the bridge: Service names resolve, every other name is
+# NXDOMAIN (nothing is forwarded). It reads Services with kube-proxy's
+# identity. Pods with dnsPolicy Default get a resolver that points nowhere:
+# the host's resolver is not theirs to reach.
+start cluster-dns "$K8S_BIN/cluster-dns" -kubeconfig "$CL/kube-proxy.kubeconfig" -listen "$NODE_IP:53" -domain cluster.local
 echo "nameserver 127.0.0.1" >"$CL/resolv.conf"
 cat >"$CL/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
@@ -309,6 +312,7 @@ failSwapOn: false
 podLogsDir: $CL/pod-logs
 volumePluginDir: $CL/volume-plugins
 resolvConf: $CL/resolv.conf
+clusterDNS: [$NODE_IP]
 clusterDomain: cluster.local
 serializeImagePulls: false
 imageGCHighThresholdPercent: 100
@@ -339,6 +343,10 @@ conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeou
 EOF
 start kube-proxy "$K8S_BIN/kube-proxy" --config "$CL/kube-proxy.yaml" --v=1
 
+# dns_answers: the cluster DNS resolves the kubernetes Service.
+dns_answers() {
+  [[ $("$K8S_BIN/cluster-dns" -query kubernetes.default.svc.cluster.local. -server "$NODE_IP:53" 2>/dev/null) == "$KUBERNETES_SVC_IP" ]]
+}
 node_ready() {
   [[ $(kctl get node "$NODE_NAME" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]]
 }
@@ -346,7 +354,8 @@ wait_for node-registered 60 kctl get node "$NODE_NAME"
 wait_for node-Ready 90 node_ready
 NODE_READY=$(awk -v a="$TK" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
 wait_for default-serviceaccount 60 kctl -n default get serviceaccount default
-for p in etcd kube-apiserver kube-controller-manager kube-scheduler registry containerd kubelet kube-proxy; do
+wait_for cluster-dns 30 dns_answers
+for p in etcd kube-apiserver kube-controller-manager kube-scheduler registry containerd kubelet kube-proxy cluster-dns; do
   alive "$p" || die "$p exited (log: $LOGS/$p.log)"
 done
 trap - EXIT

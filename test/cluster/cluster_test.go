@@ -118,7 +118,8 @@ spec:
 	rolloutTime := time.Since(step)
 	clusterIP := strings.TrimSpace(mustKubectl(ctx, t, c, "get", "service", "echo", "-o", "jsonpath={.spec.clusterIP}"))
 
-	// From a Pod, through the Service's cluster IP (kube-proxy's DNAT).
+	// From a Pod, through the Service: by its cluster IP (kube-proxy's DNAT),
+	// by its DNS name (cluster-dns) and by its short name (the search path).
 	step = time.Now()
 	mustApply(ctx, t, c, fmt.Sprintf(`
 apiVersion: v1
@@ -129,12 +130,12 @@ spec:
   containers:
   - name: client
     image: %s
-    args: [get, "http://%s/"]
+    args: [get, "http://%s/", "http://echo.default.svc.cluster.local/", "http://echo/"]
 `, image, clusterIP))
 	mustKubectl(ctx, t, c, "wait", "pod/client", "--for=jsonpath={.status.phase}=Succeeded", "--timeout=90s")
 	clientTime := time.Since(step)
-	if logs := mustKubectl(ctx, t, c, "logs", "pod/client"); !strings.Contains(logs, "status 200: hello from echo-") {
-		t.Fatalf("client pod did not reach the Service: %q", logs)
+	if logs := mustKubectl(ctx, t, c, "logs", "pod/client"); strings.Count(logs, "status 200: hello from echo-") != 3 {
+		t.Fatalf("client pod did not reach the Service three ways: %q", logs)
 	}
 
 	// From this test, through kubectl port-forward (apiserver → kubelet → CRI).

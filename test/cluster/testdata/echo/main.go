@@ -3,7 +3,7 @@
 //
 //	echo serve [ADDR]  HTTP server: "/" answers "hello from HOSTNAME", "/healthz" "ok"
 //	echo print TEXT    prints TEXT and exits 0 (the Job)
-//	echo get URL       GETs URL (retrying for up to 30 s), prints the body, exits 0 on 200
+//	echo get URL...    GETs each URL (retrying for up to 30 s), prints the bodies, exits 0 when all gave 200
 package main
 
 import (
@@ -39,27 +39,35 @@ func main() {
 	case "print":
 		fmt.Println(strings.Join(os.Args[2:], " "))
 	case "get":
-		client := &http.Client{Timeout: 3 * time.Second}
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			resp, err := client.Get(os.Args[2])
-			if err == nil {
-				body, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				fmt.Printf("status %d: %s", resp.StatusCode, body)
-				if resp.StatusCode == http.StatusOK {
-					return
-				}
-			} else {
-				fmt.Fprintln(os.Stderr, "get:", err)
-			}
-			if time.Now().After(deadline) {
+		for _, u := range os.Args[2:] {
+			if !get(u) {
 				os.Exit(1)
 			}
-			time.Sleep(500 * time.Millisecond)
 		}
 	default:
 		fmt.Fprintln(os.Stderr, "unknown mode", os.Args[1])
 		os.Exit(2)
+	}
+}
+
+func get(url string) bool {
+	client := &http.Client{Timeout: 3 * time.Second}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := client.Get(url)
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			fmt.Printf("%s status %d: %s", url, resp.StatusCode, body)
+			if resp.StatusCode == http.StatusOK {
+				return true
+			}
+		} else {
+			fmt.Fprintln(os.Stderr, "get:", err)
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 }
