@@ -40,6 +40,12 @@ sysctl -a 2>/dev/null | grep -E "$SYSCTL_PREFIXES" | sed 's/ = /=/' >"$HOSTSTATE
 for p in "${HOST_PATHS[@]}"; do [[ -e $p || -L $p ]] && echo "$p" >>"$HOSTSTATE/paths"; done
 ls -d /sys/fs/cgroup/*/*/ 2>/dev/null >"$HOSTSTATE/cgroups" || true
 touch "$HOSTSTATE/recorded"
+if ip link show "$BRIDGE" >/dev/null 2>&1; then
+  rm -rf "$HOSTSTATE"
+  die "a network interface $BRIDGE exists that this cluster did not create"
+fi
+# Whatever goes wrong from here on, undo what was done (logs stay in bin/cluster/logs).
+trap 'rc=$?; if ((rc != 0)); then log "cluster-up failed: tearing down (logs: $LOGS)"; "$(dirname "${BASH_SOURCE[0]}")/down.sh" || true; fi' EXIT
 
 rm -rf "$CL"
 mkdir -p "$CL" "$PKI" "$LOGS" "$PIDS" "$RUNDIR" "$CL"/{etcd,kubelet,pod-logs,cni/net.d,cni/ipam,registry,flexvolume,volume-plugins,containerd/root,containerd/state,containerd/certs.d}
@@ -146,8 +152,6 @@ wait_for() {
 }
 alive() { pid_alive "$1" || { tail -20 "$LOGS/$1.log" >&2; return 1; }; }
 
-# Whatever goes wrong from here on, stop what was started.
-trap 'rc=$?; if ((rc != 0)); then log "cluster-up failed: tearing down (logs kept in $LOGS)"; KEEP_LOGS=1 "$(dirname "${BASH_SOURCE[0]}")/down.sh" || true; fi' EXIT
 
 start etcd "$ENVTEST_BIN/etcd" --name gatekiln --data-dir "$CL/etcd" \
   --listen-client-urls "http://$ETCD_CLIENT" --advertise-client-urls "http://$ETCD_CLIENT" \
