@@ -73,6 +73,9 @@ func main() {
 
 var onlyConfig string
 
+// pacedRate is about what one gateway core serves with the policies on.
+const pacedRate = 20000.0
+
 func run(gatewayBin string, seconds, rounds, conns int) error {
 	for _, bin := range []string{"wrk", "taskset", "redis-server"} {
 		if _, err := exec.LookPath(bin); err != nil {
@@ -151,18 +154,32 @@ func run(gatewayBin string, seconds, rounds, conns int) error {
 			c.name, med[c.name].rps, med[c.name].p50, med[c.name].p99, medianCPU(results[c.name]))
 	}
 
-	fmt.Printf("redis limit check at %d concurrent requests, %d s each:\n", conns, max(seconds/2, 2))
-	base, err := unbatchedChecks(redisAddr, conns, time.Duration(max(seconds/2, 2))*time.Second)
-	if err != nil {
-		return err
+	d := time.Duration(max(seconds/3, 2)) * time.Second
+	var p99 float64
+	for _, rate := range []float64{0, pacedRate} {
+		if rate == 0 {
+			fmt.Printf("redis limit check, %d concurrent requests, as fast as they go, %s each:\n", conns, d)
+		} else {
+			fmt.Printf("redis limit check, %d concurrent requests paced to %.0f checks/s in total, %s each:\n", conns, rate, d)
+		}
+		base, err := unbatchedChecks(redisAddr, conns, d, rate)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("  unbatched script call per request (go-redis): %s\n", base)
+		small, err := filterChecks(redisAddr, conns, d, rate, true)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("  gatekiln filter, batched (bucket < 200):      %s\n", small)
+		filt, err := filterChecks(redisAddr, conns, d, rate, false)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("  gatekiln filter, batched + leases:            %s\n", filt)
+		p99 = filt.p99
 	}
-	fmt.Printf("  unbatched script call per request (go-redis): %s\n", base)
-	filt, err := filterChecks(redisAddr, conns, time.Duration(max(seconds/2, 2))*time.Second)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("  gatekiln rate-limit filter (batched):          %s\n", filt)
-	fmt.Printf("redis limit check p99 at %d concurrent: %.3f ms (target <= 1 ms)\n", conns, filt.p99)
+	fmt.Printf("redis limit check p99 at %d concurrent (%.0f checks/s): %.3f ms (target <= 1 ms)\n", conns, pacedRate, p99)
 	if rounds == 0 || onlyConfig != "" {
 		return nil
 	}
@@ -420,16 +437,28 @@ func (l latencies) String() string {
 }
 
 // measure runs check from conc goroutines for d and summarises the latencies.
-func measure(conc int, d time.Duration, check func(ctx context.Context, worker int) error) (latencies, error) {
+// With rate > 0 the workers are paced to rate checks per second in total (a
+// gateway's 64 connections spend most of their time in I/O, not in the
+// check); with rate 0 each worker checks as fast as it can.
+func measure(conc int, d time.Duration, rate float64, check func(ctx context.Context, worker int) error) (latencies, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	all := make([][]time.Duration, conc)
 	errs := make([]error, conc)
 	var wg sync.WaitGroup
 	start := time.Now()
+	var interval time.Duration
+	if rate > 0 {
+		interval = time.Duration(float64(conc) / rate * float64(time.Second))
+	}
 	for w := range conc {
 		wg.Go(func() {
+			next := start.Add(interval * time.Duration(w) / time.Duration(conc))
 			for ctx.Err() == nil {
+				if interval > 0 {
+					time.Sleep(time.Until(next))
+					next = next.Add(interval)
+				}
 				t0 := time.Now()
 				if err := check(context.Background(), w); err != nil {
 					errs[w] = err
@@ -474,18 +503,20 @@ redis.call('PEXPIRE', KEYS[1], 3600000)
 return ok
 `
 
-func unbatchedChecks(addr string, conc int, d time.Duration) (latencies, error) {
+func unbatchedChecks(addr string, conc int, d time.Duration, rate float64) (latencies, error) {
 	c := redis.NewClient(&redis.Options{Addr: addr, PoolSize: conc, DisableIdentity: true})
 	defer func() { _ = c.Close() }()
 	s := redis.NewScript(unbatchedScript)
-	return measure(conc, d, func(ctx context.Context, _ int) error {
+	return measure(conc, d, rate, func(ctx context.Context, _ int) error {
 		return s.Run(ctx, c, []string{"bench:unbatched"}, 1_000_000_000, 1_000_000_000, time.Hour.Microseconds()).Err()
 	})
 }
 
 // filterChecks drives the rate-limit filter (Redis store) directly, without
 // HTTP: the time measured is the limit check as a request sees it.
-func filterChecks(addr string, conc int, d time.Duration) (latencies, error) {
+// A bucket of capacity below 200 is never leased: every check waits for
+// Redis (batched); a large one is served mostly from this replica's lease.
+func filterChecks(addr string, conc int, d time.Duration, rate float64, small bool) (latencies, error) {
 	api := &bundle.Bundle{
 		API:        bundle.API{Title: "Petstore", Version: "1.0.0", BasePath: "/v1"},
 		Routes:     []bundle.Route{{Method: "GET", Path: "/v1/pets", RateLimits: []string{"global"}}},
@@ -494,6 +525,11 @@ func filterChecks(addr string, conc int, d time.Duration) (latencies, error) {
 	b := &bundle.Binding{APIVersion: bundle.BindingAPIVersion, Redis: &bundle.RedisBinding{Address: addr},
 		RateLimits: map[string]bundle.RateLimitBinding{"global": {Requests: 1_000_000_000, Period: bundle.Duration(time.Hour),
 			Store: bundle.StoreRedis, Key: bundle.KeyAPI}}}
+	if small {
+		// 150 tokens refilled every microsecond: never empty, never leased.
+		b.RateLimits["global"] = bundle.RateLimitBinding{Requests: 150, Period: bundle.Duration(time.Microsecond),
+			Store: bundle.StoreRedis, Key: bundle.KeyAPI}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var rl filter.Factory
@@ -508,7 +544,7 @@ func filterChecks(addr string, conc int, d time.Duration) (latencies, error) {
 	}
 	h := mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	var undecided atomic.Int64
-	res, err := measure(conc, d, func(_ context.Context, _ int) error {
+	res, err := measure(conc, d, rate, func(_ context.Context, _ int) error {
 		w := &discardWriter{h: http.Header{}}
 		r, _ := http.NewRequest("GET", "http://gateway/v1/pets", nil)
 		r.RemoteAddr = "10.0.0.1:1234"

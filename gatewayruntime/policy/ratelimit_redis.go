@@ -98,8 +98,9 @@ func (o redisOptions) withDefaults() redisOptions {
 // Each take is queued and a few flusher goroutines send whatever is queued as
 // one script call (takes for the same key are merged into one "want n"): under
 // load a request waits for at most about one round trip plus its own, instead
-// of queueing for a pooled connection behind every other request, and the
-// decisions stay exact (no tokens are handed out ahead of time).
+// of queueing for a pooled connection behind every other request. Busy keys
+// of large buckets are served from a small local lease of tokens (see lease),
+// so most of their requests do not wait for Redis at all.
 //
 // When Redis fails, a circuit opens for opts.cooldown: takes fail at once with
 // errStoreDown (the policy's failure mode decides), then one probe is let through.
@@ -109,6 +110,7 @@ type redisStore struct {
 	opts   redisOptions
 	log    *slog.Logger
 	queue  chan *redisTake
+	leases *leases
 
 	// open is set while the circuit is open; until (unix ns) is when the next
 	// probe may go. Whoever moves until forward past now sends the probe.
@@ -121,13 +123,28 @@ type redisStore struct {
 type redisTake struct {
 	key   string
 	b     bucket
+	want  int64
 	probe bool
-	done  chan decisionOrErr
+	// The answer goes to then when set (a lease refill nobody waits for),
+	// else into done.
+	then func(decisionOrErr)
+	done chan decisionOrErr
 }
 
 type decisionOrErr struct {
-	d   decision
-	err error
+	d decision
+	// granted is how many of the wanted tokens Redis gave; the decision
+	// admits the request when it is at least one.
+	granted int64
+	err     error
+}
+
+func (t *redisTake) answer(r decisionOrErr) {
+	if t.then != nil {
+		t.then(r)
+		return
+	}
+	t.done <- r
 }
 
 var takePool = sync.Pool{New: func() any { return &redisTake{done: make(chan decisionOrErr, 1)} }}
@@ -184,6 +201,7 @@ func newRedisStore(ctx context.Context, ro *redis.Options, opts redisOptions, lo
 		opts:   opts,
 		log:    log,
 		queue:  make(chan *redisTake, 4096),
+		leases: newLeases(ctx),
 	}
 	var wg sync.WaitGroup
 	for range opts.flushers {
@@ -196,19 +214,26 @@ func newRedisStore(ctx context.Context, ro *redis.Options, opts redisOptions, lo
 	return s
 }
 
+// take decides one request: from this replica's lease of tokens when the key
+// is busy enough to have one (see lease), else by waiting for Redis.
 func (s *redisStore) take(ctx context.Context, key string, b bucket) (decision, error) {
+	return s.takeLeased(ctx, key, b)
+}
+
+// takeN asks Redis for want tokens and waits for the answer.
+func (s *redisStore) takeN(ctx context.Context, key string, b bucket, want int64) decisionOrErr {
 	ok, probe := s.admit(time.Now())
 	if !ok || s.stopped.Load() {
-		return decision{}, errStoreDown
+		return decisionOrErr{err: errStoreDown}
 	}
 	t := takePool.Get().(*redisTake)
-	t.key, t.b, t.probe = key, b, probe
+	t.key, t.b, t.want, t.probe, t.then = key, b, want, probe, nil
 	select {
 	case s.queue <- t:
 	default:
 		// Queue full: Redis cannot keep up; decide by the failure mode now.
 		takePool.Put(t)
-		return decision{}, errStoreDown
+		return decisionOrErr{err: errStoreDown}
 	}
 	// A flusher answers every take it dequeues within about opts.timeout; the
 	// timer only guards against a take queued as the store stops.
@@ -217,13 +242,30 @@ func (s *redisStore) take(ctx context.Context, key string, b bucket) (decision, 
 	select {
 	case r := <-t.done:
 		takePool.Put(t)
-		return r.d, r.err
+		return r
 	case <-ctx.Done():
 		// A flusher may still answer into t's buffered channel; t is not
 		// reused, so dropping it is safe.
-		return decision{}, ctx.Err()
+		return decisionOrErr{err: ctx.Err()}
 	case <-timer.C:
-		return decision{}, errStoreDown
+		return decisionOrErr{err: errStoreDown}
+	}
+}
+
+// takeAsync asks Redis for want tokens and hands the answer to then, which
+// runs on a flusher goroutine and must not block. It reports false when the
+// request was not queued (circuit open, store stopped, queue full).
+func (s *redisStore) takeAsync(key string, b bucket, want int64, then func(decisionOrErr)) bool {
+	ok, probe := s.admit(time.Now())
+	if !ok || s.stopped.Load() {
+		return false
+	}
+	t := &redisTake{key: key, b: b, want: want, probe: probe, then: then}
+	select {
+	case s.queue <- t:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -256,7 +298,7 @@ func (s *redisStore) flush(ctx context.Context) {
 			for {
 				select {
 				case t := <-s.queue:
-					t.done <- decisionOrErr{err: errStoreDown}
+					t.answer(decisionOrErr{err: errStoreDown})
 				default:
 					return
 				}
@@ -288,6 +330,7 @@ func (s *redisStore) run(ctx context.Context, batch []*redisTake) {
 	type group struct {
 		key   string
 		b     bucket
+		want  int64
 		takes []*redisTake
 	}
 	groups := make([]group, 0, len(batch))
@@ -300,12 +343,13 @@ func (s *redisStore) run(ctx context.Context, batch []*redisTake) {
 			groups = append(groups, group{key: t.key, b: t.b})
 		}
 		groups[i].takes = append(groups[i].takes, t)
+		groups[i].want += t.want
 	}
 	keys := make([]string, len(groups))
 	args := make([]any, 0, 4*len(groups))
 	for i, g := range groups {
 		keys[i] = g.key
-		args = append(args, g.b.capacity, g.b.requests, g.b.period.Microseconds(), len(g.takes))
+		args = append(args, g.b.capacity, g.b.requests, g.b.period.Microseconds(), g.want)
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.timeout)
 	res, err := s.script.Run(cctx, s.client, keys, args...).Int64Slice()
@@ -325,15 +369,18 @@ func (s *redisStore) run(ctx context.Context, batch []*redisTake) {
 		granted, left := res[4*i], res[4*i+1]
 		wait := time.Duration(res[4*i+2]) * time.Microsecond
 		full := time.Duration(res[4*i+3]) * time.Microsecond
-		for j, t := range g.takes {
-			d := decision{reset: full}
-			if int64(j) < granted {
+		// Hand out the granted tokens in queue order; a take is admitted
+		// when it got at least one.
+		for _, t := range g.takes {
+			n := min(t.want, granted)
+			granted -= n
+			d := decision{reset: full, remaining: left + granted}
+			if n > 0 {
 				d.allowed = true
-				d.remaining = left + granted - 1 - int64(j)
 			} else {
 				d.retryAfter = wait
 			}
-			t.done <- decisionOrErr{d: d}
+			t.answer(decisionOrErr{d: d, granted: n})
 		}
 	}
 }
@@ -348,7 +395,7 @@ func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
 
 func answerAll(batch []*redisTake, r decisionOrErr) {
 	for _, t := range batch {
-		t.done <- r
+		t.answer(r)
 	}
 }
 
