@@ -21,9 +21,13 @@
 //     request otherwise, so a client cannot supply them.
 //   - Rate limits answer 429 with Retry-After, RateLimit-Policy and RateLimit
 //     (draft-ietf-httpapi-ratelimit-headers); admitted requests carry the two
-//     RateLimit fields too. When the Redis store cannot decide, a policy fails
-//     open (admit, counted in gatekiln_ratelimit_store_failures_total) or closed
-//     (503), as the Binding says.
+//     RateLimit fields too. The Redis store is one token bucket per key on the
+//     Redis clock, shared by all replicas; busy keys of large buckets are
+//     served from small per-replica leases (a burst may exceed the capacity by
+//     one lease per replica, at most 1% of it; the long-run rate is exact).
+//     When Redis cannot decide, a policy fails open (admit, counted in
+//     gatekiln_ratelimit_store_failures_total) or closed (503), as the Binding
+//     says, and a circuit keeps requests from waiting on a dead connection.
 //   - Validation answers 400 naming each failing field by JSON pointer
 //     ("#/query/limit", "#/body/owner/email"), 413 over the body limit, 415 for a
 //     content type the operation does not take; response validation (opt-in)
