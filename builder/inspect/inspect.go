@@ -1,0 +1,264 @@
+// Package inspect reads a gateway image's Bundle back out of the image (from
+// a registry or an OCI image layout), or a bundle.json file, and describes it
+// as tables: the API, its routes and the policies each route applies. The
+// quick start also uses it to serve the gateway from the very Bundle its
+// image holds.
+package inspect
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/gatekiln/gatekiln/builder/registry"
+	"github.com/gatekiln/gatekiln/gatewayruntime/bundle"
+)
+
+// Loaded is a Bundle and where it came from.
+type Loaded struct {
+	// Ref is what was read: a file, layout@digest or repo@digest.
+	Ref    string
+	Bundle *bundle.Bundle
+	Bytes  []byte
+	// Labels are the image's config labels; nil for a bundle file.
+	Labels map[string]string
+}
+
+// Load reads arg, which is a bundle.json file, an OCI image layout
+// directory (DIR for its only image, DIR:TAG or DIR@sha256:… for one of
+// several), or an image reference in a registry reached with reg.
+func Load(ctx context.Context, arg string, reg registry.Config) (*Loaded, error) {
+	if info, err := os.Stat(arg); err == nil && !info.IsDir() {
+		data, err := os.ReadFile(arg)
+		if err != nil {
+			return nil, fmt.Errorf("read bundle %s: %w", arg, err)
+		}
+		b, err := bundle.Parse(data)
+		if err != nil {
+			return nil, fmt.Errorf("bundle %s: %w", arg, err)
+		}
+		return &Loaded{Ref: arg, Bundle: b, Bytes: data}, nil
+	}
+	if dir, sel, ok := layoutArg(arg); ok {
+		return loadLayout(dir, sel)
+	}
+	ref, err := reg.ParseReference(arg)
+	if err != nil {
+		return nil, err
+	}
+	opts, err := reg.Remote(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", arg, err)
+	}
+	desc, err := remote.Get(ref, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", arg, err)
+	}
+	img, err := platformImage(desc)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", arg, err)
+	}
+	l, err := FromImage(img)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", arg, err)
+	}
+	l.Ref = ref.Context().Digest(desc.Digest.String()).String()
+	return l, nil
+}
+
+// layoutArg splits DIR, DIR:TAG and DIR@sha256:… when DIR is an OCI layout.
+func layoutArg(arg string) (dir, sel string, ok bool) {
+	isLayout := func(d string) bool {
+		_, err := os.Stat(filepath.Join(d, "oci-layout"))
+		return err == nil
+	}
+	if isLayout(arg) {
+		return arg, "", true
+	}
+	if i := strings.LastIndex(arg, "@"); i > 0 && isLayout(arg[:i]) {
+		return arg[:i], arg[i+1:], true
+	}
+	if i := strings.LastIndex(arg, ":"); i > 0 && isLayout(arg[:i]) {
+		return arg[:i], arg[i+1:], true
+	}
+	return "", "", false
+}
+
+const refNameAnnotation = "org.opencontainers.image.ref.name"
+
+// loadLayout picks the layout's entry sel names (a digest, a tag or a full
+// reference in org.opencontainers.image.ref.name), or its only entry.
+func loadLayout(dir, sel string) (*Loaded, error) {
+	lp, err := layout.FromPath(dir)
+	if err != nil {
+		return nil, fmt.Errorf("oci layout %s: %w", dir, err)
+	}
+	idx, err := lp.ImageIndex()
+	if err != nil {
+		return nil, fmt.Errorf("oci layout %s: %w", dir, err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, fmt.Errorf("oci layout %s: %w", dir, err)
+	}
+	var found []v1.Descriptor
+	for _, d := range im.Manifests {
+		refName := d.Annotations[refNameAnnotation]
+		switch {
+		case sel == "":
+			found = append(found, d)
+		case d.Digest.String() == sel, refName == sel, strings.HasSuffix(refName, ":"+sel):
+			found = append(found, d)
+		}
+	}
+	switch {
+	case len(found) == 0 && sel != "":
+		return nil, fmt.Errorf("oci layout %s: no image %q", dir, sel)
+	case len(found) == 0:
+		return nil, fmt.Errorf("oci layout %s: empty", dir)
+	case len(found) > 1:
+		var names []string
+		for _, d := range found {
+			names = append(names, d.Annotations[refNameAnnotation]+"@"+d.Digest.String())
+		}
+		return nil, fmt.Errorf("oci layout %s holds %d images; name one as %s:TAG or %s@DIGEST (%s)", dir, len(found), dir, dir, strings.Join(names, ", "))
+	}
+	d := found[0]
+	var img v1.Image
+	if d.MediaType.IsIndex() {
+		child, err := idx.ImageIndex(d.Digest)
+		if err != nil {
+			return nil, fmt.Errorf("oci layout %s: %w", dir, err)
+		}
+		if img, err = pick(child); err != nil {
+			return nil, fmt.Errorf("oci layout %s: %w", dir, err)
+		}
+	} else if img, err = idx.Image(d.Digest); err != nil {
+		return nil, fmt.Errorf("oci layout %s: %w", dir, err)
+	}
+	l, err := FromImage(img)
+	if err != nil {
+		return nil, fmt.Errorf("oci layout %s: %w", dir, err)
+	}
+	l.Ref = dir + "@" + d.Digest.String()
+	return l, nil
+}
+
+func platformImage(desc *remote.Descriptor) (v1.Image, error) {
+	if desc.MediaType.IsIndex() {
+		idx, err := desc.ImageIndex()
+		if err != nil {
+			return nil, err
+		}
+		return pick(idx)
+	}
+	return desc.Image()
+}
+
+// pick chooses this machine's platform from an index, else its first image:
+// every platform of a gateway image carries the same Bundle layer.
+func pick(idx v1.ImageIndex) (v1.Image, error) {
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	var chosen *v1.Descriptor
+	for i := range im.Manifests {
+		d := &im.Manifests[i]
+		if !d.MediaType.IsImage() {
+			continue
+		}
+		if chosen == nil {
+			chosen = d
+		}
+		if d.Platform != nil && d.Platform.OS == "linux" && d.Platform.Architecture == runtime.GOARCH {
+			chosen = d
+			break
+		}
+	}
+	if chosen == nil {
+		return nil, errors.New("the index holds no image")
+	}
+	return idx.Image(chosen.Digest)
+}
+
+// FromImage reads the Bundle at bundle.Path out of img's layers, the topmost
+// layer that has it winning, and the image's labels.
+func FromImage(img v1.Image) (*Loaded, error) {
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, fmt.Errorf("layers: %w", err)
+	}
+	want := strings.TrimPrefix(bundle.Path, "/")
+	whiteout := path.Join(path.Dir(want), ".wh."+path.Base(want))
+	for i := len(layers) - 1; i >= 0; i-- {
+		data, found, removed, err := findInLayer(layers[i], want, whiteout)
+		if err != nil {
+			return nil, fmt.Errorf("layer %d: %w", i, err)
+		}
+		if removed {
+			break
+		}
+		if found {
+			b, err := bundle.Parse(data)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", bundle.Path, err)
+			}
+			return &Loaded{Bundle: b, Bytes: data, Labels: cf.Config.Labels}, nil
+		}
+	}
+	return nil, fmt.Errorf("no %s in the image: not a Gatekiln gateway image", bundle.Path)
+}
+
+// maxBundleBytes bounds what is read from a layer entry claiming to be the Bundle.
+const maxBundleBytes = 256 << 20
+
+func findInLayer(l v1.Layer, want, whiteout string) (data []byte, found, removed bool, err error) {
+	rc, err := l.Uncompressed()
+	if err != nil {
+		return nil, false, false, err
+	}
+	defer func() { _ = rc.Close() }()
+	tr := tar.NewReader(rc)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil, false, false, nil
+		}
+		if err != nil {
+			return nil, false, false, err
+		}
+		name := strings.TrimPrefix(path.Clean("/"+hdr.Name), "/")
+		switch name {
+		case whiteout:
+			return nil, false, true, nil
+		case want:
+			if hdr.Typeflag != tar.TypeReg {
+				return nil, false, false, fmt.Errorf("%s is not a regular file", bundle.Path)
+			}
+			data, err := io.ReadAll(io.LimitReader(tr, maxBundleBytes+1))
+			if err != nil {
+				return nil, false, false, err
+			}
+			if len(data) > maxBundleBytes {
+				return nil, false, false, fmt.Errorf("%s is larger than %d bytes", bundle.Path, maxBundleBytes)
+			}
+			return data, true, false, nil
+		}
+	}
+}
