@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,6 +34,10 @@ const (
 	// introspectionCacheSize bounds the cache; past it, expired entries go first.
 	introspectionCacheSize = 65536
 	introspectionTimeout   = 3 * time.Second
+	// introspectionCooldown: after a failed call, tokens not in the cache are
+	// answered 503 at once for this long instead of each waiting on a server
+	// that just failed.
+	introspectionCooldown = time.Second
 )
 
 // introspectionScheme verifies opaque bearer tokens with RFC 7662 token
@@ -48,9 +53,10 @@ type introspectionScheme struct {
 	ttl          time.Duration
 	claims       []claimHeader
 
-	flight singleflight.Group
-	mu     sync.Mutex
-	cache  map[[sha256.Size]byte]introspected
+	flight    singleflight.Group
+	mu        sync.Mutex
+	cache     map[[sha256.Size]byte]introspected
+	downUntil atomic.Int64 // unix ns
 
 	ok, inactive, failed prometheus.Counter
 }
@@ -143,16 +149,20 @@ func (s *introspectionScheme) authenticate(r *http.Request) (*principal, *authEr
 	if e, ok := s.lookup(sum, now); ok {
 		return e.verdict()
 	}
+	if now.UnixNano() < s.downUntil.Load() {
+		return nil, unavailable("introspection", "the token cannot be checked with the authorization server")
+	}
 	v, err, _ := s.flight.Do(string(sum[:]), func() (any, error) {
 		e, err := s.introspect(r.Context(), tok, now)
 		if err != nil {
+			s.failed.Inc()
+			s.downUntil.Store(time.Now().Add(introspectionCooldown).UnixNano())
 			return nil, err
 		}
 		s.store(sum, e, now)
 		return e, nil
 	})
 	if err != nil {
-		s.failed.Inc()
 		return nil, unavailable("introspection", "the token cannot be checked with the authorization server")
 	}
 	return v.(introspected).verdict()

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -159,9 +160,27 @@ func TestOAuth2Introspection(t *testing.T) {
 	if res := gw.do(t, "GET", "/v1/pets", bearer("reader"), ""); res.status != 200 {
 		t.Fatalf("cached token while introspection is down: status %d", res.status)
 	}
-	if got := gw.counter(t, "gatekiln_oauth2_introspections_total", map[string]string{"result": "error"}); got != 1 {
-		t.Fatalf("introspection error metric = %v, want 1", got)
+	// Right after a failure, other new tokens do not wait on the server again.
+	calls := is.calls.Load()
+	for i := range 10 {
+		if res := gw.do(t, "GET", "/v1/pets", bearer(fmt.Sprintf("new-%d", i)), ""); res.status != http.StatusServiceUnavailable {
+			t.Fatalf("introspection down: status %d, want 503", res.status)
+		}
 	}
+	if got := is.calls.Load() - calls; got > 1 {
+		t.Fatalf("%d introspection calls within the cooldown", got)
+	}
+	if got := gw.counter(t, "gatekiln_oauth2_introspections_total", map[string]string{"result": "error"}); got < 1 || got > 2 {
+		t.Fatalf("introspection error metric = %v, want 1 or 2", got)
+	}
+	// Once it answers again, so do new tokens.
+	is.set("later", map[string]any{"active": true, "sub": "erin", "exp": exp})
+	is.mu.Lock()
+	is.down = false
+	is.mu.Unlock()
+	waitFor(t, 5*time.Second, "introspection to be used again", func() bool {
+		return gw.do(t, "GET", "/v1/pets", bearer("later"), "").status == 200
+	})
 }
 
 // A token's cached result never outlives the token.
