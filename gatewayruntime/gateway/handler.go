@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -160,9 +161,16 @@ func (g *Gateway) observe(r *http.Request, cr *compiledRoute, status int, writte
 	}
 }
 
-// escapedPath is the request path as sent, for routing. The HTTP/1.1 server
-// keeps the raw path in RawPath whenever it holds an escape.
+// escapedPath is the request path as sent, for routing: the request-target
+// up to its query (both servers keep it in RequestURI), or the URL's escaped
+// path for an absolute-form or hand-made request.
 func escapedPath(r *http.Request) string {
+	if u := r.RequestURI; u != "" && u[0] == '/' {
+		if i := strings.IndexByte(u, '?'); i >= 0 {
+			return u[:i]
+		}
+		return u
+	}
 	if r.URL.RawPath != "" {
 		return r.URL.RawPath
 	}

@@ -166,7 +166,7 @@ func splitField(line string) (string, string, error) {
 	if !isToken(name) {
 		return "", "", bad("malformed header field name")
 	}
-	value := strings.Trim(line[i+1:], " \t")
+	value := TrimOWS(line[i+1:])
 	for j := 0; j < len(value); j++ {
 		if c := value[j]; (c < 0x20 && c != '\t') || c == 0x7f {
 			return "", "", bad("control character in header field value")
@@ -270,6 +270,38 @@ var hostChar = func() (t [256]bool) {
 }()
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// TrimOWS trims optional whitespace (SP, HTAB) from both ends.
+func TrimOWS(s string) string {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+func trimOWSBytes(s []byte) []byte {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// SafeFieldValue reports whether v can be written as a field value as it is:
+// no CR, LF or NUL (which would end the line or be refused by the peer).
+func SafeFieldValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c == '\r' || c == '\n' || c == 0 {
+			return false
+		}
+	}
+	return true
+}
 
 func isToken(s string) bool {
 	if s == "" {
@@ -402,7 +434,7 @@ func ParseResponse(head []byte, resp *Response) error {
 			return bad("malformed header field")
 		}
 		name := l[:c]
-		value := bytes.Trim(l[c+1:], " \t")
+		value := trimOWSBytes(l[c+1:])
 		f := FieldBytes{Name: name, Value: value, Hop: isHopBytes(name)}
 		resp.Fields = append(resp.Fields, f)
 		if !f.Hop {
@@ -433,7 +465,7 @@ func ParseResponse(head []byte, resp *Response) error {
 				} else {
 					tok, rest = rest, nil
 				}
-				tok = bytes.Trim(tok, " \t")
+				tok = trimOWSBytes(tok)
 				switch {
 				case bytes.EqualFold(tok, []byte("close")):
 					close = true

@@ -128,7 +128,7 @@ func (b builder) Put(s string) { b.WriteString(s) }
 
 // sanitize replaces characters that would break a header line.
 func sanitize(v string) string {
-	if strings.ContainsAny(v, "\r\n\x00") {
+	if !http1.SafeFieldValue(v) {
 		return strings.Map(func(r rune) rune {
 			if r == '\r' || r == '\n' || r == 0 {
 				return ' '

@@ -120,10 +120,17 @@ func (p *routeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.serveFast(w, r)
 }
 
-// restPath returns the escaped request path after the base path.
+// restPath returns the escaped request path after the base path. The path is
+// the request-target as sent (RequestURI up to its query) when there is one,
+// so that the upstream sees exactly the client's encoding.
 func (p *routeProxy) restPath(r *http.Request) string {
-	path := r.URL.RawPath
-	if path == "" || strings.IndexByte(path, '%') < 0 {
+	var path string
+	if u := r.RequestURI; u != "" && u[0] == '/' {
+		path = u
+		if i := strings.IndexByte(u, '?'); i >= 0 {
+			path = u[:i]
+		}
+	} else if path = r.URL.RawPath; path == "" {
 		path = r.URL.EscapedPath()
 	}
 	for i := 0; i < p.strip && path != ""; i++ {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gatekiln/gatekiln/gatewayruntime/http1"
 	"github.com/gatekiln/gatekiln/gatewayruntime/metrics"
+	"github.com/gatekiln/gatekiln/gatewayruntime/rawconn"
 )
 
 // staleAfter is how long a pooled connection may sit idle before it is checked
@@ -116,6 +117,7 @@ func (u *Upstream) get(now, deadline time.Time) (*upConn, error) {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
+	nc = rawconn.Wrap(nc)
 	return &upConn{
 		u:  u,
 		nc: nc,

@@ -345,7 +345,7 @@ func writeHeader(bw http1.Writer, h http.Header) {
 		for _, v := range vs {
 			bw.Put(k)
 			bw.Put(": ")
-			if strings.ContainsAny(v, "\r\n\x00") {
+			if !http1.SafeFieldValue(v) {
 				v = strings.Map(func(r rune) rune {
 					if r == '\r' || r == '\n' || r == 0 {
 						return ' '

@@ -23,6 +23,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gatekiln/gatekiln/gatewayruntime/rawconn"
 )
 
 // Config configures a Server. Zero durations and sizes take the defaults below.
@@ -156,6 +158,7 @@ func (s *Server) serve(ln net.Listener, tlsCfg *tls.Config) error {
 		if tc, ok := nc.(*net.TCPConn); ok {
 			_ = tc.SetNoDelay(true)
 		}
+		nc = rawconn.Wrap(nc)
 		c := newConn(s, nc, tlsCfg)
 		if !s.trackConn(c, true) {
 			nc.Close()
