@@ -73,6 +73,9 @@ func main() {
 
 var onlyConfig string
 
+// runs numbers the filter check runs (each gets its own keys).
+var runs int
+
 // pacedRate is about what one gateway core serves with the policies on.
 const pacedRate = 20000.0
 
@@ -422,16 +425,19 @@ func medianCPU(rs []wrkResult) float64 {
 
 // latencies summarises one check-latency run.
 type latencies struct {
-	n             int
-	failedOpen    int64
-	perSec        float64
-	p50, p99, max float64 // ms
+	n                   int
+	failedOpen, refused int64
+	perSec              float64
+	p50, p99, max       float64 // ms
 }
 
 func (l latencies) String() string {
 	s := fmt.Sprintf("%8.0f checks/s  p50 %.3f ms  p99 %.3f ms  max %.3f ms", l.perSec, l.p50, l.p99, l.max)
 	if l.failedOpen > 0 {
 		s += fmt.Sprintf("  (%d of %d failed open)", l.failedOpen, l.n)
+	}
+	if l.refused > 0 {
+		s += fmt.Sprintf("  (%d of %d refused)", l.refused, l.n)
 	}
 	return s
 }
@@ -517,8 +523,10 @@ func unbatchedChecks(addr string, conc int, d time.Duration, rate float64) (late
 // A bucket of capacity below 200 is never leased: every check waits for
 // Redis (batched); a large one is served mostly from this replica's lease.
 func filterChecks(addr string, conc int, d time.Duration, rate float64, small bool) (latencies, error) {
+	// Each run has its own API title, hence its own Redis keys.
+	runs++
 	api := &bundle.Bundle{
-		API:        bundle.API{Title: "Petstore", Version: "1.0.0", BasePath: "/v1"},
+		API:        bundle.API{Title: fmt.Sprintf("Petstore run %d", runs), Version: "1.0.0", BasePath: "/v1"},
 		Routes:     []bundle.Route{{Method: "GET", Path: "/v1/pets", RateLimits: []string{"global"}}},
 		RateLimits: map[string]bundle.RateLimit{"global": {}},
 	}
@@ -543,12 +551,16 @@ func filterChecks(addr string, conc int, d time.Duration, rate float64, small bo
 		return latencies{}, err
 	}
 	h := mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	var undecided atomic.Int64
+	var undecided, refused atomic.Int64
 	res, err := measure(conc, d, rate, func(_ context.Context, _ int) error {
 		w := &discardWriter{h: http.Header{}}
 		r, _ := http.NewRequest("GET", "http://gateway/v1/pets", nil)
 		r.RemoteAddr = "10.0.0.1:1234"
 		h.ServeHTTP(w, r)
+		if w.code == http.StatusTooManyRequests {
+			refused.Add(1) // a decision all the same
+			return nil
+		}
 		if w.code != 0 {
 			return fmt.Errorf("limit check answered %d", w.code)
 		}
@@ -559,7 +571,7 @@ func filterChecks(addr string, conc int, d time.Duration, rate float64, small bo
 		}
 		return nil
 	})
-	res.failedOpen = undecided.Load()
+	res.failedOpen, res.refused = undecided.Load(), refused.Load()
 	return res, err
 }
 

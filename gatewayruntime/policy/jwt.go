@@ -6,7 +6,6 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -38,7 +37,10 @@ const (
 	// Entries also end at the token's exp (plus leeway) and whenever the JWKS
 	// changes, so a revoked key stops working at the next fetch.
 	verifiedTTL  = 5 * time.Minute
-	verifiedSize = 65536
+	verifiedSize = 16384
+	// verifiedMaxToken bounds the tokens cached (so the cache stays within
+	// verifiedSize × 2 KiB); larger ones are verified on every request.
+	verifiedMaxToken = 2 << 10
 )
 
 // asymmetricAlgs are the algorithms accepted when the Binding does not narrow
@@ -64,10 +66,12 @@ type jwtScheme struct {
 	claims      []claimHeader
 	leeway      time.Duration
 
-	// verified caches principals by the token's sha256: a signature check
-	// (tens of µs for RSA, more for ECDSA) is paid once per token, not per request.
+	// verified caches principals by the token itself (compared in full by
+	// the map; hashing it with sha256 would cost more than the lookup saves):
+	// a signature check (tens of µs for RSA, more for ECDSA) is paid once per
+	// token, not per request. Only tokens that verified are kept, in memory.
 	mu       sync.RWMutex
-	verified map[[sha256.Size]byte]verifiedToken
+	verified map[string]verifiedToken
 }
 
 type verifiedToken struct {
@@ -79,7 +83,7 @@ type verifiedToken struct {
 type claimHeader struct{ claim, header string }
 
 func newJWTScheme(g *generation, name, realm string, jb *bundle.JWTBinding) (*jwtScheme, error) {
-	s := &jwtScheme{name: name, realm: realm, leeway: jb.Leeway.D(), verified: map[[sha256.Size]byte]verifiedToken{}}
+	s := &jwtScheme{name: name, realm: realm, leeway: jb.Leeway.D(), verified: map[string]verifiedToken{}}
 	var algs []string
 	if jb.CertificateFile != "" {
 		data, err := readBindingFile(g.env, jb.CertificateFile)
@@ -186,11 +190,10 @@ func (s *jwtScheme) verify(ctx context.Context, tok string) (*principal, *authEr
 	if len(tok) > maxTokenBytes {
 		return nil, invalid("too_large", "the token is too large")
 	}
-	sum := sha256.Sum256([]byte(tok))
 	now := time.Now()
 	version := s.keysVersion()
 	s.mu.RLock()
-	v, ok := s.verified[sum]
+	v, ok := s.verified[tok]
 	s.mu.RUnlock()
 	if ok && now.Before(v.until) && v.keys == version {
 		return v.p, nil
@@ -229,7 +232,9 @@ func (s *jwtScheme) verify(ctx context.Context, tok string) (*principal, *authEr
 			until = end
 		}
 	}
-	s.remember(sum, verifiedToken{p: p, until: until, keys: version}, now)
+	if len(tok) <= verifiedMaxToken {
+		s.remember(strings.Clone(tok), verifiedToken{p: p, until: until, keys: version}, now)
+	}
 	return p, nil
 }
 
@@ -240,7 +245,7 @@ func (s *jwtScheme) keysVersion() uint64 {
 	return s.jwks.version.Load()
 }
 
-func (s *jwtScheme) remember(sum [sha256.Size]byte, v verifiedToken, now time.Time) {
+func (s *jwtScheme) remember(tok string, v verifiedToken, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.verified) >= verifiedSize {
@@ -256,7 +261,7 @@ func (s *jwtScheme) remember(sum [sha256.Size]byte, v verifiedToken, now time.Ti
 			delete(s.verified, k)
 		}
 	}
-	s.verified[sum] = v
+	s.verified[tok] = v
 }
 
 // keyFor picks the verification key for t. The parser has already refused any
