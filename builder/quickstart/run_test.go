@@ -280,3 +280,38 @@ func TestRunRefusesBadArguments(t *testing.T) {
 		}
 	}
 }
+
+// TestRunOverlaysFlagsOnBindingDir keeps what the directory sets (here the
+// endpoint) and fills in from flags what it lacks (credentials, the rate).
+func TestRunOverlaysFlagsOnBindingDir(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"id":5,"name":"from-dir"}`)
+	}))
+	defer up.Close()
+	dir := t.TempDir()
+	b := &bundle.Binding{APIVersion: bundle.BindingAPIVersion,
+		Endpoints: map[string]bundle.EndpointBinding{"petstore-backend": {URLs: []string{up.URL}}}}
+	data, err := b.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, bundle.BindingFile), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := start(t, func(ctx context.Context, out io.Writer) error {
+		return Run(ctx, RunOptions{Files: []string{samplePath}, BindingDir: dir, Mock: true, Credentials: true,
+			APIKeys: []string{"petstore-api-key=k"}, Serve: ServeOptions{Addr: "127.0.0.1:0", Out: out}})
+	})
+	out := strings.Join(s.lines, "\n")
+	if strings.Contains(out, "not ready") {
+		t.Fatalf("not ready:\n%s", out)
+	}
+	code, body, h := get(t, s.url+"/pets/5", map[string]string{"X-API-Key": "k"})
+	if code != 200 || !strings.Contains(body, "from-dir") || h.Get("X-Gatekiln-Mock") != "" {
+		t.Errorf("the directory's endpoint should win over the mock: %d %s", code, body)
+	}
+	if !strings.Contains(out, "petstore-standard: 1000 per minute") {
+		t.Errorf("the rate the flags added is not described:\n%s", out)
+	}
+}

@@ -285,7 +285,7 @@ func overlay(dir string, local *Local, v Values) (*Local, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := &Local{Binding: base, Files: map[string][]byte{}, RateLimits: local.RateLimits}
+	out := &Local{Binding: base, Files: map[string][]byte{}}
 	for _, f := range base.SecretFiles() {
 		data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(f)))
 		if err != nil {
@@ -325,6 +325,13 @@ func overlay(dir string, local *Local, v Values) (*Local, error) {
 				base.RateLimits = map[string]bundle.RateLimitBinding{}
 			}
 			base.RateLimits[name] = rb
+		}
+	}
+	// Describe only the limits the directory does not set itself.
+	for _, d := range local.RateLimits {
+		name, _, _ := strings.Cut(d, ": ")
+		if _, inDir := base.RateLimits[name]; !inDir || local.Binding.RateLimits[name] == base.RateLimits[name] {
+			out.RateLimits = append(out.RateLimits, d)
 		}
 	}
 	return out, nil

@@ -144,6 +144,8 @@ type Plan struct {
 	Definition *Definition
 	Endpoints  []EndpointURL
 	Result     *compile.Result
+	// Files are the definition files, root first.
+	Files []compile.File
 }
 
 // Prepare reads and compiles the definition and packs it: the part of the
@@ -185,7 +187,7 @@ func (o *Options) Prepare() (*Plan, error) {
 		}
 		spec.ForceRebuild = now().UTC().Format(time.RFC3339Nano)
 	}
-	return &Plan{Namespace: ns, Spec: spec, Definition: def, Endpoints: eps, Result: res}, nil
+	return &Plan{Namespace: ns, Spec: spec, Definition: def, Endpoints: eps, Result: res, Files: files}, nil
 }
 
 func listOrNone(names []string) string {
@@ -211,6 +213,10 @@ func (o *Options) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := c.checkInstalled(); err != nil {
+		return err
+	}
+	c.preflight(ctx, o.ErrOut, plan, plan.Files)
 	w, err := c.apply(ctx, plan, o.DryRun == DryRunServer)
 	if err != nil {
 		return err

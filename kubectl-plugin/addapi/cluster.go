@@ -30,6 +30,7 @@ var configMapResource = corev1.SchemeGroupVersion.WithResource("configmaps")
 
 // cluster is the edge: every read and write of the API server goes through it.
 type cluster struct {
+	host string
 	dyn  dynamic.Interface
 	disc discovery.DiscoveryInterface
 }
@@ -47,7 +48,7 @@ func newCluster(getter genericclioptions.RESTClientGetter) (*cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig: %w", err)
 	}
-	return &cluster{dyn: dyn, disc: disc}, nil
+	return &cluster{host: cfg.Host, dyn: dyn, disc: disc}, nil
 }
 
 // written is what apply wrote, in order, and what it removed.
@@ -62,7 +63,7 @@ type written struct {
 func (c *cluster) checkInstalled() error {
 	list, err := c.disc.ServerResourcesForGroupVersion(v1alpha1.GroupVersion.String())
 	if err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("discover %s: %w", v1alpha1.GroupVersion, err)
+		return fmt.Errorf("cannot reach the cluster at %s (check --kubeconfig and --context): %w", c.host, err)
 	}
 	if list != nil {
 		for _, r := range list.APIResources {
@@ -81,9 +82,6 @@ func (c *cluster) checkInstalled() error {
 // API (added in a second apply when the API is new and its uid unknown), so
 // deleting the API deletes them.
 func (c *cluster) apply(ctx context.Context, plan *Plan, dryRun bool) (*written, error) {
-	if err := c.checkInstalled(); err != nil {
-		return nil, err
-	}
 	opts := metav1.ApplyOptions{FieldManager: FieldManager, Force: true}
 	if dryRun {
 		opts.DryRun = []string{metav1.DryRunAll}

@@ -152,6 +152,16 @@ func TestGoldenApply(t *testing.T) {
 	r := e.mustKubectl(t, "add", "api", "petstore", "-n", ns, "--from-file="+e.sample(),
 		"--endpoint", "petstore-backend=http://petstore-backend:8080", "--replicas", "2", "-o", "yaml")
 	golden(t, "petstore-apply.yaml", scrub(r.stdout))
+	// The definition is resolved against the namespace as the operator will:
+	// the Securities it names are not there, the Endpoint given is.
+	for _, want := range []string{`SecurityNotFound`, `Security "petstore-api-key" not found in namespace "shop"`, `RateLimit "petstore-standard"`} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	if strings.Contains(r.stderr, "EndpointNotFound") {
+		t.Errorf("the Endpoint given with --endpoint was reported missing:\n%s", r.stderr)
+	}
 
 	api := e.api(t, ns, "petstore")
 	if len(api.Spec.Definition) != 1 || api.Spec.Replicas == nil || *api.Spec.Replicas != 2 {
