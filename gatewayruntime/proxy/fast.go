@@ -303,7 +303,11 @@ func (p *routeProxy) writeRequest(uc *upConn, r *http.Request, fwd *forwarded, r
 		}
 		bw.Put("\r\n")
 	}
-	return bw.Flush()
+	// The last bytes of the request go out with the read of the response.
+	uc.io.hold = true
+	err := bw.Flush()
+	uc.io.hold = false
+	return err
 }
 
 // clientBody marks the request body's read errors as the client's, so that

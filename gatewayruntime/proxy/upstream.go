@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"crypto/tls"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -78,6 +79,7 @@ func newUpstream(key, endpoint string, u *url.URL, tlsCfg *tls.Config, cb breake
 type upConn struct {
 	u        *Upstream
 	nc       net.Conn
+	io       *exchangeIO
 	br       *http1.Reader
 	bw       http1.Writer
 	resp     http1.Response
@@ -118,12 +120,61 @@ func (u *Upstream) get(now, deadline time.Time) (*upConn, error) {
 		_ = tc.SetNoDelay(true)
 	}
 	nc = rawconn.Wrap(nc)
+	x := &exchangeIO{c: nc}
+	x.wtr, _ = nc.(writeThenReader)
 	return &upConn{
 		u:  u,
 		nc: nc,
-		br: http1.NewReader(nc, 4<<10, 64<<10),
-		bw: http1.Writer{Writer: bufio.NewWriterSize(nc, 4<<10)},
+		io: x,
+		br: http1.NewReader(x, 4<<10, 64<<10),
+		bw: http1.Writer{Writer: bufio.NewWriterSize(x, 4<<10)},
 	}, nil
+}
+
+type writeThenReader interface {
+	WriteThenRead(w, r []byte) (written, n int, err error)
+}
+
+// exchangeIO sits between an upstream connection and its buffers. While hold
+// is set (around the flush that ends a request) the write is kept and made by
+// the next read, as one WriteThenRead: the response is waited for, never
+// tried for before the upstream can have answered.
+type exchangeIO struct {
+	c       net.Conn
+	wtr     writeThenReader
+	hold    bool
+	pending []byte
+}
+
+func (x *exchangeIO) Write(p []byte) (int, error) {
+	if x.hold && x.wtr != nil && x.pending == nil {
+		// p is the write buffer's content; nothing is written to that buffer
+		// before the next read takes it.
+		x.pending = p
+		return len(p), nil
+	}
+	return x.c.Write(p)
+}
+
+func (x *exchangeIO) Read(p []byte) (int, error) {
+	if x.pending == nil {
+		return x.c.Read(p)
+	}
+	w := x.pending
+	x.pending = nil
+	written, n, err := x.wtr.WriteThenRead(w, p)
+	switch {
+	case err != nil:
+		return 0, err
+	case written < len(w):
+		if _, err := x.c.Write(w[written:]); err != nil {
+			return 0, err
+		}
+		return x.c.Read(p)
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
 }
 
 // put returns a connection whose last exchange completed cleanly; its

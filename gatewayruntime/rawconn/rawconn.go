@@ -38,6 +38,9 @@ type Conn struct {
 	wn     int
 	werr   syscall.Errno
 	writeF func(uintptr) bool
+	// WriteThenRead's state.
+	wrote, partial bool
+	wtrF           func(uintptr) bool
 }
 
 // Wrap returns c with raw reads and writes, or c itself when it is not a
@@ -54,6 +57,7 @@ func Wrap(c net.Conn) net.Conn {
 	w := &Conn{TCPConn: tc, rc: rc}
 	w.readF = w.read
 	w.writeF = w.write
+	w.wtrF = w.writeThenRead
 	return w
 }
 
@@ -129,6 +133,52 @@ func (c *Conn) Write(p []byte) (int, error) {
 		return n, c.opError("write", os.NewSyscallError("write", c.werr))
 	}
 	return n, nil
+}
+
+// writeThenRead is the RawConn.Read callback of WriteThenRead: the first call
+// writes (the wait for readability is already prepared), the next reads.
+func (c *Conn) writeThenRead(fd uintptr) bool {
+	if !c.wrote {
+		c.wrote = true
+		if !c.write(fd) {
+			c.partial = true // the socket buffer is full: stop, the caller goes on with Write
+			return true
+		}
+		return c.werr != 0
+	}
+	return c.read(fd)
+}
+
+// WriteThenRead writes w, then waits until the socket is readable and reads
+// once into r. It is for a request/response exchange: a plain Write and Read
+// would try the read at once and fail (the peer cannot have answered yet),
+// costing a system call. The wait is prepared before the write that provokes
+// the answer, so no readiness notice can be missed.
+//
+// When w does not fit the socket buffer, written < len(w) and nothing is
+// read: the caller finishes with Write and Read. n == 0 with a nil error is
+// the end of the stream.
+func (c *Conn) WriteThenRead(w, r []byte) (written, n int, err error) {
+	if len(w) == 0 || len(r) == 0 {
+		return 0, 0, nil
+	}
+	c.wbuf, c.wn, c.werr = w, 0, 0
+	c.rbuf, c.rn, c.rerr = r, 0, 0
+	c.wrote, c.partial = false, false
+	err = c.rc.Read(c.wtrF)
+	written, n = c.wn, c.rn
+	c.wbuf, c.rbuf = nil, nil
+	switch {
+	case err != nil:
+		return written, 0, c.opError("read", err)
+	case c.werr != 0:
+		return written, 0, c.opError("write", os.NewSyscallError("write", c.werr))
+	case c.partial:
+		return written, 0, nil
+	case c.rerr != 0:
+		return written, 0, c.opError("read", os.NewSyscallError("read", c.rerr))
+	}
+	return written, n, nil
 }
 
 func (c *Conn) opError(op string, err error) error {

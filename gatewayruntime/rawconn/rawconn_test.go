@@ -55,6 +55,28 @@ func TestReadWrite(t *testing.T) {
 	}
 }
 
+func TestWriteThenRead(t *testing.T) {
+	c, s := pair(t)
+	go func() {
+		buf := make([]byte, 5)
+		if _, err := io.ReadFull(s, buf); err != nil {
+			return
+		}
+		_, _ = s.Write(append([]byte("re:"), buf...))
+	}()
+	buf := make([]byte, 64)
+	w, n, err := c.(*Conn).WriteThenRead([]byte("hello"), buf)
+	if err != nil || w != 5 || string(buf[:n]) != "re:hello"[:n] || n == 0 {
+		t.Fatalf("wrote %d, read %q, %v", w, buf[:n], err)
+	}
+	// A write larger than the socket buffer stops part way, reading nothing.
+	big := bytes.Repeat([]byte("x"), 64<<20)
+	w, n, err = c.(*Conn).WriteThenRead(big, buf)
+	if err != nil || w >= len(big) || w == 0 || n != 0 {
+		t.Fatalf("big: wrote %d of %d, read %d, %v", w, len(big), n, err)
+	}
+}
+
 func TestDeadlinesAndErrors(t *testing.T) {
 	c, s := pair(t)
 	_ = c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
