@@ -1,0 +1,637 @@
+//go:build e2e
+
+// Package e2e runs the whole pipeline on the local cluster of hack/cluster:
+// the operator installed from config/ as a Deployment running its own image,
+// `kubectl add api` through kubectl with the plugin on PATH, the Direct build
+// in the operator and the Kaniko build as a Job's Pod, the gateway Pods, and
+// traffic through the gateway's Service. It runs only through
+// `make test-e2e` (build tag e2e, root).
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+
+	"github.com/gatekiln/gatekiln/apis/v1alpha1"
+	"github.com/gatekiln/gatekiln/test/cluster"
+)
+
+const (
+	ns         = "shop"
+	apiKey     = "e2e-alice-key"
+	hmacSecret = "e2e-hmac-secret-of-at-least-32-bytes!"
+	// limit is the RateLimit's requests per minute for one consumer.
+	limit = 5
+)
+
+// env is the running cluster plus what the scenario learned on the way.
+type env struct {
+	c    *cluster.Cluster
+	path string // PATH with bin/e2e (kubectl-add) and bin/k8s (kubectl) first
+	http *http.Client
+}
+
+func TestPipeline(t *testing.T) {
+	c := cluster.Start(t)
+	e := &env{
+		c:    c,
+		path: filepath.Join(c.Root, "bin", "e2e") + ":" + filepath.Join(c.Root, "bin", "k8s") + ":" + os.Getenv("PATH"),
+		http: &http.Client{Timeout: 10 * time.Second},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	t.Cleanup(func() { e.dumpOnFailure(t) })
+
+	steps := []struct {
+		name string
+		run  func(context.Context, *testing.T)
+	}{
+		{"install", e.install},
+		{"upstreams", e.upstreams},
+		{"direct", e.direct},
+		{"traffic", e.traffic},
+		{"kaniko", e.kaniko},
+		{"change", e.change},
+	}
+	for _, s := range steps {
+		if !t.Run(s.name, func(t *testing.T) { s.run(ctx, t) }) {
+			return
+		}
+	}
+}
+
+// install pushes the images to the cluster's registry and installs the
+// operator from config/default with its image pinned by digest.
+func (e *env) install(ctx context.Context, t *testing.T) {
+	out, err := e.make(ctx, "e2e-images", "REGISTRY="+e.c.Registry)
+	if err != nil {
+		t.Fatalf("push images: %v\n%s", err, out)
+	}
+	opRef := ""
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, e.c.Registry+"/gatekiln/gatekiln-operator@sha256:") {
+			opRef = strings.TrimSpace(l)
+		}
+	}
+	if opRef == "" {
+		t.Fatalf("no operator image by digest in the push output:\n%s", out)
+	}
+	repo, digest, _ := strings.Cut(opRef, "@")
+	overlay := t.TempDir()
+	// kustomize refuses absolute paths to a base, not relative ones.
+	base, err := filepath.Rel(overlay, filepath.Join(e.c.Root, "config", "default"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kust := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - %s
+images:
+  - name: %s/gatekiln/gatekiln-operator
+    newName: %s
+    digest: %s
+`, base, e.c.Registry, repo, digest)
+	if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(kust), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := e.c.Kubectl(ctx, "apply", "--server-side", "-k", overlay); err != nil {
+		t.Fatalf("install: %v\n%s", err, out)
+	}
+	if out, err := e.c.Kubectl(ctx, "-n", "gatekiln-system", "rollout", "status", "deploy/gatekiln-operator", "--timeout=3m"); err != nil {
+		t.Fatalf("operator not ready: %v\n%s", err, out)
+	}
+	img, err := e.c.Kubectl(ctx, "-n", "gatekiln-system", "get", "deploy/gatekiln-operator", "-o", "jsonpath={.spec.template.spec.containers[0].image}")
+	if err != nil || img != opRef {
+		t.Fatalf("operator runs %q (%v), want %q", img, err, opRef)
+	}
+}
+
+// upstreams deploys two echo servers (a and b) and the sample's kinds, with
+// the Endpoint pointing at echo-a by its Service's cluster IP (the local
+// cluster has no DNS).
+func (e *env) upstreams(ctx context.Context, t *testing.T) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n", ns)
+	for _, name := range []string{"echo-a", "echo-b"} {
+		fmt.Fprintf(&b, `---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: %[1]s, namespace: %[2]s}
+spec:
+  selector: {matchLabels: {app: %[1]s}}
+  template:
+    metadata: {labels: {app: %[1]s}}
+    spec:
+      containers:
+        - name: echo
+          image: %[3]s/e2e/echo:latest
+          env: [{name: ECHO_NAME, value: %[1]s}]
+          ports: [{containerPort: 8080}]
+          readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: %[1]s, namespace: %[2]s}
+spec:
+  selector: {app: %[1]s}
+  ports: [{port: 8080, targetPort: 8080}]
+`, name, ns, e.c.Registry)
+	}
+	if err := e.c.Apply(ctx, b.String()); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"echo-a", "echo-b"} {
+		if out, err := e.c.Kubectl(ctx, "-n", ns, "rollout", "status", "deploy/"+name, "--timeout=2m"); err != nil {
+			t.Fatalf("%s: %v\n%s", name, err, out)
+		}
+	}
+	kinds := fmt.Sprintf(`apiVersion: v1
+kind: Secret
+metadata: {name: petstore-api-keys, namespace: %[1]s}
+stringData: {alice: %[2]s}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: petstore-jwt-hmac, namespace: %[1]s}
+stringData: {secret: %[3]q}
+---
+apiVersion: gatekiln.io/v1alpha1
+kind: Endpoint
+metadata: {name: petstore-backend, namespace: %[1]s}
+spec:
+  urls: [%[4]q]
+  timeout: 5s
+---
+apiVersion: gatekiln.io/v1alpha1
+kind: RateLimit
+metadata: {name: petstore-standard, namespace: %[1]s}
+spec: {requests: %[5]d, unit: Minute, key: Consumer, store: Local}
+---
+apiVersion: gatekiln.io/v1alpha1
+kind: Security
+metadata: {name: petstore-api-key, namespace: %[1]s}
+spec:
+  type: APIKey
+  apiKey: {keysSecretRef: {name: petstore-api-keys}}
+---
+apiVersion: gatekiln.io/v1alpha1
+kind: Security
+metadata: {name: petstore-jwt, namespace: %[1]s}
+spec:
+  type: JWT
+  jwt:
+    issuer: https://issuer.e2e
+    audiences: [petstore]
+    algorithms: [HS256]
+    hmacSecretRef: {name: petstore-jwt-hmac}
+`, ns, apiKey, hmacSecret, e.echoURL(ctx, t, "echo-a"), limit)
+	if err := e.c.Apply(ctx, kinds); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// direct adds the sample API with the Direct strategy through the plugin.
+func (e *env) direct(ctx context.Context, t *testing.T) {
+	api := e.addAPI(ctx, t, "Direct", "petstore", filepath.Join(e.c.Root, "samples", "petstore", "petstore.yaml"), "--build-strategy", "direct")
+	if n := len(e.jobs(ctx, t)); n != 0 {
+		t.Errorf("%d Jobs after a Direct build, want 0", n)
+	}
+	e.checkDeployed(ctx, t, api)
+}
+
+// traffic checks the gateway's answers through its Service.
+func (e *env) traffic(ctx context.Context, t *testing.T) {
+	base := e.serviceBase(ctx, t, "petstore")
+	// The Service answers once the Pods are Ready; give kube-proxy a moment.
+	e.eventually(t, time.Minute, func() error {
+		res, err := e.do(ctx, "GET", base+"/v1/status", nil, nil)
+		if err != nil {
+			return err
+		}
+		if res.status != http.StatusOK {
+			return fmt.Errorf("status %d: %s", res.status, res.body)
+		}
+		return nil
+	})
+
+	res := e.mustDo(ctx, t, "GET", base+"/v1/pets", nil, nil)
+	if res.status != http.StatusUnauthorized {
+		t.Errorf("no key: %d %s, want 401", res.status, res.body)
+	}
+	res = e.mustDo(ctx, t, "GET", base+"/v1/pets", map[string]string{"X-API-Key": "wrong"}, nil)
+	if res.status != http.StatusUnauthorized {
+		t.Errorf("wrong key: %d %s, want 401", res.status, res.body)
+	}
+	res = e.mustDo(ctx, t, "GET", base+"/v1/pets?limit=3", map[string]string{"X-API-Key": apiKey}, nil)
+	if res.status != http.StatusOK {
+		t.Fatalf("with key: %d %s, want 200", res.status, res.body)
+	}
+	var seen struct {
+		Name    string              `json:"name"`
+		Path    string              `json:"path"`
+		Query   string              `json:"query"`
+		Headers map[string][]string `json:"headers"`
+	}
+	if err := json.Unmarshal(res.body, &seen); err != nil {
+		t.Fatalf("upstream answer: %v: %s", err, res.body)
+	}
+	if seen.Name != "echo-a" || seen.Path != "/pets" && seen.Path != "/v1/pets" || seen.Query != "limit=3" {
+		t.Errorf("upstream saw %s %s?%s, want echo-a /pets?limit=3", seen.Name, seen.Path, seen.Query)
+	}
+	for _, h := range []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"} {
+		if len(seen.Headers[h]) == 0 {
+			t.Errorf("upstream saw no %s; headers %v", h, seen.Headers)
+		}
+	}
+	if len(seen.Headers["X-Api-Key"]) != 0 {
+		t.Logf("note: the API key header reached the upstream: %v", seen.Headers["X-Api-Key"])
+	}
+
+	good := e.token(t, hmacSecret)
+	tampered := good[:len(good)-2] + "xx"
+	res = e.mustDo(ctx, t, "POST", base+"/v1/pets", map[string]string{"Authorization": "Bearer " + tampered, "Content-Type": "application/json"}, []byte(`{"name":"Rex"}`))
+	if res.status != http.StatusUnauthorized {
+		t.Errorf("tampered JWT: %d %s, want 401", res.status, res.body)
+	}
+	res = e.mustDo(ctx, t, "POST", base+"/v1/pets", map[string]string{"Authorization": "Bearer " + good, "Content-Type": "application/json"}, []byte(`{"name":5,"extra":true}`))
+	if res.status != http.StatusBadRequest {
+		t.Errorf("invalid body: %d %s, want 400", res.status, res.body)
+	}
+	res = e.mustDo(ctx, t, "POST", base+"/v1/pets", map[string]string{"Authorization": "Bearer " + good, "Content-Type": "application/json"}, []byte(`{"name":"Rex","tag":"dog"}`))
+	if res.status != http.StatusCreated {
+		t.Errorf("valid JWT and body: %d %s, want 201", res.status, res.body)
+	}
+
+	// alice has spent one request of her limit; the rest pass, then 429.
+	got429 := 0
+	for i := 0; i < limit+5 && got429 == 0; i++ {
+		res = e.mustDo(ctx, t, "GET", base+"/v1/pets", map[string]string{"X-API-Key": apiKey}, nil)
+		switch {
+		case res.status == http.StatusTooManyRequests:
+			got429 = i + 2
+		case res.status != http.StatusOK:
+			t.Fatalf("request %d with key: %d %s", i+2, res.status, res.body)
+		}
+	}
+	if got429 == 0 || got429 <= limit {
+		t.Errorf("429 came at request %d, want the first past the limit of %d", got429, limit)
+	}
+}
+
+// kaniko adds the same definition as another API with another version (so
+// another tag) with the Kaniko strategy: one Job, the executor in its Pod.
+func (e *env) kaniko(ctx context.Context, t *testing.T) {
+	api := e.addAPI(ctx, t, "Kaniko", "petstore-k", filepath.Join(e.c.Root, "samples", "petstore", "petstore.yaml"), "--build-strategy", "kaniko", "--version", "1.0.0-k")
+	jobs := e.jobs(ctx, t)
+	if len(jobs) != 1 {
+		t.Fatalf("%d Jobs after a Kaniko build, want 1", len(jobs))
+	}
+	if jobs[0].Status.Succeeded != 1 {
+		t.Errorf("Job %s: succeeded %d", jobs[0].Name, jobs[0].Status.Succeeded)
+	}
+	e.checkDeployed(ctx, t, api)
+	base := e.serviceBase(ctx, t, "petstore-k")
+	e.eventually(t, time.Minute, func() error {
+		res, err := e.do(ctx, "GET", base+"/v1/status", nil, nil)
+		if err != nil {
+			return err
+		}
+		if res.status != http.StatusOK {
+			return fmt.Errorf("status %d: %s", res.status, res.body)
+		}
+		return nil
+	})
+}
+
+// change edits the Kaniko API's definition (one more operation): exactly one
+// more Job and the Deployment on the new digest. Then it moves the Endpoint
+// to echo-b: no Job, and the running Pods serve the new upstream.
+func (e *env) change(ctx context.Context, t *testing.T) {
+	before := e.getAPI(ctx, t, "petstore-k")
+	src, err := os.ReadFile(filepath.Join(e.c.Root, "samples", "petstore", "petstore.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const anchor = "  /status:\n"
+	if !bytes.Contains(src, []byte(anchor)) {
+		t.Fatalf("samples/petstore/petstore.yaml has no %q", anchor)
+	}
+	changed := bytes.Replace(src, []byte(anchor), []byte(`  /hours:
+    get:
+      operationId: openingHours
+      security: []
+      x-gatekiln-ratelimit: []
+      responses:
+        "200":
+          description: When the store is open
+`+anchor), 1)
+	file := filepath.Join(t.TempDir(), "petstore.yaml")
+	if err := os.WriteFile(file, changed, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	after := e.addAPI(ctx, t, "Kaniko (changed definition)", "petstore-k", file, "--build-strategy", "kaniko", "--version", "1.0.0-k")
+	if after.Status.InputsDigest == before.Status.InputsDigest || after.Status.Image == before.Status.Image {
+		t.Fatalf("definition changed but inputs digest %s and image %s did not", after.Status.InputsDigest, after.Status.Image)
+	}
+	if n := len(e.jobs(ctx, t)); n != 2 {
+		t.Errorf("%d Jobs after the change, want 2 (one per definition)", n)
+	}
+	e.checkDeployed(ctx, t, after)
+	base := e.serviceBase(ctx, t, "petstore-k")
+	e.eventually(t, 2*time.Minute, func() error {
+		res, err := e.do(ctx, "GET", base+"/v1/hours", nil, nil)
+		if err != nil {
+			return err
+		}
+		if res.status != http.StatusOK {
+			return fmt.Errorf("new operation: %d %s", res.status, res.body)
+		}
+		return nil
+	})
+
+	// Only the Endpoint's URL changes: no build, the Pods reload the Binding.
+	pods := e.podNames(ctx, t, "petstore")
+	jobs := len(e.jobs(ctx, t))
+	if out, err := e.c.Kubectl(ctx, "-n", ns, "patch", "endpoints.gatekiln.io", "petstore-backend", "--type=merge",
+		"-p", fmt.Sprintf(`{"spec":{"urls":[%q]}}`, e.echoURL(ctx, t, "echo-b"))); err != nil {
+		t.Fatalf("patch Endpoint: %v\n%s", err, out)
+	}
+	direct := e.serviceBase(ctx, t, "petstore")
+	e.eventually(t, 3*time.Minute, func() error {
+		res, err := e.do(ctx, "GET", direct+"/v1/status", nil, nil)
+		if err != nil {
+			return err
+		}
+		if !bytes.Contains(res.body, []byte(`"name":"echo-b"`)) {
+			return fmt.Errorf("still %d %s", res.status, res.body)
+		}
+		return nil
+	})
+	if n := len(e.jobs(ctx, t)); n != jobs {
+		t.Errorf("%d Jobs after an Endpoint change, want %d", n, jobs)
+	}
+	if now := e.podNames(ctx, t, "petstore"); strings.Join(now, ",") != strings.Join(pods, ",") {
+		t.Errorf("gateway Pods %v replaced by %v on an Endpoint change, want a reload in place", pods, now)
+	}
+}
+
+// addAPI runs `kubectl add api NAME --from-file=FILE --wait` through kubectl
+// and its plugin on PATH and prints how long add → Ready took.
+func (e *env) addAPI(ctx context.Context, t *testing.T, label, name, file string, flags ...string) *v1alpha1.API {
+	t.Helper()
+	args := append([]string{"add", "api", name, "-n", ns, "--from-file=" + file, "--wait", "--timeout=8m"}, flags...)
+	cmd := exec.CommandContext(ctx, "kubectl", args...)
+	// kubectl takes no flags before a plugin's name: the kubeconfig comes
+	// from the environment.
+	cmd.Env = append(os.Environ(), "PATH="+e.path, "KUBECONFIG="+e.c.Kubeconfig)
+	cmd.WaitDelay = 5 * time.Second
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	took := time.Since(start)
+	t.Logf("kubectl add api %s:\n%s", name, out)
+	if err != nil {
+		t.Fatalf("kubectl add api %s: %v", name, err)
+	}
+	fmt.Printf("E2E TIME %s: add → Ready %s\n", label, took.Round(100*time.Millisecond))
+	api := e.getAPI(ctx, t, name)
+	if !ready(api) {
+		t.Fatalf("API %s not Ready after --wait: %+v", name, api.Status.Conditions)
+	}
+	if api.Status.URL == "" || !strings.Contains(string(out), api.Status.URL) {
+		t.Errorf("API %s: URL %q, not shown by --wait", name, api.Status.URL)
+	}
+	if !strings.Contains(api.Status.Image, "@sha256:") {
+		t.Errorf("API %s: image %q is not by digest", name, api.Status.Image)
+	}
+	return api
+}
+
+// checkDeployed asserts the API's Deployment runs its image by digest and has
+// rolled out completely.
+func (e *env) checkDeployed(ctx context.Context, t *testing.T, api *v1alpha1.API) {
+	t.Helper()
+	d := e.deployment(ctx, t, api.Name)
+	var images []string
+	for _, c := range d.Spec.Template.Spec.Containers {
+		images = append(images, c.Image)
+	}
+	if !contains(images, api.Status.Image) {
+		t.Errorf("Deployment %s runs %v, want %s", d.Name, images, api.Status.Image)
+	}
+	if out, err := e.c.Kubectl(ctx, "-n", ns, "rollout", "status", "deploy/"+d.Name, "--timeout=3m"); err != nil {
+		t.Errorf("Deployment %s: %v\n%s", d.Name, err, out)
+	}
+}
+
+func (e *env) getAPI(ctx context.Context, t *testing.T, name string) *v1alpha1.API {
+	t.Helper()
+	var api v1alpha1.API
+	e.getJSON(ctx, t, &api, "-n", ns, "get", "apis.gatekiln.io", name)
+	return &api
+}
+
+// jobs are every Job in the cluster: the build Jobs wherever the operator
+// puts them.
+func (e *env) jobs(ctx context.Context, t *testing.T) []batchv1.Job {
+	t.Helper()
+	var l batchv1.JobList
+	e.getJSON(ctx, t, &l, "get", "jobs", "-A")
+	return l.Items
+}
+
+// deployment is the Deployment owned by the API name.
+func (e *env) deployment(ctx context.Context, t *testing.T, name string) *appsv1.Deployment {
+	t.Helper()
+	var l appsv1.DeploymentList
+	e.getJSON(ctx, t, &l, "-n", ns, "get", "deployments")
+	for i, d := range l.Items {
+		for _, o := range d.OwnerReferences {
+			if o.Kind == "API" && o.Name == name {
+				return &l.Items[i]
+			}
+		}
+	}
+	t.Fatalf("no Deployment owned by API %s", name)
+	return nil
+}
+
+// podNames are the running Pods of the API's Deployment.
+func (e *env) podNames(ctx context.Context, t *testing.T, api string) []string {
+	t.Helper()
+	d := e.deployment(ctx, t, api)
+	var sel []string
+	for k, v := range d.Spec.Selector.MatchLabels {
+		sel = append(sel, k+"="+v)
+	}
+	out, err := e.c.Kubectl(ctx, "-n", ns, "get", "pods", "-l", strings.Join(sel, ","), "--field-selector=status.phase=Running", "-o", "jsonpath={.items[*].metadata.name}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Fields(out)
+}
+
+func (e *env) getJSON(ctx context.Context, t *testing.T, into any, args ...string) {
+	t.Helper()
+	out, err := e.c.Kubectl(ctx, append(args, "-o", "json")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(out), into); err != nil {
+		t.Fatalf("kubectl %v: %v", args, err)
+	}
+}
+
+// echoURL is the echo Service's URL by cluster IP.
+func (e *env) echoURL(ctx context.Context, t *testing.T, name string) string {
+	t.Helper()
+	ip, err := e.c.Kubectl(ctx, "-n", ns, "get", "svc", name, "-o", "jsonpath={.spec.clusterIP}")
+	if err != nil || ip == "" {
+		t.Fatalf("Service %s: %q %v", name, ip, err)
+	}
+	return "http://" + ip + ":8080"
+}
+
+// serviceBase turns the API's status.url (http://svc.ns.svc:port) into the
+// Service's cluster IP and port: the test runs on the node, where kube-proxy
+// routes cluster IPs, and the local cluster has no DNS.
+func (e *env) serviceBase(ctx context.Context, t *testing.T, api string) string {
+	t.Helper()
+	a := e.getAPI(ctx, t, api)
+	u, err := url.Parse(a.Status.URL)
+	if err != nil {
+		t.Fatalf("API %s URL %q: %v", api, a.Status.URL, err)
+	}
+	svc, svcNS, _ := strings.Cut(u.Hostname(), ".")
+	svcNS, _, _ = strings.Cut(svcNS, ".")
+	ip, err := e.c.Kubectl(ctx, "-n", svcNS, "get", "svc", svc, "-o", "jsonpath={.spec.clusterIP}")
+	if err != nil || ip == "" {
+		t.Fatalf("Service %s/%s of %s: %q %v", svcNS, svc, a.Status.URL, ip, err)
+	}
+	return "http://" + ip + ":" + u.Port()
+}
+
+type response struct {
+	status int
+	body   []byte
+}
+
+func (e *env) do(ctx context.Context, method, u string, headers map[string]string, body []byte) (response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
+	if err != nil {
+		return response{}, err
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	res, err := e.http.Do(req)
+	if err != nil {
+		return response{}, err
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	return response{status: res.StatusCode, body: b}, err
+}
+
+func (e *env) mustDo(ctx context.Context, t *testing.T, method, u string, headers map[string]string, body []byte) response {
+	t.Helper()
+	res, err := e.do(ctx, method, u, headers, body)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, u, err)
+	}
+	return res
+}
+
+// token is an HS256 JWT the Security petstore-jwt accepts when key is its
+// secret.
+func (e *env) token(t *testing.T, key string) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"iss": "https://issuer.e2e", "aud": "petstore", "sub": "bob",
+		"exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix(),
+	}).SignedString([]byte(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// eventually polls f once a second until it succeeds or d passes.
+func (e *env) eventually(t *testing.T, d time.Duration, f func() error) {
+	t.Helper()
+	var err error
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(time.Second) {
+		if err = f(); err == nil {
+			return
+		}
+	}
+	t.Fatalf("after %s: %v", d, err)
+}
+
+// make runs a target of the top-level Makefile outside any make that started
+// this test.
+func (e *env) make(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, "make", append([]string{"--no-print-directory"}, args...)...)
+	cmd.Dir = e.c.Root
+	for _, kv := range os.Environ() {
+		switch strings.SplitN(kv, "=", 2)[0] {
+		case "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES":
+		default:
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.WaitDelay = 10 * time.Second
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// dumpOnFailure logs what the cluster looks like, for the reader of a failed run.
+func (e *env) dumpOnFailure(t *testing.T) {
+	if !t.Failed() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, args := range [][]string{
+		{"get", "pods,jobs,deploy,svc,apis.gatekiln.io", "-A", "-o", "wide"},
+		{"-n", ns, "get", "apis.gatekiln.io", "-o", "yaml"},
+		{"-n", "gatekiln-system", "logs", "deploy/gatekiln-operator", "--tail=80"},
+		{"get", "events", "-A", "--sort-by=.lastTimestamp"},
+	} {
+		out, err := e.c.Kubectl(ctx, args...)
+		t.Logf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+func ready(api *v1alpha1.API) bool {
+	for _, c := range api.Status.Conditions {
+		if c.Type == "Ready" {
+			return c.Status == "True" && c.ObservedGeneration == api.Generation
+		}
+	}
+	return false
+}
+
+func contains(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
