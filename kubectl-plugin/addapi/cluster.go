@@ -119,7 +119,13 @@ func (c *cluster) apply(ctx context.Context, plan *Plan, dryRun bool) (*written,
 	}
 	api, err := apis.Apply(ctx, name, RenderAPI(spec, plan.Definition.Refs), opts)
 	if err != nil {
-		return w, fmt.Errorf("apply api %s/%s: %w", ns, name, err)
+		err = fmt.Errorf("apply api %s/%s: %w", ns, name, err)
+		if uid == "" && !dryRun {
+			// A new API the server refused owns nothing: remove the
+			// ConfigMaps written for it rather than leave them behind.
+			err = errors.Join(err, c.deleteConfigMaps(ctx, ns, plan.Definition))
+		}
+		return w, err
 	}
 	if uid == "" && !dryRun {
 		if cms, err = c.applyConfigMaps(ctx, plan.Definition, name, api.GetUID(), opts); err != nil {
@@ -153,6 +159,17 @@ func (c *cluster) apply(ctx context.Context, plan *Plan, dryRun bool) (*written,
 		w.Deleted = append(w.Deleted, "configmap/"+cm.GetName())
 	}
 	return w, nil
+}
+
+func (c *cluster) deleteConfigMaps(ctx context.Context, ns string, def *Definition) error {
+	var errs []error
+	for _, cm := range def.ConfigMaps {
+		err := c.dyn.Resource(configMapResource).Namespace(ns).Delete(ctx, cm.Name, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete definition configmap %s/%s: %w", ns, cm.Name, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (c *cluster) applyConfigMaps(ctx context.Context, def *Definition, api string, uid types.UID, opts metav1.ApplyOptions) ([]*unstructured.Unstructured, error) {

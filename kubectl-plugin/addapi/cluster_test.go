@@ -136,10 +136,11 @@ func start() (*env, func(), error) {
 		return nil, nil, err
 	}
 
-	// The garbage collector deletes the ConfigMaps an API owns; envtest
-	// runs no controllers, so run the controller-manager with just that one.
+	// The garbage collector deletes the ConfigMaps an API owns, and the
+	// quota controller computes the quota a test refuses an API with; envtest
+	// runs no controllers, so run the controller-manager with just those.
 	kcm := exec.Command(filepath.Join(assets, "kube-controller-manager"),
-		"--kubeconfig="+kubeconfig, "--controllers=garbagecollector", "--leader-elect=false",
+		"--kubeconfig="+kubeconfig, "--controllers=garbagecollector,resourcequota", "--leader-elect=false",
 		"--secure-port=0", "--flex-volume-plugin-dir="+filepath.Join(tmp, "flexvolume"))
 	var kcmLog bytes.Buffer
 	kcm.Stdout, kcm.Stderr = &kcmLog, &kcmLog

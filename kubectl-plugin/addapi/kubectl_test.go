@@ -11,6 +11,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -253,6 +254,40 @@ func TestBadInputWritesNothing(t *testing.T) {
 			e.nothingWritten(t, ns)
 		})
 	}
+}
+
+// TestRefusedByServerLeavesNothing has the API server refuse the API (a
+// quota of zero APIs): the ConfigMaps written just before are removed again.
+func TestRefusedByServerLeavesNothing(t *testing.T) {
+	e := needCluster(t)
+	ns := e.namespace(t, "quota")
+	_, err := e.kube.CoreV1().ResourceQuotas(ns).Create(context.Background(), &corev1.ResourceQuota{
+		ObjectMeta: metav1.ObjectMeta{Name: "no-apis"},
+		Spec:       corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{"count/apis.gatekiln.io": resource.MustParse("0")}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Admission enforces a quota once the controller has computed its usage.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		q, err := e.kube.CoreV1().ResourceQuotas(ns).Get(context.Background(), "no-apis", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := q.Status.Hard["count/apis.gatekiln.io"]; ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the quota controller did not compute the quota within a minute")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	r := e.kubectl(t, "add", "api", "petstore", "-n", ns, "--from-file="+e.sample())
+	if r.code == 0 || !strings.Contains(r.stderr, "apply api "+ns+"/petstore") {
+		t.Fatalf("exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+	e.nothingWritten(t, ns)
 }
 
 func names(cms []corev1.ConfigMap) []string {
