@@ -78,6 +78,9 @@ func ParseRequest(head string, req *Request) error {
 			return err
 		}
 		req.Fields = append(req.Fields, Field{Name: name, Value: value})
+		if !framingField(name) {
+			continue
+		}
 		switch {
 		case strings.EqualFold(name, "Host"):
 			hosts++
@@ -150,6 +153,21 @@ func ParseRequest(head string, req *Request) error {
 		req.KeepAlive = keep && !close
 	}
 	return nil
+}
+
+// framingField rules out, by length and first letter, the fields ParseRequest
+// does not interpret (most of them), before any case-insensitive comparison.
+func framingField(name string) bool {
+	switch len(name) {
+	case 4, 6, 7, 10, 14, 17: // Host, Expect, Upgrade, Connection, Content-Length, Transfer-Encoding
+	default:
+		return false
+	}
+	switch name[0] | 0x20 {
+	case 'h', 'e', 'u', 'c', 't':
+		return true
+	}
+	return false
 }
 
 // splitField splits "Name: value", refusing obs-fold, whitespace before the
@@ -379,6 +397,16 @@ func IsHopByHop(name string) bool {
 }
 
 func isHopBytes(name []byte) bool {
+	// Most fields are not hop-by-hop: rule them out by length and first
+	// letter before comparing.
+	if len(name) < 2 || len(name) > 19 {
+		return false
+	}
+	switch name[0] | 0x20 {
+	case 'c', 'p', 'k', 't', 'u':
+	default:
+		return false
+	}
 	for _, h := range hopByHop {
 		if len(name) == len(h) && bytes.EqualFold(name, []byte(h)) {
 			return true
