@@ -21,7 +21,7 @@ type Demo struct {
 
 var pathParam = regexp.MustCompile(`\{[^}]+\}`)
 
-// PickDemo chooses a GET route to show, preferring one guarded by an API key
+// PickDemo chooses a GET route with an endpoint to show, preferring one guarded by an API key
 // (the simplest credential to read on a command line), then one without
 // path parameters, and skips routes with required query or header
 // parameters. It returns nil when no GET route can be called with the
@@ -37,7 +37,8 @@ func PickDemo(b *bundle.Bundle, creds []Credential, baseURL string) *Demo {
 	var best *Demo
 	bestScore := -1
 	for _, r := range b.Routes {
-		if r.Method != "GET" || needs[r.Method+" "+r.Path] {
+		// A route without an endpoint answers 503 whatever is sent.
+		if r.Method != "GET" || r.Endpoint == "" || needs[r.Method+" "+r.Path] {
 			continue
 		}
 		alt, ok := usable(r.Security, byScheme)

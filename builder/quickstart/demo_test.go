@@ -14,7 +14,7 @@ func TestPickDemo(t *testing.T) {
 	needKey := []bundle.SecurityRequirement{{{Name: "key"}}}
 	needJWT := []bundle.SecurityRequirement{{{Name: "jwt"}}}
 	route := func(method, path string, sec []bundle.SecurityRequirement) bundle.Route {
-		return bundle.Route{Method: method, Path: path, UpstreamPath: path, Security: sec}
+		return bundle.Route{Method: method, Path: path, UpstreamPath: path, Security: sec, Endpoint: "backend"}
 	}
 	doc := json.RawMessage(`{"paths":{"/search":{"get":{"parameters":[{"name":"q","in":"query","required":true}]}},
 		"/items/{id}":{"parameters":[{"name":"id","in":"path","required":true}]}}}`)
@@ -44,6 +44,8 @@ func TestPickDemo(t *testing.T) {
 		{name: "public route has nothing to refuse",
 			routes: []bundle.Route{route("GET", "/status", nil)},
 			ok:     `curl -i 'http://h/status'`},
+		{name: "routes without an endpoint answer 503: not shown",
+			routes: []bundle.Route{{Method: "GET", Path: "/status", UpstreamPath: "/status"}}, none: true},
 		{name: "no credentials for any GET route",
 			routes: []bundle.Route{route("GET", "/me", needJWT), route("POST", "/status", nil)},
 			creds:  []Credential{key}, none: true},

@@ -211,8 +211,14 @@ func printSession(w io.Writer, b *bundle.Bundle, addr string, plan bindingPlan, 
 	}
 	base := "http://" + host + strings.TrimSuffix(b.API.BasePath, "/")
 	if plan.Mock {
-		fmt.Fprintf(w, "  upstream  %s, a mock answering from the definition's examples (endpoints: %s)\n",
-			plan.Values.DefaultURL, strings.Join(b.EndpointNames(), ", "))
+		names := strings.Join(b.EndpointNames(), ", ")
+		if names == "" {
+			names = "none: the definition names no endpoint"
+		}
+		fmt.Fprintf(w, "  upstream  %s, a mock answering from the definition's examples (endpoints: %s)\n", plan.Values.DefaultURL, names)
+	}
+	if n := routesWithoutEndpoint(b); n > 0 {
+		fmt.Fprintf(w, "  note      %d of %d routes name no endpoint (x-gatekiln-endpoint, x-wso2-production-endpoints): the gateway answers them 503\n", n, len(b.Routes))
 	}
 	if plan.Dir != "" {
 		fmt.Fprintf(w, "  binding   %s\n", plan.Dir)
@@ -245,6 +251,16 @@ func printSession(w io.Writer, b *bundle.Bundle, addr string, plan bindingPlan, 
 			fmt.Fprintf(w, "  %s    # without %s: refused with 401\n", d.Refused, what(creds, d.RefusedBy))
 		}
 	}
+}
+
+func routesWithoutEndpoint(b *bundle.Bundle) int {
+	n := 0
+	for _, r := range b.Routes {
+		if r.Endpoint == "" {
+			n++
+		}
+	}
+	return n
 }
 
 func what(creds []Credential, scheme string) string {
