@@ -159,3 +159,74 @@ func TestWebSocketUpgrade(t *testing.T) {
 		}
 	}
 }
+
+// TestReverseProxyPathForwarding checks the net/http path (an HTTPS upstream)
+// rewrites the forwarding fields as the fast path does: spoofed ones dropped.
+func TestReverseProxyPathForwarding(t *testing.T) {
+	var got http.Header
+	up := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.Header.Clone()
+		w.Header().Set("X-Request-Id", "from-upstream")
+		_, _ = io.WriteString(w, r.URL.RequestURI())
+	}))
+	t.Cleanup(up.Close)
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: up.Certificate().Raw})
+	b := bindingTo(up.URL)
+	b.Endpoints["backend"] = bundle.EndpointBinding{URLs: []string{up.URL + "/base"}, CAFile: "ca.pem", ServerName: "example.com"}
+	dir := newBindingDir(t)
+	dir.swap(b, map[string][]byte{"ca.pem": ca})
+	g, err := New(Config{Bundle: testAPI(), BindingDir: dir.dir, ShutdownDelay: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Close)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = g.Serve(ln) }()
+	req, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+"/v1/items/a%2Fb?q=1", nil)
+	req.Host = "api.example.com"
+	req.Header.Set("X-Forwarded-For", "6.6.6.6")
+	req.Header.Set("Forwarded", "for=6.6.6.6")
+	req.Header.Set("Connection", "X-Hop")
+	req.Header.Set("X-Hop", "dropped")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "/base/items/a%2Fb?q=1" {
+		t.Fatalf("upstream request URI %q", body)
+	}
+	want := map[string]string{
+		"X-Forwarded-For":   "127.0.0.1",
+		"X-Forwarded-Host":  "api.example.com",
+		"X-Forwarded-Proto": "http",
+		"Forwarded":         `for=127.0.0.1;host="api.example.com";proto=http`,
+		"X-Hop":             "",
+	}
+	for k, v := range want {
+		if g := strings.Join(got.Values(k), " | "); g != v {
+			t.Errorf("%s = %q, want %q", k, g, v)
+		}
+	}
+	if ids := resp.Header.Values("X-Request-Id"); len(ids) != 1 || ids[0] == "from-upstream" {
+		t.Errorf("response request ids %v", ids)
+	}
+}
+
+func TestTLSListenerNeedsACertificate(t *testing.T) {
+	up := newUpstream(t, nil)
+	dir := newBindingDir(t)
+	dir.swap(bindingTo(up.url), nil)
+	g, err := New(Config{Bundle: testAPI(), BindingDir: dir.dir, ShutdownDelay: -1, TLSAddr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Close)
+	if ok, why := g.Ready(); ok || !strings.Contains(strings.Join(why, ";"), "no TLS certificate") {
+		t.Fatalf("ready %v %v", ok, why)
+	}
+}

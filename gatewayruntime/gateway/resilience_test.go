@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -297,3 +298,50 @@ type captureWriter struct {
 func (c *captureWriter) Header() http.Header         { return c.header }
 func (c *captureWriter) Write(p []byte) (int, error) { return c.body.Write(p) }
 func (c *captureWriter) WriteHeader(s int)           { c.status = s }
+
+func TestAccessLog(t *testing.T) {
+	up := newUpstream(t, nil)
+	var buf syncBuffer
+	h := newHarness(t, testAPI(), bindingTo(up.url), func(c *Config) { c.AccessLog = &buf })
+	r := h.do("GET", "/v1/items/9?x=1", nil, map[string]string{"User-Agent": "test-agent"})
+	h.do("GET", "/v1/missing", nil, nil)
+	h.g.access.flush()
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("%d lines: %q", len(lines), buf.String())
+	}
+	var e map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &e); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"msg": "request", "method": "GET", "path": "/v1/items/9", "route": "GET /v1/items/{id}",
+		"status": float64(200), "request_id": r.header.Get("X-Request-Id"), "user_agent": "test-agent", "proto": "HTTP/1.1"}
+	for k, v := range want {
+		if e[k] != v {
+			t.Errorf("%s = %v, want %v", k, e[k], v)
+		}
+	}
+	if _, ok := e["duration_ms"].(float64); !ok {
+		t.Errorf("no duration: %v", e)
+	}
+	if !strings.Contains(lines[1], `"status":404`) || !strings.Contains(lines[1], `"route":""`) {
+		t.Errorf("second line %s", lines[1])
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

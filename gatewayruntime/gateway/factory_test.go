@@ -1,0 +1,124 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gatekiln/gatekiln/gatewayruntime/bundle"
+	"github.com/gatekiln/gatekiln/gatewayruntime/filter"
+	"github.com/gatekiln/gatekiln/gatewayruntime/problem"
+)
+
+// recordingFactory is a policy that tags requests with its name (to prove the
+// order), refuses routes whose path contains refuse (to prove how build
+// errors are handled) and remembers the Envs it was given.
+type recordingFactory struct {
+	name   string
+	refuse string
+	mu     sync.Mutex
+	envs   []filter.Env
+}
+
+func (f *recordingFactory) Name() string { return f.name }
+
+func (f *recordingFactory) Build(api *bundle.Bundle, route *bundle.Route, b *bundle.Binding, env filter.Env) (filter.Middleware, error) {
+	f.mu.Lock()
+	f.envs = append(f.envs, env)
+	f.mu.Unlock()
+	if f.refuse != "" && strings.Contains(route.Path, f.refuse) {
+		return nil, errors.New("cannot serve " + route.Path)
+	}
+	if route.Method == "DELETE" {
+		return nil, nil // nothing to do on this route
+	}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			rt := filter.RouteFrom(r.Context())
+			if rt == nil || rt.Bundle != route || filter.RequestIDFrom(r.Context()) == "" {
+				problem.Write(w, r, 500, "", "filter sees no route or request id")
+				return
+			}
+			if r.URL.Query().Get("deny") == f.name {
+				problem.Write(w, r, http.StatusForbidden, "", f.name+" says no")
+				return
+			}
+			r.Header.Add("X-Chain", f.name+":"+rt.Params["id"])
+			next.ServeHTTP(w, r)
+		})
+	}, nil
+}
+
+func TestFactoriesRunInOrderOncePerRoute(t *testing.T) {
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(strings.Join(r.Header.Values("X-Chain"), ",")))
+	})
+	first, second := &recordingFactory{name: "first"}, &recordingFactory{name: "second"}
+	h := newHarness(t, testAPI(), bindingTo(up.url), func(c *Config) { c.Factories = []filter.Factory{first, second} })
+	if r := h.do("GET", "/v1/items/7", nil, nil); r.body != "first:7,second:7" {
+		t.Fatalf("chain order seen upstream: %q", r.body)
+	}
+	if r := h.do("DELETE", "/v1/items/7", nil, nil); r.body != "" {
+		t.Fatalf("a factory that returned nil still ran: %q", r.body)
+	}
+	r := h.do("GET", "/v1/items/7?deny=first", nil, nil)
+	if r.status != 403 || up.hits.Load() != 2 {
+		t.Fatalf("refusal by the first filter: %d, upstream hits %d", r.status, up.hits.Load())
+	}
+	problemOf(t, r)
+	// One Build per route per generation, with the gateway's Env.
+	if n := len(first.envs); n != len(testAPI().Routes) {
+		t.Fatalf("%d builds for %d routes", n, len(testAPI().Routes))
+	}
+	env := first.envs[0]
+	if env.BindingDir != h.dir.dir || env.Generation != 1 || env.Metrics == nil || env.Logger == nil || env.Context.Err() != nil {
+		t.Fatalf("env %+v", env)
+	}
+	// A reload builds a new generation and cancels the old one's context.
+	b := bindingTo(up.url)
+	b.Endpoints["backend"] = bundle.EndpointBinding{URLs: []string{up.url}, Timeout: bundle.Duration(time.Second)}
+	h.dir.swap(b, nil)
+	h.g.Reload()
+	waitFor(t, "the old generation's context to end", func() bool { return env.Context.Err() != nil })
+	if last := first.envs[len(first.envs)-1]; last.Generation != 2 || last.Context.Err() != nil {
+		t.Fatalf("new env %+v", last)
+	}
+}
+
+func TestRouteThatCannotBeBuilt(t *testing.T) {
+	up := newUpstream(t, nil)
+	f := &recordingFactory{name: "picky", refuse: "/parts/"}
+	h := newHarness(t, testAPI(), bindingTo(up.url), func(c *Config) { c.Factories = []filter.Factory{f} })
+	// At start-up the route answers 503, the rest serve, and readiness says why.
+	if r := h.do("GET", "/v1/items/1/parts/2", nil, nil); r.status != 503 {
+		t.Fatalf("unbuildable route: %d", r.status)
+	}
+	if r := h.do("GET", "/v1/items/1", nil, nil); r.status != 200 {
+		t.Fatalf("other route: %d", r.status)
+	}
+	ok, why := h.g.Ready()
+	if ok || !strings.Contains(strings.Join(why, "\n"), "picky: cannot serve /v1/items/{id}/parts/{part}") {
+		t.Fatalf("ready %v: %v", ok, why)
+	}
+	// A Binding under which a route that works now would fail is refused.
+	f.mu.Lock()
+	f.refuse = "/items"
+	f.mu.Unlock()
+	b := bindingTo(up.url)
+	b.Endpoints["backend"] = bundle.EndpointBinding{URLs: []string{up.url}, Timeout: bundle.Duration(time.Second)}
+	h.dir.swap(b, nil)
+	h.g.Reload()
+	if r := h.do("GET", "/v1/items/1", nil, nil); r.status != 200 {
+		t.Fatalf("after a regressing binding the route answers %d", r.status)
+	}
+	var buf bytes.Buffer
+	_ = json.NewEncoder(&buf).Encode(h.g.warnings())
+	if !strings.Contains(buf.String(), "routes that work now would fail") {
+		t.Fatalf("warnings %s", buf.String())
+	}
+}

@@ -1,0 +1,126 @@
+package gateway_test
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+
+	"github.com/gatekiln/gatekiln/gatewayruntime/bundle"
+	"github.com/gatekiln/gatekiln/gatewayruntime/gateway"
+	"github.com/gatekiln/gatekiln/gatewayruntime/policy"
+)
+
+// TestWithThePolicies wires the real policy Factories the way
+// cmd/gatekiln-gateway does and checks what the gateway owns in that
+// contract: CORS preflights reach the chain of the operation they ask about,
+// and a refusal by a policy never reaches the upstream.
+func TestWithThePolicies(t *testing.T) {
+	var hits atomic.Int64
+	up := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		_, _ = io.WriteString(w, "ok")
+	})}
+	uln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = up.Serve(uln) }()
+	t.Cleanup(func() { _ = up.Close() })
+
+	secured := []bundle.SecurityRequirement{{{Name: "key"}}}
+	api := &bundle.Bundle{
+		APIVersion: bundle.APIVersion,
+		API:        bundle.API{Title: "it", Version: "1", BasePath: "/v1", SpecVersion: "3.0.3"},
+		OpenAPI:    json.RawMessage(`{"openapi":"3.0.3","info":{"title":"it","version":"1"},"paths":{}}`),
+		Routes: []bundle.Route{
+			{Method: "GET", Path: "/v1/items/{id}", UpstreamPath: "/items/{id}", Endpoint: "backend", Security: secured},
+			{Method: "PUT", Path: "/v1/items/{id}", UpstreamPath: "/items/{id}", Endpoint: "backend", Security: secured},
+		},
+		Endpoints:       map[string]bundle.Endpoint{"backend": {}},
+		SecuritySchemes: map[string]bundle.SecurityScheme{"key": {Type: bundle.SchemeAPIKey, In: "header", Name: "X-Api-Key"}},
+		CORS:            &bundle.CORS{AllowOrigins: []string{"https://app.example"}, AllowMethods: []string{"GET", "PUT"}},
+	}
+	dir := t.TempDir()
+	sum := sha256.Sum256([]byte("s3cret"))
+	b := &bundle.Binding{
+		APIVersion: bundle.BindingAPIVersion,
+		Endpoints:  map[string]bundle.EndpointBinding{"backend": {URLs: []string{"http://" + uln.Addr().String()}}},
+		Security:   map[string]bundle.SecurityBinding{"key": {APIKey: &bundle.APIKeyBinding{KeysFile: "keys"}}},
+	}
+	data, _ := json.Marshal(b)
+	_ = os.WriteFile(filepath.Join(dir, "binding.json"), data, 0o644)
+	_ = os.WriteFile(filepath.Join(dir, "keys"), []byte("app1:"+hex.EncodeToString(sum[:])+"\n"), 0o644)
+
+	g, err := gateway.New(gateway.Config{Bundle: api, BindingDir: dir, Factories: policy.Factories(), ShutdownDelay: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Close)
+	if ok, why := g.Ready(); !ok {
+		t.Fatalf("not ready: %v", why)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = g.Serve(ln) }()
+	base := "http://" + ln.Addr().String()
+
+	send := func(method string, hdr map[string]string) *http.Response {
+		req, _ := http.NewRequest(method, base+"/v1/items/1", nil)
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	tests := []struct {
+		name       string
+		method     string
+		hdr        map[string]string
+		status     int
+		allowOrig  string
+		reachesUp  bool
+		allowField string
+	}{
+		{"preflight for PUT is answered by the CORS policy", "OPTIONS",
+			map[string]string{"Origin": "https://app.example", "Access-Control-Request-Method": "PUT"}, 204, "https://app.example", false, ""},
+		{"preflight from another origin is refused", "OPTIONS",
+			map[string]string{"Origin": "https://evil.example", "Access-Control-Request-Method": "PUT"}, 403, "", false, ""},
+		{"preflight for a method the path lacks", "OPTIONS",
+			map[string]string{"Origin": "https://app.example", "Access-Control-Request-Method": "DELETE"}, 204, "", false, "GET, HEAD, OPTIONS, PUT"},
+		{"no key", "GET", map[string]string{"Origin": "https://app.example"}, 401, "https://app.example", false, ""},
+		{"wrong key", "GET", map[string]string{"X-Api-Key": "nope"}, 401, "", false, ""},
+		{"good key", "GET", map[string]string{"X-Api-Key": "s3cret", "Origin": "https://app.example"}, 200, "https://app.example", true, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := hits.Load()
+			resp := send(tt.method, tt.hdr)
+			if resp.StatusCode != tt.status {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tt.status)
+			}
+			if got := resp.Header.Get("Access-Control-Allow-Origin"); got != tt.allowOrig {
+				t.Errorf("Access-Control-Allow-Origin %q, want %q", got, tt.allowOrig)
+			}
+			if (hits.Load() > before) != tt.reachesUp {
+				t.Errorf("upstream reached: %v, want %v", hits.Load() > before, tt.reachesUp)
+			}
+			if tt.allowField != "" && resp.Header.Get("Allow") != tt.allowField {
+				t.Errorf("Allow %q", resp.Header.Get("Allow"))
+			}
+		})
+	}
+}
