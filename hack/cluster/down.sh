@@ -9,6 +9,7 @@ set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 [[ $(id -u) == 0 ]] || die "cluster-down needs root"
+cluster_lock
 T0=$SECONDS
 step() { [[ -n ${VERBOSE:-} ]] && log "down: $* (+$((SECONDS - T0))s)"; return 0; }
 
@@ -41,13 +42,9 @@ stop() {
 # Processes of this cluster that no PID file names: anything whose command
 # line names the state directory (shims, a component of a lost run).
 stray_pids() {
-  local p
-  for p in /proc/[0-9]*; do
-    p=${p#/proc/}
-    [[ $p == "$$" || $p == "$BASHPID" ]] && continue
-    tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | grep -qE "($CL|$RUNDIR)/" && echo "$p"
-  done
-  return 0
+  # (The pattern does not match grep's own command line: there a ")" or "|"
+  # follows each path, never a "/".)
+  grep -lsaE "($CL|$RUNDIR)/" /proc/[0-9]*/cmdline | cut -d/ -f3 | grep -vxE "$$|$BASHPID" || true
 }
 # Container processes: anything in a kubepods cgroup.
 pod_pids() {

@@ -63,3 +63,32 @@ pid_alive() {
   local f=$PIDS/$1.pid
   [[ -s $f ]] && kill -0 "$(cat "$f")" 2>/dev/null
 }
+
+# cluster_lock: hold bin/cluster.lock while this script runs, so that a test
+# holding the cluster never has it pulled from under it. A test (test/cluster
+# Up, or `flock bin/cluster.lock make cluster-down`) holds the lock itself and
+# runs these scripts as its children: the lock held by an ancestor counts as ours.
+CLUSTER_LOCK=${CLUSTER_LOCK:-$BIN/cluster.lock}
+cluster_lock() {
+  local ino holders holder p
+  [[ -n ${CLUSTER_LOCK_HELD:-} ]] && return 0 # taken by the script that runs this one
+  mkdir -p "$(dirname "$CLUSTER_LOCK")"
+  exec 9>>"$CLUSTER_LOCK"
+  if flock -n 9; then
+    export CLUSTER_LOCK_HELD=$$
+    return 0
+  fi
+  ino=$(stat -c %i "$CLUSTER_LOCK")
+  holders=$(awk -v ino="$ino" '$2 == "FLOCK" { n = split($6, a, ":"); if (a[n] == ino) print $5 }' /proc/locks)
+  for holder in $holders; do
+    p=$$
+    while [[ -n $p && $p -gt 1 ]]; do
+      if [[ $p == "$holder" ]]; then
+        exec 9>&-
+        return 0
+      fi
+      p=$(awk '/^PPid:/ {print $2}' "/proc/$p/status" 2>/dev/null)
+    done
+  done
+  die "the cluster is in use: $CLUSTER_LOCK is held by pid $(echo $holders) ($(tr '\0' ' ' 2>/dev/null </proc/"${holders%% *}"/cmdline))"
+}

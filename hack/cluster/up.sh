@@ -20,6 +20,7 @@ for b in "$RUNC" "$CNI_BIN/bridge" "$CNI_BIN/host-local" "$CNI_BIN/loopback" "$C
   command -v "$b" >/dev/null || die "$b is missing: apt-get install \$(cat hack/apt-packages.txt)"
 done
 
+cluster_lock
 if pid_alive kubelet && [[ -s $KUBECONFIG_ADMIN ]] && kctl get --raw /readyz >/dev/null 2>&1; then
   log "cluster already up ($KUBECONFIG_ADMIN)"
   exit 0

@@ -119,7 +119,8 @@ spec:
 	clusterIP := strings.TrimSpace(mustKubectl(ctx, t, c, "get", "service", "echo", "-o", "jsonpath={.spec.clusterIP}"))
 
 	// From a Pod, through the Service: by its cluster IP (kube-proxy's DNAT),
-	// by its DNS name (cluster-dns) and by its short name (the search path).
+	// by its DNS name (cluster-dns) and by its short name (the search path);
+	// and the registry, as Kaniko will push to it from a Pod.
 	step = time.Now()
 	mustApply(ctx, t, c, fmt.Sprintf(`
 apiVersion: v1
@@ -130,12 +131,13 @@ spec:
   containers:
   - name: client
     image: %s
-    args: [get, "http://%s/", "http://echo.default.svc.cluster.local/", "http://echo/"]
-`, image, clusterIP))
+    args: [get, "http://%s/", "http://echo.default.svc.cluster.local/", "http://echo/", "http://%s/v2/"]
+`, image, clusterIP, c.Registry))
 	mustKubectl(ctx, t, c, "wait", "pod/client", "--for=jsonpath={.status.phase}=Succeeded", "--timeout=90s")
 	clientTime := time.Since(step)
-	if logs := mustKubectl(ctx, t, c, "logs", "pod/client"); strings.Count(logs, "status 200: hello from echo-") != 3 {
-		t.Fatalf("client pod did not reach the Service three ways: %q", logs)
+	logs := mustKubectl(ctx, t, c, "logs", "pod/client")
+	if strings.Count(logs, "status 200: hello from echo-") != 3 || !strings.Contains(logs, "/v2/ status 200") {
+		t.Fatalf("client pod did not reach the Service three ways and the registry: %q", logs)
 	}
 
 	// From this test, through kubectl port-forward (apiserver → kubelet → CRI).
