@@ -2,17 +2,13 @@ package gateway
 
 import (
 	"context"
-	"encoding/hex"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
-
-	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
-	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/gatekiln/gatekiln/gatewayruntime/tracing"
 )
@@ -23,17 +19,36 @@ const (
 	traceparent   = "00-" + clientTraceID + "-" + clientSpanID + "-01"
 )
 
-// collector is an OTLP/HTTP traces receiver on loopback.
+// collector is an OTLP/HTTP traces receiver on loopback (JSON encoding).
 type collector struct {
 	mu    sync.Mutex
-	spans []*tracepb.Span
+	spans []otlpSpan
+}
+
+type otlpSpan struct {
+	TraceID      string `json:"traceId"`
+	SpanID       string `json:"spanId"`
+	ParentSpanID string `json:"parentSpanId"`
+	Name         string `json:"name"`
+	Kind         int    `json:"kind"`
+	Start        string `json:"startTimeUnixNano"`
+	End          string `json:"endTimeUnixNano"`
+	Attributes   []struct {
+		Key   string         `json:"key"`
+		Value map[string]any `json:"value"`
+	} `json:"attributes"`
 }
 
 func (c *collector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	var req coltrace.ExportTraceServiceRequest
-	if err := proto.Unmarshal(body, &req); err != nil {
-		http.Error(w, err.Error(), 400)
+	var req struct {
+		ResourceSpans []struct {
+			ScopeSpans []struct {
+				Spans []otlpSpan `json:"spans"`
+			} `json:"scopeSpans"`
+		} `json:"resourceSpans"`
+	}
+	if r.Header.Get("Content-Type") != "application/json" || json.NewDecoder(r.Body).Decode(&req) != nil {
+		http.Error(w, "want OTLP JSON", 400)
 		return
 	}
 	c.mu.Lock()
@@ -43,9 +58,8 @@ func (c *collector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	c.mu.Unlock()
-	w.Header().Set("Content-Type", "application/x-protobuf")
-	out, _ := proto.Marshal(&coltrace.ExportTraceServiceResponse{})
-	_, _ = w.Write(out)
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = io.WriteString(w, "{}")
 }
 
 func TestTracing(t *testing.T) {
@@ -79,9 +93,16 @@ func TestTracing(t *testing.T) {
 			t.Fatalf("%d spans exported", len(col.spans))
 		}
 		s := col.spans[0]
-		if hex.EncodeToString(s.TraceId) != clientTraceID || hex.EncodeToString(s.ParentSpanId) != clientSpanID ||
-			hex.EncodeToString(s.SpanId) != parts[2] || s.Name != "GET /v1/items/{id}" || s.Kind != tracepb.Span_SPAN_KIND_SERVER {
-			t.Fatalf("span %v", s)
+		attrs := map[string]any{}
+		for _, a := range s.Attributes {
+			for _, v := range a.Value {
+				attrs[a.Key] = v
+			}
+		}
+		if s.TraceID != clientTraceID || s.ParentSpanID != clientSpanID || s.SpanID != parts[2] ||
+			s.Name != "GET /v1/items/{id}" || s.Kind != 2 || s.Start == "" || s.End <= s.Start ||
+			attrs["http.response.status_code"] != "200" || attrs["http.route"] != "GET /v1/items/{id}" {
+			t.Fatalf("span %+v attributes %v", s, attrs)
 		}
 	})
 }

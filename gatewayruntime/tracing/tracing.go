@@ -9,11 +9,11 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -27,13 +27,14 @@ type Tracer struct {
 }
 
 // New exports spans to an OTLP/HTTP traces endpoint URL
-// ("http://collector:4318/v1/traces"). The returned function flushes and stops
-// the exporter.
-func New(ctx context.Context, endpoint, service string) (*Tracer, func(), error) {
-	exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(endpoint))
-	if err != nil {
-		return nil, nil, fmt.Errorf("otlp exporter %s: %w", endpoint, err)
+// ("http://collector:4318/v1/traces"), JSON-encoded. The returned function
+// flushes and stops the exporter.
+func New(_ context.Context, endpoint, service string) (*Tracer, func(), error) {
+	u, err := url.Parse(endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, nil, fmt.Errorf("otlp endpoint %q: want an http(s) URL", endpoint)
 	}
+	exp := newExporter(endpoint)
 	res := resource.NewSchemaless(
 		attribute.String("service.name", "gatekiln-gateway"),
 		attribute.String("gatekiln.api", service),
