@@ -11,7 +11,10 @@ package e2e
 import (
 	"bytes"
 	"context"
+	cryptotls "crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -24,10 +27,15 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 
 	"github.com/gatekiln/gatekiln/apis/v1alpha1"
+	"github.com/gatekiln/gatekiln/builder/image"
+	"github.com/gatekiln/gatekiln/builder/registry/registrytest"
 	"github.com/gatekiln/gatekiln/test/cluster"
 )
 
@@ -41,15 +49,19 @@ const (
 
 // env is the running cluster plus what the scenario learned on the way.
 type env struct {
-	c    *cluster.Cluster
-	path string // PATH with bin/e2e (kubectl-add) and bin/k8s (kubectl) first
-	http *http.Client
+	c  *cluster.Cluster
+	ns string // where the APIs of the current step live
+	// operator is the operator image by digest, for the production install.
+	operator string
+	path     string // PATH with bin/e2e (kubectl-add) and bin/k8s (kubectl) first
+	http     *http.Client
 }
 
 func TestPipeline(t *testing.T) {
 	c := cluster.Start(t)
 	e := &env{
 		c:    c,
+		ns:   ns,
 		path: filepath.Join(c.Root, "bin", "e2e") + ":" + filepath.Join(c.Root, "bin", "k8s") + ":" + os.Getenv("PATH"),
 		http: &http.Client{Timeout: 10 * time.Second},
 	}
@@ -67,6 +79,8 @@ func TestPipeline(t *testing.T) {
 		{"traffic", e.traffic},
 		{"kaniko", e.kaniko},
 		{"change", e.change},
+		{"promote", e.promote},
+		{"faults", e.faults},
 	}
 	for _, s := range steps {
 		if !t.Run(s.name, func(t *testing.T) { s.run(ctx, t) }) {
@@ -91,6 +105,7 @@ func (e *env) install(ctx context.Context, t *testing.T) {
 	if opRef == "" {
 		t.Fatalf("no operator image by digest in the push output:\n%s", out)
 	}
+	e.operator = opRef
 	repo, digest, _ := strings.Cut(opRef, "@")
 	overlay := t.TempDir()
 	// kustomize refuses absolute paths to a base, not relative ones.
@@ -106,7 +121,14 @@ images:
   - name: %s/gatekiln/gatekiln-operator
     newName: %s
     digest: %s
-`, base, e.c.Registry, repo, digest)
+# The production install (step promote) watches its own namespace.
+patches:
+  - target: {kind: Deployment, name: gatekiln-operator}
+    patch: |-
+      - op: add
+        path: /spec/template/spec/containers/0/args/-
+        value: --namespaces=%s
+`, base, e.c.Registry, repo, digest, ns)
 	if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(kust), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -161,47 +183,7 @@ spec:
 			t.Fatalf("%s: %v\n%s", name, err, out)
 		}
 	}
-	kinds := fmt.Sprintf(`apiVersion: v1
-kind: Secret
-metadata: {name: petstore-api-keys, namespace: %[1]s}
-stringData: {alice: %[2]s}
----
-apiVersion: v1
-kind: Secret
-metadata: {name: petstore-jwt-hmac, namespace: %[1]s}
-stringData: {secret: %[3]q}
----
-apiVersion: gatekiln.io/v1alpha1
-kind: Endpoint
-metadata: {name: petstore-backend, namespace: %[1]s}
-spec:
-  urls: [%[4]q]
-  timeout: 5s
----
-apiVersion: gatekiln.io/v1alpha1
-kind: RateLimit
-metadata: {name: petstore-standard, namespace: %[1]s}
-spec: {requests: %[5]d, unit: Minute, key: Consumer, store: Local}
----
-apiVersion: gatekiln.io/v1alpha1
-kind: Security
-metadata: {name: petstore-api-key, namespace: %[1]s}
-spec:
-  type: APIKey
-  apiKey: {keysSecretRef: {name: petstore-api-keys}}
----
-apiVersion: gatekiln.io/v1alpha1
-kind: Security
-metadata: {name: petstore-jwt, namespace: %[1]s}
-spec:
-  type: JWT
-  jwt:
-    issuer: https://issuer.e2e
-    audiences: [petstore]
-    algorithms: [HS256]
-    hmacSecretRef: {name: petstore-jwt-hmac}
-`, ns, apiKey, hmacSecret, e.echoURL(ctx, t, "echo-a"), limit)
-	if err := e.c.Apply(ctx, kinds); err != nil {
+	if err := e.c.Apply(ctx, kinds(ns, apiKey, limit, e.echoURL(ctx, t, "echo-a"))); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -395,14 +377,9 @@ func (e *env) change(ctx context.Context, t *testing.T) {
 // and its plugin on PATH and prints how long add → Ready took.
 func (e *env) addAPI(ctx context.Context, t *testing.T, label, name, file string, flags ...string) *v1alpha1.API {
 	t.Helper()
-	args := append([]string{"add", "api", name, "-n", ns, "--from-file=" + file, "--wait", "--timeout=8m"}, flags...)
-	cmd := exec.CommandContext(ctx, "kubectl", args...)
-	// kubectl takes no flags before a plugin's name: the kubeconfig comes
-	// from the environment.
-	cmd.Env = append(os.Environ(), "PATH="+e.path, "KUBECONFIG="+e.c.Kubeconfig)
-	cmd.WaitDelay = 5 * time.Second
+	args := append([]string{"add", "api", name, "-n", e.ns, "--from-file=" + file, "--wait", "--timeout=8m"}, flags...)
 	start := time.Now()
-	out, err := cmd.CombinedOutput()
+	out, err := e.plugin(ctx, args...)
 	took := time.Since(start)
 	t.Logf("kubectl add api %s:\n%s", name, out)
 	if err != nil {
@@ -413,7 +390,7 @@ func (e *env) addAPI(ctx context.Context, t *testing.T, label, name, file string
 	if !ready(api) {
 		t.Fatalf("API %s not Ready after --wait: %+v", name, api.Status.Conditions)
 	}
-	if api.Status.URL == "" || !strings.Contains(string(out), api.Status.URL) {
+	if api.Status.URL == "" || !strings.Contains(out, api.Status.URL) {
 		t.Errorf("API %s: URL %q, not shown by --wait", name, api.Status.URL)
 	}
 	if !strings.Contains(api.Status.Image, "@sha256:") {
@@ -434,7 +411,7 @@ func (e *env) checkDeployed(ctx context.Context, t *testing.T, api *v1alpha1.API
 	if !contains(images, api.Status.Image) {
 		t.Errorf("Deployment %s runs %v, want %s", d.Name, images, api.Status.Image)
 	}
-	if out, err := e.c.Kubectl(ctx, "-n", ns, "rollout", "status", "deploy/"+d.Name, "--timeout=3m"); err != nil {
+	if out, err := e.c.Kubectl(ctx, "-n", e.ns, "rollout", "status", "deploy/"+d.Name, "--timeout=3m"); err != nil {
 		t.Errorf("Deployment %s: %v\n%s", d.Name, err, out)
 	}
 }
@@ -442,7 +419,7 @@ func (e *env) checkDeployed(ctx context.Context, t *testing.T, api *v1alpha1.API
 func (e *env) getAPI(ctx context.Context, t *testing.T, name string) *v1alpha1.API {
 	t.Helper()
 	var api v1alpha1.API
-	e.getJSON(ctx, t, &api, "-n", ns, "get", "apis.gatekiln.io", name)
+	e.getJSON(ctx, t, &api, "-n", e.ns, "get", "apis.gatekiln.io", name)
 	return &api
 }
 
@@ -459,7 +436,7 @@ func (e *env) jobs(ctx context.Context, t *testing.T) []batchv1.Job {
 func (e *env) deployment(ctx context.Context, t *testing.T, name string) *appsv1.Deployment {
 	t.Helper()
 	var l appsv1.DeploymentList
-	e.getJSON(ctx, t, &l, "-n", ns, "get", "deployments")
+	e.getJSON(ctx, t, &l, "-n", e.ns, "get", "deployments")
 	for i, d := range l.Items {
 		for _, o := range d.OwnerReferences {
 			if o.Kind == "API" && o.Name == name {
@@ -479,7 +456,7 @@ func (e *env) podNames(ctx context.Context, t *testing.T, api string) []string {
 	for k, v := range d.Spec.Selector.MatchLabels {
 		sel = append(sel, k+"="+v)
 	}
-	out, err := e.c.Kubectl(ctx, "-n", ns, "get", "pods", "-l", strings.Join(sel, ","), "--field-selector=status.phase=Running", "-o", "jsonpath={.items[*].metadata.name}")
+	out, err := e.c.Kubectl(ctx, "-n", e.ns, "get", "pods", "-l", strings.Join(sel, ","), "--field-selector=status.phase=Running", "-o", "jsonpath={.items[*].metadata.name}")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -634,4 +611,274 @@ func contains(l []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// kinds are the sample's Secrets, Endpoint, RateLimit and Security objects
+// for one environment: its API key, its limit per minute, its upstream.
+func kinds(namespace, key string, perMinute int, upstream string) string {
+	return fmt.Sprintf(`apiVersion: v1
+kind: Secret
+metadata: {name: petstore-api-keys, namespace: %[1]s}
+stringData: {alice: %[2]s}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: petstore-jwt-hmac, namespace: %[1]s}
+stringData: {secret: %[3]q}
+---
+apiVersion: gatekiln.io/v1alpha1
+kind: Endpoint
+metadata: {name: petstore-backend, namespace: %[1]s}
+spec:
+  urls: [%[4]q]
+  timeout: 5s
+---
+apiVersion: gatekiln.io/v1alpha1
+kind: RateLimit
+metadata: {name: petstore-standard, namespace: %[1]s}
+spec: {requests: %[5]d, unit: Minute, key: Consumer, store: Local}
+---
+apiVersion: gatekiln.io/v1alpha1
+kind: Security
+metadata: {name: petstore-api-key, namespace: %[1]s}
+spec:
+  type: APIKey
+  apiKey: {keysSecretRef: {name: petstore-api-keys}}
+---
+apiVersion: gatekiln.io/v1alpha1
+kind: Security
+metadata: {name: petstore-jwt, namespace: %[1]s}
+spec:
+  type: JWT
+  jwt:
+    issuer: https://issuer.e2e
+    audiences: [petstore]
+    algorithms: [HS256]
+    hmacSecretRef: {name: petstore-jwt-hmac}
+`, namespace, key, hmacSecret, upstream, perMinute)
+}
+
+const (
+	prodNS       = "prod"
+	prodSystemNS = "gatekiln-prod"
+	prodKey      = "e2e-prod-key"
+	prodLimit    = 3
+)
+
+// promote copies the QA image by digest into a registry with TLS and
+// htpasswd auth, and from there into the production repository the node
+// pulls from (the node reaches only the cluster's registry, so "production"
+// is its /prod prefix). A second operator install, watching only the prod
+// namespace and pushing to /prod, given the same definition with its own
+// keys, limit and upstream, runs zero Jobs and deploys the promoted digest.
+func (e *env) promote(ctx context.Context, t *testing.T) {
+	qa := e.getAPI(ctx, t, "petstore")
+	_, digest, ok := strings.Cut(qa.Status.Image, "@")
+	if !ok {
+		t.Fatalf("QA image %q not by digest", qa.Status.Image)
+	}
+	tag, err := image.TagFor("1.0.0", qa.Status.InputsDigest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repoName := strings.TrimPrefix(strings.SplitN(qa.Status.Image, "@", 2)[0], e.c.Registry+"/gatekiln/")
+
+	tls := registrytest.Start(t, registrytest.Options{TLS: true, Auth: true})
+	cfgDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(cfgDir, "config.json"), tls.DockerConfig(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hops := []string{
+		tls.Host + "/gatekiln/" + repoName + ":" + tag,
+		e.c.Registry + "/prod/" + repoName + ":" + tag,
+	}
+	src := qa.Status.Image
+	for _, dst := range hops {
+		cmd := exec.CommandContext(ctx, filepath.Join(e.c.Root, "bin", "e2e", "gatekiln"), "promote", src, dst,
+			"--insecure-registry", e.c.Registry, "--registry-ca", tls.CACertFile, "--docker-config", filepath.Join(cfgDir, "config.json"))
+		out, err := cmd.CombinedOutput()
+		t.Logf("gatekiln promote %s %s:\n%s", src, dst, out)
+		if err != nil {
+			t.Fatalf("promote to %s: %v", dst, err)
+		}
+		got := e.headDigest(ctx, t, dst, tls)
+		if got != digest {
+			t.Fatalf("%s is %s, want the QA digest %s", dst, got, digest)
+		}
+		tagged, err := name.NewTag(dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src = tagged.Context().Digest(digest).String()
+	}
+
+	e.installProd(ctx, t)
+	echoB := e.echoURL(ctx, t, "echo-b")
+	if err := e.c.Apply(ctx, fmt.Sprintf("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n---\n", prodNS)+kinds(prodNS, prodKey, prodLimit, echoB)); err != nil {
+		t.Fatal(err)
+	}
+	jobs := len(e.jobs(ctx, t))
+	prod := *e
+	prod.ns = prodNS
+	api := prod.addAPI(ctx, t, "Kaniko (promoted, production)", "petstore", filepath.Join(e.c.Root, "samples", "petstore", "petstore.yaml"), "--build-strategy", "kaniko")
+	if n := len(e.jobs(ctx, t)); n != jobs {
+		t.Errorf("%d Jobs after the production add, want %d (no build)", n, jobs)
+	}
+	want := e.c.Registry + "/prod/" + repoName + "@" + digest
+	if api.Status.Image != want || api.Status.InputsDigest != qa.Status.InputsDigest {
+		t.Errorf("production runs %s (inputs %s), want %s (inputs %s)", api.Status.Image, api.Status.InputsDigest, want, qa.Status.InputsDigest)
+	}
+	prod.checkDeployed(ctx, t, api)
+
+	base := prod.serviceBase(ctx, t, "petstore")
+	e.eventually(t, time.Minute, func() error {
+		res, err := e.do(ctx, "GET", base+"/v1/status", nil, nil)
+		if err != nil {
+			return err
+		}
+		if res.status != http.StatusOK {
+			return fmt.Errorf("status %d: %s", res.status, res.body)
+		}
+		return nil
+	})
+	if res := e.mustDo(ctx, t, "GET", base+"/v1/pets", map[string]string{"X-API-Key": apiKey}, nil); res.status != http.StatusUnauthorized {
+		t.Errorf("QA key in production: %d %s, want 401", res.status, res.body)
+	}
+	got429 := 0
+	for i := 0; i < prodLimit+3 && got429 == 0; i++ {
+		res := e.mustDo(ctx, t, "GET", base+"/v1/pets", map[string]string{"X-API-Key": prodKey}, nil)
+		switch {
+		case res.status == http.StatusTooManyRequests:
+			got429 = i + 1
+		case res.status != http.StatusOK:
+			t.Fatalf("production key: %d %s", res.status, res.body)
+		case !bytes.Contains(res.body, []byte(`"name":"echo-b"`)):
+			t.Errorf("production upstream answered %s, want echo-b", res.body)
+		}
+	}
+	if got429 != prodLimit+1 {
+		t.Errorf("429 came at request %d, want %d (production limit %d)", got429, prodLimit+1, prodLimit)
+	}
+}
+
+// installProd installs a second operator from config/ (RBAC and manager, the
+// CRDs are shared) in its own namespace, watching prodNS and pushing to the
+// registry's /prod prefix.
+func (e *env) installProd(ctx context.Context, t *testing.T) {
+	overlay := t.TempDir()
+	base, err := filepath.Rel(overlay, filepath.Join(e.c.Root, "config"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, digest, _ := strings.Cut(e.operator, "@")
+	kust := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+namespace: %[1]s
+namePrefix: prod-
+resources:
+  - %[2]s/rbac
+  - %[2]s/manager
+images:
+  - name: %[3]s/gatekiln/gatekiln-operator
+    newName: %[4]s
+    digest: %[5]s
+configMapGenerator:
+  - name: gatekiln-operator-params
+    namespace: gatekiln-system
+    behavior: merge
+    literals: [REGISTRY=%[3]s/prod]
+patches:
+  - target: {kind: Deployment, name: gatekiln-operator}
+    patch: |-
+      - op: add
+        path: /spec/template/spec/containers/0/args/-
+        value: --namespaces=%[6]s
+`, prodSystemNS, base, e.c.Registry, repo, digest, prodNS)
+	if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(kust), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := e.c.Kubectl(ctx, "apply", "--server-side", "-k", overlay); err != nil {
+		t.Fatalf("production install: %v\n%s", err, out)
+	}
+	if out, err := e.c.Kubectl(ctx, "-n", prodSystemNS, "rollout", "status", "deploy/prod-gatekiln-operator", "--timeout=3m"); err != nil {
+		t.Fatalf("production operator not ready: %v\n%s", err, out)
+	}
+}
+
+// headDigest is the digest ref points at, asked of the registry itself.
+func (e *env) headDigest(ctx context.Context, t *testing.T, ref string, tls *registrytest.Registry) string {
+	t.Helper()
+	opts := []name.Option{}
+	if strings.HasPrefix(ref, e.c.Registry+"/") {
+		opts = append(opts, name.Insecure)
+	}
+	r, err := name.ParseReference(ref, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(tls.CACert)
+	tr := &http.Transport{TLSClientConfig: &cryptotls.Config{RootCAs: pool, MinVersion: cryptotls.VersionTLS12}}
+	desc, err := remote.Head(r, remote.WithContext(ctx), remote.WithTransport(tr),
+		remote.WithAuth(&authn.Basic{Username: tls.Username, Password: tls.Password}))
+	if err != nil {
+		t.Fatalf("HEAD %s: %v", ref, err)
+	}
+	return desc.Digest.String()
+}
+
+// faults: a bad definition through the plugin writes nothing; the operator
+// Pod deleted while a Kaniko Job runs still ends with exactly one Job and a
+// Ready API.
+func (e *env) faults(ctx context.Context, t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("openapi: 3.0.3\ninfo: {title: Bad, version: 1.0.0}\npaths:\n  /x:\n    get:\n      responses: {\"200\": {$ref: '#/components/responses/Missing'}}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := e.plugin(ctx, "add", "api", "bad", "-n", e.ns, "--from-file="+bad)
+	if err == nil {
+		t.Errorf("kubectl add api with a bad definition succeeded:\n%s", out)
+	}
+	if got, _ := e.c.Kubectl(ctx, "-n", e.ns, "get", "apis.gatekiln.io,configmaps", "-o", "name"); strings.Contains(got, "/bad") {
+		t.Errorf("a bad definition left objects behind:\n%s", got)
+	}
+
+	// A new version is a new tag: a Kaniko build. Delete the operator Pod as
+	// soon as the Job exists.
+	jobsBefore := len(e.jobs(ctx, t))
+	if out, err := e.plugin(ctx, "add", "api", "petstore-f", "-n", e.ns, "--from-file="+filepath.Join(e.c.Root, "samples", "petstore", "petstore.yaml"),
+		"--build-strategy", "kaniko", "--version", "1.0.0-f"); err != nil {
+		t.Fatalf("kubectl add api petstore-f: %v\n%s", err, out)
+	}
+	e.eventually(t, time.Minute, func() error {
+		if n := len(e.jobs(ctx, t)); n == jobsBefore {
+			return errors.New("no build Job yet")
+		}
+		return nil
+	})
+	if out, err := e.c.Kubectl(ctx, "-n", "gatekiln-system", "delete", "pod", "-l", "app.kubernetes.io/name=gatekiln-operator", "--wait=false"); err != nil {
+		t.Fatalf("delete the operator Pod: %v\n%s", err, out)
+	}
+	if out, err := e.c.Kubectl(ctx, "-n", e.ns, "wait", "apis.gatekiln.io/petstore-f", "--for=condition=Ready", "--timeout=5m"); err != nil {
+		t.Fatalf("petstore-f after the operator restart: %v\n%s", err, out)
+	}
+	if n := len(e.jobs(ctx, t)); n != jobsBefore+1 {
+		t.Errorf("%d Jobs after the operator restart, want %d (exactly one build)", n, jobsBefore+1)
+	}
+	api := e.getAPI(ctx, t, "petstore-f")
+	if !ready(api) {
+		t.Fatalf("petstore-f not Ready: %+v", api.Status.Conditions)
+	}
+	e.checkDeployed(ctx, t, api)
+}
+
+// plugin runs kubectl with the plugin on PATH.
+func (e *env) plugin(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, "kubectl", args...)
+	// kubectl takes no flags before a plugin's name: the kubeconfig comes
+	// from the environment.
+	cmd.Env = append(os.Environ(), "PATH="+e.path, "KUBECONFIG="+e.c.Kubeconfig)
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
