@@ -230,3 +230,50 @@ func TestTLSListenerNeedsACertificate(t *testing.T) {
 		t.Fatalf("ready %v %v", ok, why)
 	}
 }
+
+// TestHTTP2ClientToPlainUpstream covers the fast client answering through a
+// net/http ResponseWriter (HTTP/2), including a streamed, chunked body.
+func TestHTTP2ClientToPlainUpstream(t *testing.T) {
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Up", "1")
+		w.Header().Set("Connection", "X-Up-Hop")
+		w.Header().Set("X-Up-Hop", "no")
+		_, _ = io.WriteString(w, "part1,")
+		w.(http.Flusher).Flush()
+		_, _ = fmt.Fprintf(w, "part2 %s %s", r.Header.Get("X-Forwarded-Proto"), r.URL.RequestURI())
+	})
+	cert, key, ca := testCert(t, "gateway")
+	b := bindingTo(up.url)
+	b.Server = &bundle.ServerBinding{TLSCertFile: "tls.crt", TLSKeyFile: "tls.key"}
+	dir := newBindingDir(t)
+	dir.swap(b, map[string][]byte{"tls.crt": cert, "tls.key": key})
+	g, err := New(Config{Bundle: testAPI(), BindingDir: dir.dir, ShutdownDelay: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Close)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = g.ServeTLS(ln) }()
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Post("https://"+ln.Addr().String()+"/v1/items?x=%20", "text/plain", strings.NewReader("body"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.Proto != "HTTP/2.0" || resp.StatusCode != 200 || string(body) != "part1,part2 https /items?x=%20" {
+		t.Fatalf("%s %d %q", resp.Proto, resp.StatusCode, body)
+	}
+	if resp.Header.Get("X-Up") != "1" || resp.Header.Get("X-Up-Hop") != "" || resp.Header.Get("X-Request-Id") == "" {
+		t.Fatalf("headers %v", resp.Header)
+	}
+	if _, got := up.request(); got != "body" {
+		t.Fatalf("upstream body %q", got)
+	}
+}
