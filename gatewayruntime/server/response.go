@@ -156,10 +156,17 @@ func (w *response) WriteUpstreamHead(status int, fields []http1.FieldBytes, cont
 	w.bodyAllowed = http1.BodyAllowed(w.req.Method, status)
 	bw := w.c.bw
 	bw.Put(statusLine(status))
-	writeHeader(bw, w.header)
+	// The handler's fields, remembered so that the upstream's same-named ones
+	// are skipped (one map walk, not one per upstream field).
+	var setBuf [8]string
+	set := setBuf[:0]
+	for k, vs := range w.header {
+		set = append(set, k)
+		writeValues(bw, k, vs)
+	}
 	for i := range fields {
 		f := &fields[i]
-		if f.Hop || (len(w.header) > 0 && w.hasHeader(f.Name)) {
+		if f.Hop || (len(set) > 0 && contains(set, f.Name)) {
 			continue
 		}
 		bw.PutBytes(f.Name)
@@ -186,8 +193,8 @@ func (w *response) WriteUpstreamHead(status int, fields []http1.FieldBytes, cont
 	bw.Put("\r\n")
 }
 
-func (w *response) hasHeader(name []byte) bool {
-	for k := range w.header {
+func contains(set []string, name []byte) bool {
+	for _, k := range set {
 		if equalFold(k, name) {
 			return true
 		}
@@ -339,23 +346,27 @@ func (w *response) EnableFullDuplex() error { return nil }
 // and skipping names that are not tokens.
 func writeHeader(bw http1.Writer, h http.Header) {
 	for k, vs := range h {
-		if !validFieldName(k) {
-			continue
+		writeValues(bw, k, vs)
+	}
+}
+
+func writeValues(bw http1.Writer, k string, vs []string) {
+	if !validFieldName(k) {
+		return
+	}
+	for _, v := range vs {
+		bw.Put(k)
+		bw.Put(": ")
+		if !http1.SafeFieldValue(v) {
+			v = strings.Map(func(r rune) rune {
+				if r == '\r' || r == '\n' || r == 0 {
+					return ' '
+				}
+				return r
+			}, v)
 		}
-		for _, v := range vs {
-			bw.Put(k)
-			bw.Put(": ")
-			if !http1.SafeFieldValue(v) {
-				v = strings.Map(func(r rune) rune {
-					if r == '\r' || r == '\n' || r == 0 {
-						return ' '
-					}
-					return r
-				}, v)
-			}
-			bw.Put(v)
-			bw.Put("\r\n")
-		}
+		bw.Put(v)
+		bw.Put("\r\n")
 	}
 }
 
