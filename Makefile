@@ -8,6 +8,7 @@ export PATH := $(BIN):$(PATH)
 
 # Fragments under hack/ add their own targets and append to TEST_DEPS what
 # `make test` needs built first (envtest binaries, registries, executors...).
+.DEFAULT_GOAL := help
 TEST_DEPS :=
 -include hack/*.mk
 
