@@ -58,7 +58,7 @@ type APIReconciler struct {
 	events   events.EventRecorder
 	cfg      Config
 	base     name.Digest
-	checker  *checker
+	remotes  *remotes
 	builders map[string]imageBuilder
 	served   servedKinds
 }
@@ -275,11 +275,7 @@ func (r *APIReconciler) image(ctx context.Context, api *v1alpha1.API, st *v1alph
 		ForceRebuild: api.Spec.Build.ForceRebuild,
 		Status:       &api.Status,
 		Lookup: func() (string, error) {
-			var cfg *registry.Config
-			if api.Spec.Image.PushSecretRef != nil {
-				cfg = &req.Registry
-			}
-			return r.checker.lookup(ctx, cfg, req.Tag, digest)
+			return req.Remote.lookup(ctx, req.Tag, digest)
 		},
 	}
 	d := decideImage(facts)
@@ -369,6 +365,7 @@ func (r *APIReconciler) buildRequest(ctx context.Context, api *v1alpha1.API, res
 		repo = slug(res.Bundle.API.Title)
 	}
 	cfg := r.cfg.RegistryConfig
+	var dockerConfig []byte
 	if ps := api.Spec.Image.PushSecretRef; ps != nil {
 		if ps.Namespace != "" && ps.Namespace != api.Namespace {
 			return buildRequest{}, &refusal{ReasonCrossNamespaceRef, fmt.Sprintf(
@@ -385,7 +382,11 @@ func (r *APIReconciler) buildRequest(ctx context.Context, api *v1alpha1.API, res
 		if err != nil {
 			return buildRequest{}, &refusal{ReasonBuildFailed, fmt.Sprintf("push Secret %s: %v", ps.Name, err)}, nil
 		}
-		cfg.DockerConfig = dc
+		dockerConfig = dc
+	}
+	rs, err := r.remotes.get(dockerConfig)
+	if err != nil {
+		return buildRequest{}, nil, err
 	}
 	repository, err := cfg.ParseRepository(strings.TrimSuffix(reg, "/") + "/" + repo)
 	if err != nil {
@@ -407,7 +408,7 @@ func (r *APIReconciler) buildRequest(ctx context.Context, api *v1alpha1.API, res
 	if err != nil {
 		return buildRequest{}, &refusal{ReasonBuildFailed, fmt.Sprintf("image tag: %v", err)}, nil
 	}
-	return buildRequest{API: api, Image: ireq, Tag: tag, ForceRebuild: api.Spec.Build.ForceRebuild, Registry: cfg}, nil, nil
+	return buildRequest{API: api, Image: ireq, Tag: tag, ForceRebuild: api.Spec.Build.ForceRebuild, Remote: rs}, nil, nil
 }
 
 var notInRepo = regexp.MustCompile(`[^a-z0-9]+`)

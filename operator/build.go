@@ -2,11 +2,14 @@ package operator
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/gatekiln/gatekiln/apis/v1alpha1"
@@ -22,8 +25,8 @@ type buildRequest struct {
 	// ForceRebuild is spec.build.forceRebuild; it is part of a Kaniko Job's
 	// identity so that changing it builds again.
 	ForceRebuild string
-	// Registry reaches the destination (the API's push secret, if any).
-	Registry registry.Config
+	// Remote reaches the destination (with the API's push secret, if any).
+	Remote *remoteSet
 }
 
 // buildOutcome is where a build stands after one reconcile.
@@ -77,12 +80,8 @@ func (d *directBuilder) build(ctx context.Context, req buildRequest) (buildOutco
 			Message: "waiting for a free build slot (--max-concurrent-builds)"}, nil
 	}
 	defer d.slots.release()
-	opts, err := req.Registry.Remote(ctx)
-	if err != nil {
-		return buildOutcome{}, fmt.Errorf("registry options: %w", err)
-	}
 	v, err, _ := d.group.Do(req.Tag.String(), func() (any, error) {
-		b := image.Direct{Base: d.base, Publisher: image.RegistryPublisher{Options: opts}}
+		b := image.Direct{Base: d.base, Publisher: image.RegistryPublisher{Options: req.Remote.opts}}
 		return b.Build(ctx, req.Image)
 	})
 	if err != nil {
@@ -107,25 +106,56 @@ func isUnreachable(err error) bool {
 	return errors.As(err, &netErr)
 }
 
-// checker asks a registry whether a tag holds the image of some inputs.
-type checker struct {
-	shared *image.Checker
+// remotes hands out go-containerregistry options per set of registry
+// credentials, made once each: every set owns one HTTP transport, so builds
+// and skip checks reuse its connections instead of opening new ones.
+type remotes struct {
+	base registry.Config
+	ctx  context.Context
+
+	mu   sync.Mutex
+	sets map[[sha256.Size]byte]*remoteSet
+}
+
+// remoteSet reaches registries with one set of credentials.
+type remoteSet struct {
+	opts    []remote.Option
+	checker *image.Checker
+}
+
+func newRemotes(ctx context.Context, base registry.Config) *remotes {
+	return &remotes{base: base, ctx: ctx, sets: map[[sha256.Size]byte]*remoteSet{}}
+}
+
+// get returns the set for a docker config (nil: the operator's own).
+func (r *remotes) get(dockerConfig []byte) (*remoteSet, error) {
+	key := sha256.Sum256(dockerConfig)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s, ok := r.sets[key]; ok {
+		return s, nil
+	}
+	cfg := r.base
+	if dockerConfig != nil {
+		cfg.DockerConfig = dockerConfig
+	}
+	opts, err := cfg.Remote(r.ctx)
+	if err != nil {
+		return nil, fmt.Errorf("registry options: %w", err)
+	}
+	ch, err := image.NewChecker(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("registry options: %w", err)
+	}
+	s := &remoteSet{opts: opts, checker: ch}
+	r.sets[key] = s
+	return s, nil
 }
 
 // lookup returns the image by digest, "" when absent, errTagCollision
 // (wrapped) when the tag holds other inputs.
-func (c *checker) lookup(ctx context.Context, cfg *registry.Config, tag name.Tag, inputsDigest string) (string, error) {
-	ch := c.shared
-	if cfg != nil {
-		opts, err := cfg.Remote(ctx)
-		if err != nil {
-			return "", fmt.Errorf("registry options: %w", err)
-		}
-		if ch, err = image.NewChecker(opts...); err != nil {
-			return "", fmt.Errorf("registry options: %w", err)
-		}
-	}
-	img, err := ch.Check(ctx, tag, inputsDigest)
+func (s *remoteSet) lookup(ctx context.Context, tag name.Tag, inputsDigest string) (string, error) {
+	img, err := s.checker.Check(ctx, tag, inputsDigest)
 	var coll *image.CollisionError
 	if errors.As(err, &coll) {
 		return "", fmt.Errorf("%w: %w", errTagCollision, coll)
@@ -134,16 +164,4 @@ func (c *checker) lookup(ctx context.Context, cfg *registry.Config, tag name.Tag
 		return "", fmt.Errorf("registry: %w", err)
 	}
 	return img, nil
-}
-
-func newChecker(ctx context.Context, cfg registry.Config) (*checker, error) {
-	opts, err := cfg.Remote(ctx)
-	if err != nil {
-		return nil, err
-	}
-	ch, err := image.NewChecker(opts...)
-	if err != nil {
-		return nil, err
-	}
-	return &checker{shared: ch}, nil
 }

@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -43,6 +44,8 @@ type Options struct {
 	// MetricsAddr serves Prometheus metrics ("0" disables); ProbeAddr serves
 	// /healthz and /readyz ("" or "0" disables).
 	MetricsAddr, ProbeAddr string
+	// PprofAddr serves net/http/pprof ("" or "0" disables).
+	PprofAddr string
 	// LeaderElection makes one replica active; LeaderElectionNamespace holds
 	// the Lease (default: the operator's own namespace, from the Pod).
 	LeaderElection          bool
@@ -109,6 +112,7 @@ func NewManager(ctx context.Context, rc *rest.Config, o Options) (ctrl.Manager, 
 		}},
 		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
 		HealthProbeBindAddress:  probe,
+		PprofBindAddress:        o.PprofAddr,
 		LeaderElection:          o.LeaderElection,
 		LeaderElectionID:        LeaderElectionID,
 		LeaderElectionNamespace: o.LeaderElectionNamespace,
@@ -134,15 +138,12 @@ func NewManager(ctx context.Context, rc *rest.Config, o Options) (ctrl.Manager, 
 
 // setup registers the indexes and both reconcilers with mgr.
 func setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
-	ch, err := newChecker(ctx, cfg.RegistryConfig)
+	rem := newRemotes(ctx, cfg.RegistryConfig)
+	own, err := rem.get(nil)
 	if err != nil {
-		return fmt.Errorf("registry: %w", err)
+		return err
 	}
-	baseOpts, err := cfg.RegistryConfig.Remote(ctx)
-	if err != nil {
-		return fmt.Errorf("registry: %w", err)
-	}
-	base, err := runtimeDigest(ctx, cfg, baseOpts)
+	base, err := runtimeDigest(ctx, cfg, own.opts)
 	if err != nil {
 		return err
 	}
@@ -158,11 +159,11 @@ func setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 		events:  mgr.GetEventRecorder("gatekiln-operator"),
 		cfg:     cfg,
 		base:    base,
-		checker: ch,
+		remotes: rem,
 		served:  served,
 		builders: map[string]imageBuilder{
 			v1alpha1.BuildDirect: &directBuilder{
-				base:  &image.CachedBase{Options: baseOpts},
+				base:  &image.CachedBase{Options: own.opts},
 				slots: s,
 			},
 		},
@@ -179,15 +180,20 @@ func setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 	}
 	c := mgr.GetClient()
 	specOnly := builder.WithPredicates(predicate.GenerationChangedPredicate{})
+	// The reconciler creates what it owns and knows it did: a create event
+	// would only repeat the reconcile that made the object (and at start-up
+	// every API is reconciled anyway). Changes and deletions bring it back.
+	notCreated := predicate.Funcs{CreateFunc: func(event.CreateEvent) bool { return false }}
+	owned := builder.WithPredicates(notCreated)
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("api").
 		For(&v1alpha1.API{}, specOnly).
-		Owns(&appsv1.Deployment{}).
-		Owns(&corev1.Service{}, builder.OnlyMetadata).
-		Owns(&corev1.ConfigMap{}, builder.OnlyMetadata).
-		Owns(&corev1.Secret{}, builder.OnlyMetadata).
-		Owns(&autoscalingv2.HorizontalPodAutoscaler{}, builder.OnlyMetadata).
-		Owns(&policyv1.PodDisruptionBudget{}, builder.OnlyMetadata).
+		Owns(&appsv1.Deployment{}, owned).
+		Owns(&corev1.Service{}, builder.OnlyMetadata, owned).
+		Owns(&corev1.ConfigMap{}, builder.OnlyMetadata, owned).
+		Owns(&corev1.Secret{}, builder.OnlyMetadata, owned).
+		Owns(&autoscalingv2.HorizontalPodAutoscaler{}, builder.OnlyMetadata, owned).
+		Owns(&policyv1.PodDisruptionBudget{}, builder.OnlyMetadata, owned).
 		Watches(&v1alpha1.Endpoint{}, handler.EnqueueRequestsFromMapFunc(apisUsing(c, indexEndpoints)), specOnly).
 		Watches(&v1alpha1.RateLimit{}, handler.EnqueueRequestsFromMapFunc(apisUsing(c, indexRateLimits)), specOnly).
 		Watches(&v1alpha1.Security{}, handler.EnqueueRequestsFromMapFunc(apisUsing(c, indexSecurities)), specOnly).
@@ -196,12 +202,12 @@ func setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 		Watches(&batchv1.Job{}, handler.EnqueueRequestsFromMapFunc(apisUsing(c, indexBuildJob))).
 		WithOptions(controller.Options{MaxConcurrentReconciles: cfg.MaxConcurrentReconciles})
 	if served.Ingress {
-		b = b.Owns(&networkingv1.Ingress{}, builder.OnlyMetadata)
+		b = b.Owns(&networkingv1.Ingress{}, builder.OnlyMetadata, owned)
 	}
 	if served.HTTPRoute {
 		hr := &metav1.PartialObjectMetadata{}
 		hr.SetGroupVersionKind(render.HTTPRouteGVK)
-		b = b.Owns(hr)
+		b = b.Owns(hr, owned)
 	}
 	if err := b.Complete(r); err != nil {
 		return fmt.Errorf("api controller: %w", err)
@@ -209,8 +215,8 @@ func setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 	err = ctrl.NewControllerManagedBy(mgr).
 		Named("endpoint").
 		For(&v1alpha1.Endpoint{}, specOnly).
-		Owns(&appsv1.Deployment{}).
-		Owns(&corev1.Service{}, builder.OnlyMetadata).
+		Owns(&appsv1.Deployment{}, owned).
+		Owns(&corev1.Service{}, builder.OnlyMetadata, owned).
 		Complete(&EndpointReconciler{client: c})
 	if err != nil {
 		return fmt.Errorf("endpoint controller: %w", err)

@@ -38,9 +38,11 @@ func main() {
 		namespaces, insecure listFlag
 		caFile, dockerConfig string
 		logLevel             slog.Level
+		qps                  float64
+		burst                int
 	)
 	flag.StringVar(&o.Registry, "registry", "", "where built images go: host[:port][/prefix] (required)")
-	flag.StringVar(&o.RuntimeImage, "runtime-image", "", "the gateway runtime base image, by digest: repo@sha256:… (required)")
+	flag.StringVar(&o.RuntimeImage, "runtime-image", "", "the gateway runtime base image: repo@sha256:…, or a tag resolved to its digest at start (required)")
 	flag.StringVar(&o.KanikoImage, "kaniko-image", kaniko.DefaultExecutorImage, "the Kaniko executor image build Jobs run")
 	flag.StringVar(&o.DefaultStrategy, "default-strategy", v1alpha1.BuildKaniko, "build strategy of APIs that name none: Kaniko or Direct")
 	flag.Var(&namespaces, "namespaces", "namespaces to watch, comma-separated or repeated (default: all)")
@@ -51,9 +53,12 @@ func main() {
 	flag.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", operator.DefaultMaxConcurrentReconciles, "API reconcile workers")
 	flag.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "Prometheus metrics address (0 disables)")
 	flag.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "/healthz and /readyz address (0 disables)")
+	flag.StringVar(&o.PprofAddr, "pprof-bind-address", "0", "net/http/pprof address (0 disables)")
 	flag.BoolVar(&o.LeaderElection, "leader-elect", false, "run one active replica, chosen by a Lease")
 	flag.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the Lease (default: the operator's own)")
 	flag.TextVar(&logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
+	flag.Float64Var(&qps, "kube-api-qps", 50, "requests per second to the API server (client-side limit)")
+	flag.IntVar(&burst, "kube-api-burst", 100, "burst of requests to the API server (client-side limit)")
 	flag.Parse()
 
 	o.Namespaces = namespaces
@@ -73,6 +78,7 @@ func main() {
 	if err != nil {
 		fail(fmt.Errorf("kubeconfig: %w", err))
 	}
+	rc.QPS, rc.Burst = float32(qps), burst
 	mgr, err := operator.NewManager(ctx, rc, o)
 	if err != nil {
 		fail(err)

@@ -73,6 +73,9 @@ func Launch(dir string) (*Env, error) {
 		ControlPlaneStartTimeout: time.Minute,
 		ControlPlaneStopTimeout:  time.Minute,
 	}
+	// The default range (a /24) has room for 256 Services; benchmarks run
+	// a thousand APIs, each with its own.
+	env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "10.96.0.0/16")
 	cfg, err := env.Start()
 	if err != nil {
 		return nil, fmt.Errorf("start envtest: %w", err)
