@@ -284,9 +284,18 @@ func (e *env) kaniko(ctx context.Context, t *testing.T) {
 	if len(jobs) != 1 {
 		t.Fatalf("%d Jobs after a Kaniko build, want 1", len(jobs))
 	}
-	if jobs[0].Status.Succeeded != 1 {
-		t.Errorf("Job %s: succeeded %d", jobs[0].Name, jobs[0].Status.Succeeded)
-	}
+	// The operator reads the digest from the terminated executor container;
+	// the Job controller marks the Job succeeded a moment later.
+	e.eventually(t, time.Minute, func() error {
+		j := e.jobs(ctx, t)
+		if len(j) != 1 {
+			return fmt.Errorf("%d Jobs, want 1", len(j))
+		}
+		if j[0].Status.Succeeded != 1 {
+			return fmt.Errorf("Job %s not succeeded: %+v", j[0].Name, j[0].Status)
+		}
+		return nil
+	})
 	e.checkDeployed(ctx, t, api)
 	base := e.serviceBase(ctx, t, "petstore-k")
 	e.eventually(t, time.Minute, func() error {
@@ -327,6 +336,8 @@ func (e *env) change(ctx context.Context, t *testing.T) {
 	if err := os.WriteFile(file, changed, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Steady load on the running gateway while it rolls to the new image.
+	load := e.steadyLoad(ctx, e.serviceBase(ctx, t, "petstore-k")+"/v1/status")
 	after := e.addAPI(ctx, t, "Kaniko (changed definition)", "petstore-k", file, "--build-strategy", "kaniko", "--version", "1.0.0-k")
 	if after.Status.InputsDigest == before.Status.InputsDigest || after.Status.Image == before.Status.Image {
 		t.Fatalf("definition changed but inputs digest %s and image %s did not", after.Status.InputsDigest, after.Status.Image)
@@ -335,6 +346,11 @@ func (e *env) change(ctx context.Context, t *testing.T) {
 		t.Errorf("%d Jobs after the change, want 2 (one per definition)", n)
 	}
 	e.checkDeployed(ctx, t, after)
+	sent, failed := load()
+	t.Logf("during the roll: %d requests, %d failed", sent, len(failed))
+	if sent == 0 || len(failed) > 0 {
+		t.Errorf("steady load during the roll: %d sent, %d failed: %v", sent, len(failed), failed)
+	}
 	base := e.serviceBase(ctx, t, "petstore-k")
 	e.eventually(t, 2*time.Minute, func() error {
 		res, err := e.do(ctx, "GET", base+"/v1/hours", nil, nil)
@@ -355,6 +371,8 @@ func (e *env) change(ctx context.Context, t *testing.T) {
 		t.Fatalf("patch Endpoint: %v\n%s", err, out)
 	}
 	direct := e.serviceBase(ctx, t, "petstore")
+	patched := time.Now()
+	defer func() { t.Logf("Endpoint change served after %s", time.Since(patched).Round(time.Second)) }()
 	e.eventually(t, 3*time.Minute, func() error {
 		res, err := e.do(ctx, "GET", direct+"/v1/status", nil, nil)
 		if err != nil {
@@ -881,4 +899,41 @@ func (e *env) plugin(ctx context.Context, args ...string) (string, error) {
 	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+// steadyLoad sends GET u every 20 ms until the returned stop is called, which
+// reports how many requests went out and the ones that did not answer 200.
+func (e *env) steadyLoad(ctx context.Context, u string) (stop func() (int, []string)) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	var sent int
+	var failed []string
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			res, err := e.do(ctx, "GET", u, nil, nil)
+			if ctx.Err() != nil {
+				return
+			}
+			sent++
+			switch {
+			case err != nil:
+				failed = append(failed, err.Error())
+			case res.status != http.StatusOK:
+				failed = append(failed, fmt.Sprintf("%d %s", res.status, res.body))
+			}
+		}
+	}()
+	return func() (int, []string) {
+		cancel()
+		<-done
+		return sent, failed
+	}
 }
