@@ -2,15 +2,19 @@ package operator_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -346,4 +350,73 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// TestOptionalObjects: an HPA (then the Deployment leaves replicas to it), a
+// PDB from two replicas up, and a Gateway API HTTPRoute (the cluster serves
+// the kind) exist while asked for, and go when no longer asked for.
+func TestOptionalObjects(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	ns := f.env.Namespace(t, "optional")
+	f.rollouts(t, ns)
+	f.create(t, definition(ns, "def", "openapi.yaml", []byte(simpleDefinition("optional", "/opt"))),
+		newAPI(ns, "opt", "def", "openapi.yaml", func(a *v1alpha1.API) {
+			a.Spec.Autoscaling = &v1alpha1.AutoscalingSpec{MinReplicas: ptr(int32(2)), MaxReplicas: 5}
+			a.Spec.Exposure = &v1alpha1.ExposureSpec{HTTPRoute: &v1alpha1.HTTPRouteExposure{
+				Gateway: "infra/public", Hostnames: []string{"opt.example.com"}, Path: "/opt"}}
+		}))
+	got := f.waitCondition(t, ns, "opt", v1alpha1.ConditionDeployed, metav1.ConditionTrue, operator.ReasonDeployed)
+	if got.Status.URL != "http://opt.example.com/opt" {
+		t.Errorf("status.url %q, want the route's host and path", got.Status.URL)
+	}
+	key := types.NamespacedName{Namespace: ns, Name: "opt"}
+	route := &unstructured.Unstructured{}
+	route.SetGroupVersionKind(render.HTTPRouteGVK)
+	for _, o := range []client.Object{&autoscalingv2.HorizontalPodAutoscaler{}, &policyv1.PodDisruptionBudget{}, route} {
+		if err := f.c.Get(ctx, key, o); err != nil {
+			t.Fatalf("%T: %v", o, err)
+		}
+	}
+	parents, _, _ := unstructured.NestedSlice(route.Object, "spec", "parentRefs")
+	if len(parents) != 1 || parents[0].(map[string]any)["namespace"] != "infra" || parents[0].(map[string]any)["name"] != "public" {
+		t.Errorf("route parentRefs %v", parents)
+	}
+	dep := &appsv1.Deployment{}
+	if err := f.c.Get(ctx, key, dep); err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range dep.ManagedFields {
+		if mf.Manager == render.FieldOwner && strings.Contains(mf.FieldsV1.GetRawString(), `"f:replicas"`) {
+			t.Errorf("the operator owns spec.replicas while an HPA scales the Deployment")
+		}
+	}
+
+	api := f.getAPI(t, ns, "opt")
+	api.Spec.Autoscaling, api.Spec.Exposure = nil, nil
+	if err := f.c.Update(ctx, api); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []client.Object{&autoscalingv2.HorizontalPodAutoscaler{}, &policyv1.PodDisruptionBudget{}, route} {
+		eventually(t, fmt.Sprintf("%T removed", o), func() error {
+			err := f.c.Get(ctx, key, o)
+			if err == nil {
+				return errorf("still there")
+			}
+			return client.IgnoreNotFound(err)
+		})
+	}
+	eventually(t, "one replica again", func() error {
+		if err := f.c.Get(ctx, key, dep); err != nil {
+			return err
+		}
+		if dep.Spec.Replicas == nil || *dep.Spec.Replicas != 1 {
+			return errorf("replicas %v", dep.Spec.Replicas)
+		}
+		return nil
+	})
+	got = f.waitCondition(t, ns, "opt", v1alpha1.ConditionReady, metav1.ConditionTrue, operator.ReasonAvailable)
+	if got.Status.URL != "http://opt.optional.svc:80" {
+		t.Errorf("status.url %q, want the Service's", got.Status.URL)
+	}
 }

@@ -67,6 +67,8 @@ func TestMain(m *testing.M) {
 func (f *fixture) stop() {
 	if f.cancel != nil {
 		f.cancel()
+	}
+	if f.done != nil {
 		select {
 		case err := <-f.done:
 			if err != nil {
@@ -132,6 +134,11 @@ func (f *fixture) start(t *testing.T) error {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel = cancel
+	// The Gateway API is there before the operator starts, as it discovers
+	// served kinds once.
+	if err := f.env.InstallHTTPRouteCRD(ctx); err != nil {
+		return err
+	}
 	// The manager runs as a user holding only the generated ClusterRole.
 	rc, err := f.env.RestrictedConfig(ctx)
 	if err != nil {

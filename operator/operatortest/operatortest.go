@@ -18,6 +18,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
@@ -129,6 +130,36 @@ func (e *Env) RestrictedConfig(ctx context.Context) (*rest.Config, error) {
 	}
 	return u.Config(), nil
 }
+
+// InstallHTTPRouteCRD installs a minimal gateway.networking.k8s.io/v1
+// HTTPRoute CRD (its spec unvalidated), so that the operator discovers the
+// Gateway API and renders routes; envtest has none of its own.
+func (e *Env) InstallHTTPRouteCRD(ctx context.Context) error {
+	crd := &apiextensionsv1.CustomResourceDefinition{
+		ObjectMeta: metav1.ObjectMeta{Name: "httproutes.gateway.networking.k8s.io",
+			// The group is protected; the Gateway API's own CRDs carry this.
+			Annotations: map[string]string{"api-approved.kubernetes.io": "https://github.com/kubernetes-sigs/gateway-api/pull/891"}},
+		Spec: apiextensionsv1.CustomResourceDefinitionSpec{
+			Group: "gateway.networking.k8s.io",
+			Names: apiextensionsv1.CustomResourceDefinitionNames{Plural: "httproutes", Singular: "httproute", Kind: "HTTPRoute", ListKind: "HTTPRouteList"},
+			Scope: apiextensionsv1.NamespaceScoped,
+			Versions: []apiextensionsv1.CustomResourceDefinitionVersion{{
+				Name: "v1", Served: true, Storage: true,
+				Schema: &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: &apiextensionsv1.JSONSchemaProps{
+					Type: "object",
+					Properties: map[string]apiextensionsv1.JSONSchemaProps{
+						"spec":   {Type: "object", XPreserveUnknownFields: ptrTo(true)},
+						"status": {Type: "object", XPreserveUnknownFields: ptrTo(true)},
+					},
+				}},
+			}},
+		},
+	}
+	_, err := envtest.InstallCRDs(e.Config, envtest.CRDInstallOptions{CRDs: []*apiextensionsv1.CustomResourceDefinition{crd}})
+	return err
+}
+
+func ptrTo[T any](v T) *T { return &v }
 
 // Stop stops the API server and etcd.
 func (e *Env) Stop() error { return e.env.Stop() }
