@@ -847,7 +847,7 @@ func (e *env) headDigest(ctx context.Context, t *testing.T, ref string, tls *reg
 
 // faults: a bad definition through the plugin writes nothing; the operator
 // Pod deleted while a Kaniko Job runs still ends with exactly one Job and a
-// Ready API.
+// Ready API; a Security naming another namespace's Secret is refused.
 func (e *env) faults(ctx context.Context, t *testing.T) {
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	if err := os.WriteFile(bad, []byte("openapi: 3.0.3\ninfo: {title: Bad, version: 1.0.0}\npaths:\n  /x:\n    get:\n      responses: {\"200\": {$ref: '#/components/responses/Missing'}}\n"), 0o644); err != nil {
@@ -888,6 +888,28 @@ func (e *env) faults(ctx context.Context, t *testing.T) {
 		t.Fatalf("petstore-f not Ready: %+v", api.Status.Conditions)
 	}
 	e.checkDeployed(ctx, t, api)
+
+	// A Security in prod naming shop's keys Secret: the operator refuses to
+	// resolve, and the production gateway stays on what it ran.
+	prod := *e
+	prod.ns = prodNS
+	before := prod.getAPI(ctx, t, "petstore")
+	if out, err := e.c.Kubectl(ctx, "-n", prodNS, "patch", "securities.gatekiln.io", "petstore-api-key", "--type=merge",
+		"-p", fmt.Sprintf(`{"spec":{"apiKey":{"keysSecretRef":{"name":"petstore-api-keys","namespace":%q}}}}`, ns)); err != nil {
+		t.Fatalf("patch Security: %v\n%s", err, out)
+	}
+	e.eventually(t, 2*time.Minute, func() error {
+		a := prod.getAPI(ctx, t, "petstore")
+		for _, c := range a.Status.Conditions {
+			if c.Type == "Resolved" && c.Status == "False" && strings.Contains(c.Message, ns+"/petstore-api-keys") {
+				return nil
+			}
+		}
+		return fmt.Errorf("conditions %+v", a.Status.Conditions)
+	})
+	if d := prod.deployment(ctx, t, "petstore"); d.Spec.Template.Spec.Containers[0].Image != before.Status.Image {
+		t.Errorf("production Deployment moved to %s after a refused change, want %s", d.Spec.Template.Spec.Containers[0].Image, before.Status.Image)
+	}
 }
 
 // plugin runs kubectl with the plugin on PATH.
