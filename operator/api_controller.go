@@ -237,15 +237,19 @@ func (r *APIReconciler) resolve(ctx context.Context, api *v1alpha1.API) (resolve
 	if ref != nil {
 		return resolved{refs: refs, refusal: ref}, nil
 	}
-	warnings := make([]string, 0, len(res.Warnings))
-	for _, w := range res.Warnings {
-		warnings = append(warnings, w.Error())
-	}
-	if len(warnings) == 0 {
-		warnings = nil
+	var warnings []string
+	for i, w := range res.Warnings {
+		if i == maxWarnings {
+			warnings = append(warnings, fmt.Sprintf("… and %d more", len(res.Warnings)-maxWarnings))
+			break
+		}
+		warnings = append(warnings, truncate(w.Error(), 512))
 	}
 	return resolved{result: res, secretData: data, refs: refs, warnings: warnings}, nil
 }
+
+// maxWarnings bounds status.warnings; the CLI's compile lists them all.
+const maxWarnings = 20
 
 func namesOf(res *compile.Result) bundleNames {
 	return bundleNames{
@@ -342,13 +346,6 @@ func (r *APIReconciler) warnOnce(api *v1alpha1.API, st *v1alpha1.APIStatus, reas
 		return
 	}
 	r.events.Eventf(api, nil, corev1.EventTypeWarning, reason, "Build", "%s", truncate(message, 1000))
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }
 
 // buildRequest says what to build and where it goes: <registry>/<repository>

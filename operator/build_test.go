@@ -134,6 +134,12 @@ func TestRegistryDown(t *testing.T) {
 	ns := f.env.Namespace(t, "registry-down")
 	f.create(t, definition(ns, "def", "openapi.yaml", []byte(simpleDefinition("down", "/down"))),
 		newAPI(ns, "down", "def", "openapi.yaml", func(a *v1alpha1.API) { a.Spec.Image.Registry = f.down }))
+	// It retries with back-off for as long as it exists: remove it after.
+	t.Cleanup(func() {
+		if err := f.c.Delete(context.Background(), &v1alpha1.API{ObjectMeta: metav1.ObjectMeta{Name: "down", Namespace: ns}}); err != nil {
+			t.Errorf("delete api: %v", err)
+		}
+	})
 	got := f.waitCondition(t, ns, "down", v1alpha1.ConditionBuilt, metav1.ConditionFalse, operator.ReasonRegistryUnavailable)
 	if msg := condition(got, v1alpha1.ConditionBuilt).Message; !strings.Contains(msg, f.down) {
 		t.Errorf("Built message %q does not name the registry %s", msg, f.down)

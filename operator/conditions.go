@@ -1,6 +1,8 @@
 package operator
 
 import (
+	"unicode/utf8"
+
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -43,9 +45,26 @@ func setCondition(conds *[]metav1.Condition, generation int64, typ string, statu
 		Type:               typ,
 		Status:             status,
 		Reason:             reason,
-		Message:            message,
+		Message:            truncate(message, maxMessage),
 		ObservedGeneration: generation,
 	})
+}
+
+// maxMessage keeps a condition message (which the API server caps at 32768
+// bytes) short enough to read; a long list of problems is cut.
+const maxMessage = 4096
+
+// truncate cuts s to at most n bytes on a rune boundary, saying so.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	const more = " …(truncated)"
+	cut := n - len(more)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + more
 }
 
 // ensureCondition sets a condition only when it is absent, so a later phase

@@ -30,12 +30,10 @@ type Config struct {
 	// DefaultStrategy builds APIs that name no strategy: Kaniko or Direct.
 	DefaultStrategy string
 	// RegistryConfig is how the operator reaches registries (CA, plain-HTTP
-	// hosts, credentials for the runtime image and the skip check).
+	// hosts, credentials for the runtime image and the skip check). Kaniko
+	// Jobs get the same CA, written into the API's namespace as the Secret
+	// RegistryCASecretName, and the same plain-HTTP hosts.
 	RegistryConfig registry.Config
-	// RegistryCASecret names a Secret (key ca.crt) in the operator's
-	// namespace that Kaniko Jobs need to trust the registry; it is copied into
-	// each API namespace's build context only as a reference, never read.
-	RegistryCASecret string
 	// MaxConcurrentBuilds limits builds in flight (Direct builds in the
 	// operator, Kaniko Jobs in the cluster).
 	MaxConcurrentBuilds int

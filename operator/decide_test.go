@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -274,4 +275,15 @@ func TestSlugAndLogTail(t *testing.T) {
 func sha256Hex(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])
+}
+
+func TestTruncate(t *testing.T) {
+	long := strings.Repeat("é", 5000)
+	got := truncate(long, maxMessage)
+	if len(got) > maxMessage || !utf8.ValidString(got) || !strings.HasSuffix(got, "(truncated)") {
+		t.Errorf("truncate: %d bytes, valid %v", len(got), utf8.ValidString(got))
+	}
+	if truncate("short", 10) != "short" {
+		t.Error("truncate changed a short string")
+	}
 }
