@@ -22,7 +22,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -81,6 +83,7 @@ func TestPipeline(t *testing.T) {
 		{"change", e.change},
 		{"promote", e.promote},
 		{"faults", e.faults},
+		{"registry-down", e.registryDown},
 	}
 	for _, s := range steps {
 		if !t.Run(s.name, func(t *testing.T) { s.run(ctx, t) }) {
@@ -958,4 +961,78 @@ func (e *env) steadyLoad(ctx context.Context, u string) (stop func() (int, []str
 		<-done
 		return sent, failed
 	}
+}
+
+// registryDown stops the cluster's registry while an API needs a build:
+// Built=False with a reason; restarted, the API gets Ready on its own.
+func (e *env) registryDown(ctx context.Context, t *testing.T) {
+	pidFile := filepath.Join(e.c.Root, "bin", "cluster", "pids", "registry.pid")
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	argv := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually(t, 30*time.Second, func() error {
+		if err := syscall.Kill(pid, 0); err == nil {
+			return errors.New("registry still running")
+		}
+		return nil
+	})
+	restarted := false
+	restart := func() {
+		if restarted {
+			return
+		}
+		restarted = true
+		logf, err := os.OpenFile(filepath.Join(e.c.Root, "bin", "cluster", "logs", "registry.log"), os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer logf.Close()
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Stdout, cmd.Stderr = logf, logf
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("restart the registry: %v", err)
+		}
+		// cluster-down stops it by this file, as up.sh's own.
+		if err := os.WriteFile(pidFile, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_ = cmd.Process.Release()
+	}
+	defer restart()
+
+	if out, err := e.plugin(ctx, "add", "api", "petstore-r", "-n", e.ns, "--from-file="+filepath.Join(e.c.Root, "samples", "petstore", "petstore.yaml"),
+		"--build-strategy", "direct", "--version", "1.0.0-r"); err != nil {
+		t.Fatalf("kubectl add api petstore-r: %v\n%s", err, out)
+	}
+	e.eventually(t, 2*time.Minute, func() error {
+		a := e.getAPI(ctx, t, "petstore-r")
+		for _, c := range a.Status.Conditions {
+			if c.Type == "Built" && c.Status == "False" && c.Message != "" {
+				t.Logf("registry down: Built=False %s: %s", c.Reason, c.Message)
+				return nil
+			}
+		}
+		return fmt.Errorf("conditions %+v", a.Status.Conditions)
+	})
+	restart()
+	start := time.Now()
+	if out, err := e.c.Kubectl(ctx, "-n", e.ns, "wait", "apis.gatekiln.io/petstore-r", "--for=condition=Ready", "--timeout=5m"); err != nil {
+		t.Fatalf("petstore-r after the registry came back: %v\n%s", err, out)
+	}
+	t.Logf("Ready %s after the registry came back", time.Since(start).Round(time.Second))
+	e.checkDeployed(ctx, t, e.getAPI(ctx, t, "petstore-r"))
 }
