@@ -86,6 +86,7 @@ func (k *kanikoBuilder) start(ctx context.Context, req buildRequest, name string
 		Labels:        map[string]string{render.LabelComponent: componentKaniko, render.LabelManagedBy: render.ManagedBy},
 		Owner:         ownerRef(api),
 		ExecutorImage: k.cfg.KanikoImage,
+		JoinImage:     k.cfg.KanikoJoinImage,
 		Insecure:      k.cfg.RegistryConfig.Insecure,
 	}
 	if ps := api.Spec.Image.PushSecretRef; ps != nil {

@@ -1,6 +1,8 @@
 package operator_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"fmt"
 	"strings"
@@ -424,5 +426,56 @@ func TestOptionalObjects(t *testing.T) {
 	got = f.waitCondition(t, ns, "opt", v1alpha1.ConditionReady, metav1.ConditionTrue, operator.ReasonAvailable)
 	if got.Status.URL != "http://opt.optional.svc:80" {
 		t.Errorf("status.url %q, want the Service's", got.Status.URL)
+	}
+}
+
+// TestLargeDefinition: box's 1.7 MB definition, stored gzip'd in binaryData
+// (a ConfigMap holds at most 1 MiB), compiles in the operator and gets a
+// Kaniko Job whose build context ConfigMaps each stay under the limit.
+func TestLargeDefinition(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	ns := f.env.Namespace(t, "large")
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if _, err := zw.Write(readFile(t, "../shared/corpus/box/openapi.json")); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f.create(t,
+		// The definition's security scheme, mapped by spec.refs (object names
+		// are lower case); its upstream comes from its servers.
+		&v1alpha1.Security{ObjectMeta: metav1.ObjectMeta{Name: "box-oauth2", Namespace: ns},
+			Spec: v1alpha1.SecuritySpec{Type: v1alpha1.SecurityOAuth2, JWT: &v1alpha1.JWTSpec{JWKSURL: "https://account.box.example/jwks"}}},
+		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "box", Namespace: ns},
+			BinaryData: map[string][]byte{"openapi.json.gz": buf.Bytes()}},
+		newAPI(ns, "box", "box", "openapi.json.gz", func(a *v1alpha1.API) {
+			a.Spec.Build.Strategy = v1alpha1.BuildKaniko
+			a.Spec.Refs = &v1alpha1.ObjectRefs{Security: map[string]string{"OAuth2Security": "box-oauth2"}}
+		}))
+	got := f.waitCondition(t, ns, "box", v1alpha1.ConditionBuilt, metav1.ConditionUnknown, operator.ReasonBuilding)
+	if c := condition(got, v1alpha1.ConditionResolved); c.Status != metav1.ConditionTrue {
+		t.Fatalf("Resolved %s: %s", c.Status, c.Message)
+	}
+	var cms corev1.ConfigMapList
+	if err := f.c.List(ctx, &cms, client.InNamespace(ns), client.MatchingLabels{render.LabelComponent: "kaniko-build"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(cms.Items) == 0 {
+		t.Fatal("no build context ConfigMaps")
+	}
+	for _, cm := range cms.Items {
+		size := 0
+		for _, v := range cm.BinaryData {
+			size += len(v)
+		}
+		if size > kaniko.MaxConfigMapBytes {
+			t.Errorf("build context %s holds %d bytes, over %d", cm.Name, size, kaniko.MaxConfigMapBytes)
+		}
+		if len(cm.OwnerReferences) != 1 || cm.OwnerReferences[0].Kind != "Job" {
+			t.Errorf("build context %s owners %+v, want its Job", cm.Name, cm.OwnerReferences)
+		}
 	}
 }

@@ -27,6 +27,9 @@ type Config struct {
 	RuntimeImage string
 	// KanikoImage is the executor image Kaniko Jobs run.
 	KanikoImage string
+	// KanikoJoinImage joins a build context split across ConfigMaps (it needs
+	// a shell); default: KanikoImage's tag with "-debug", Kaniko's debug image.
+	KanikoJoinImage string
 	// DefaultStrategy builds APIs that name no strategy: Kaniko or Direct.
 	DefaultStrategy string
 	// RegistryConfig is how the operator reaches registries (CA, plain-HTTP
@@ -63,6 +66,11 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.BuildQueuedRequeue <= 0 {
 		c.BuildQueuedRequeue = DefaultBuildQueuedRequeue
+	}
+	if c.KanikoJoinImage == "" && c.KanikoImage != "" {
+		if ref, err := name.NewTag(c.KanikoImage); err == nil {
+			c.KanikoJoinImage = ref.Context().Tag(ref.TagStr() + "-debug").String()
+		}
 	}
 	var errs []error
 	switch c.DefaultStrategy {

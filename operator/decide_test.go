@@ -287,3 +287,19 @@ func TestTruncate(t *testing.T) {
 		t.Error("truncate changed a short string")
 	}
 }
+
+func TestConfigDefaults(t *testing.T) {
+	c, err := Config{Registry: "r:5000/g", RuntimeImage: "r:5000/g/runtime:latest", KanikoImage: "r:5000/kaniko/executor:v1.24.0"}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DefaultStrategy != v1alpha1.BuildKaniko || c.KanikoJoinImage != "r:5000/kaniko/executor:v1.24.0-debug" {
+		t.Errorf("defaults %+v", c)
+	}
+	_, err = Config{DefaultStrategy: "Docker"}.withDefaults()
+	for _, want := range []string{"default strategy", "runtime image", "registry"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not mention %s", err, want)
+		}
+	}
+}

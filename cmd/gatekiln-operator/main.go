@@ -44,6 +44,7 @@ func main() {
 	flag.StringVar(&o.Registry, "registry", "", "where built images go: host[:port][/prefix] (required)")
 	flag.StringVar(&o.RuntimeImage, "runtime-image", "", "the gateway runtime base image: repo@sha256:…, or a tag resolved to its digest at start (required)")
 	flag.StringVar(&o.KanikoImage, "kaniko-image", kaniko.DefaultExecutorImage, "the Kaniko executor image build Jobs run")
+	flag.StringVar(&o.KanikoJoinImage, "kaniko-join-image", "", "image with a shell that joins a build context split across ConfigMaps (default: the Kaniko image's tag + \"-debug\")")
 	flag.StringVar(&o.DefaultStrategy, "default-strategy", v1alpha1.BuildKaniko, "build strategy of APIs that name none: Kaniko or Direct")
 	flag.Var(&namespaces, "namespaces", "namespaces to watch, comma-separated or repeated (default: all)")
 	flag.StringVar(&caFile, "registry-ca", "", "PEM file of certificate authorities trusted for registries, besides the system pool")
