@@ -127,7 +127,8 @@ func (r *APIReconciler) reconcile(ctx context.Context, api *v1alpha1.API, st *v1
 		fmt.Sprintf("%d routes resolved", len(rs.result.Bundle.Routes)))
 	st.Warnings = rs.warnings
 
-	img, res, err := r.image(ctx, api, st, rs)
+	digest := compile.InputsDigest(rs.result.BundleBytes, r.base.DigestStr(), compile.Version)
+	img, res, err := r.image(ctx, api, st, rs, digest)
 	if img == "" || err != nil {
 		ensureCondition(&st.Conditions, gen, v1alpha1.ConditionDeployed, metav1.ConditionUnknown, ReasonNotBuilt, "waiting for the image")
 		if st.Image == "" {
@@ -141,7 +142,7 @@ func (r *APIReconciler) reconcile(ctx context.Context, api *v1alpha1.API, st *v1
 		setCondition(&st.Conditions, gen, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonNotDeployed, "not deployed: see the Deployed condition")
 		return ctrl.Result{}, err
 	}
-	st.Image = img
+	st.Image, st.InputsDigest = img, digest
 	st.URL = render.URL(api, r.exposed(api))
 	st.ObservedGeneration = gen
 	setCondition(&st.Conditions, gen, v1alpha1.ConditionDeployed, metav1.ConditionTrue, ReasonDeployed, r.deployedMessage(api))
@@ -260,10 +261,11 @@ func namesOf(res *compile.Result) bundleNames {
 }
 
 // image decides which image the API runs and builds it when needed. It
-// returns the image to deploy, or "" while there is none yet.
-func (r *APIReconciler) image(ctx context.Context, api *v1alpha1.API, st *v1alpha1.APIStatus, rs resolved) (string, ctrl.Result, error) {
+// returns the image to deploy, or "" while there is none yet. The status
+// records image and inputs digest together only once the image is deployed,
+// so the pair always says which inputs the running image was made from.
+func (r *APIReconciler) image(ctx context.Context, api *v1alpha1.API, st *v1alpha1.APIStatus, rs resolved, digest string) (string, ctrl.Result, error) {
 	gen := api.Generation
-	digest := compile.InputsDigest(rs.result.BundleBytes, r.base.DigestStr(), compile.Version)
 	req, ref, err := r.buildRequest(ctx, api, rs.result, digest)
 	if err != nil {
 		return "", ctrl.Result{}, err
@@ -293,8 +295,7 @@ func (r *APIReconciler) image(ctx context.Context, api *v1alpha1.API, st *v1alph
 		}
 		return "", ctrl.Result{}, d.Err
 	case !d.Build:
-		st.InputsDigest = digest
-		if d.Reason != ReasonUpToDate && d.Reason != ReasonBuilt {
+		if d.Reason == ReasonFoundInRegistry || d.Reason == ReasonPrebuilt {
 			st.BuildJob = ""
 		}
 		setCondition(&st.Conditions, gen, v1alpha1.ConditionBuilt, metav1.ConditionTrue, d.Reason, d.Message)
@@ -333,7 +334,6 @@ func (r *APIReconciler) image(ctx context.Context, api *v1alpha1.API, st *v1alph
 		}
 		return "", ctrl.Result{}, nil
 	}
-	st.InputsDigest = digest
 	st.ForceRebuild = api.Spec.Build.ForceRebuild
 	setCondition(&st.Conditions, gen, v1alpha1.ConditionBuilt, metav1.ConditionTrue, ReasonBuilt, out.Message)
 	return out.Image, ctrl.Result{}, nil

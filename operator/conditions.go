@@ -18,7 +18,6 @@ const (
 	ReasonCrossNamespaceRef  = "CrossNamespaceRef"
 
 	ReasonPrebuilt            = "PrebuiltImage"
-	ReasonUpToDate            = "UpToDate"
 	ReasonFoundInRegistry     = "FoundInRegistry"
 	ReasonBuilt               = "Built"
 	ReasonBuilding            = "Building"
