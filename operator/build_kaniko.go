@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"regexp"
 	"strings"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -159,16 +158,14 @@ func (k *kanikoBuilder) progress(ctx context.Context, req buildRequest, job *bat
 		}
 		return buildOutcome{Job: job.Name, Failed: true, Reason: ReasonBuildFailed, Message: why}, nil
 	}
-	digest := strings.TrimSpace(msg)
-	if !sha256Digest.MatchString(digest) {
+	img, err := kaniko.ImageFromTermination(req.Image, msg)
+	if err != nil {
 		return buildOutcome{Job: job.Name, Failed: true, Reason: ReasonBuildFailed, Message: fmt.Sprintf(
-			"the Kaniko Job succeeded but its executor reported no image digest (termination message %q)", truncate(digest, 200))}, nil
+			"the Kaniko Job succeeded but its executor reported no image digest: %v", err)}, nil
 	}
-	return buildOutcome{Job: job.Name, Image: req.Tag.Context().Digest(digest).String(), Reason: ReasonBuilt,
+	return buildOutcome{Job: job.Name, Image: img, Reason: ReasonBuilt,
 		Message: fmt.Sprintf("built %s (Kaniko)", req.Tag)}, nil
 }
-
-var sha256Digest = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 
 // terminationMessage is the executor container's message from the Job's
 // newest terminated Pod.
