@@ -287,6 +287,9 @@ func (e *env) kaniko(ctx context.Context, t *testing.T) {
 	if len(jobs) != 1 {
 		t.Fatalf("%d Jobs after a Kaniko build, want 1", len(jobs))
 	}
+	if img := jobs[0].Spec.Template.Spec.Containers[0].Image; !strings.HasPrefix(img, e.c.Registry+"/kaniko/executor") {
+		t.Errorf("Job %s runs %s, want the Kaniko executor image", jobs[0].Name, img)
+	}
 	// The operator reads the digest from the terminated executor container;
 	// the Job controller marks the Job succeeded a moment later.
 	e.eventually(t, time.Minute, func() error {
@@ -877,6 +880,10 @@ func (e *env) faults(ctx context.Context, t *testing.T) {
 		}
 		return nil
 	})
+	oldPod, err := e.c.Kubectl(ctx, "-n", "gatekiln-system", "get", "pods", "-l", "app.kubernetes.io/name=gatekiln-operator", "-o", "jsonpath={.items[*].metadata.name}")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if out, err := e.c.Kubectl(ctx, "-n", "gatekiln-system", "delete", "pod", "-l", "app.kubernetes.io/name=gatekiln-operator", "--wait=false"); err != nil {
 		t.Fatalf("delete the operator Pod: %v\n%s", err, out)
 	}
@@ -885,6 +892,9 @@ func (e *env) faults(ctx context.Context, t *testing.T) {
 	}
 	if n := len(e.jobs(ctx, t)); n != jobsBefore+1 {
 		t.Errorf("%d Jobs after the operator restart, want %d (exactly one build)", n, jobsBefore+1)
+	}
+	if now, _ := e.c.Kubectl(ctx, "-n", "gatekiln-system", "get", "pods", "-l", "app.kubernetes.io/name=gatekiln-operator", "-o", "jsonpath={.items[*].metadata.name}"); strings.Contains(now, oldPod) || now == "" {
+		t.Errorf("operator Pods %q, want a new one in place of %q", now, oldPod)
 	}
 	api := e.getAPI(ctx, t, "petstore-f")
 	if !ready(api) {
