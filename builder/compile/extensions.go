@@ -784,32 +784,41 @@ func (c *compiler) gatekilnCORS(v any, ptr string) (*bundle.CORS, bool) {
 	for _, f := range unknownFields(m, "allowOrigins", "allowMethods", "allowHeaders", "exposeHeaders", "allowCredentials", "maxAge") {
 		c.warn(file, ptr+pointer(f), CodeIgnoredExtension, extCORS+"."+f+" is not a known field; it is ignored")
 	}
+	return c.corsFields(m, ptr, extCORS, corsKeys{"allowOrigins", "allowMethods", "allowHeaders", "exposeHeaders", "allowCredentials", "maxAge"})
+}
+
+// corsKeys names a CORS dialect's fields; an empty name is a field the dialect lacks.
+type corsKeys struct{ origins, methods, headers, expose, credentials, maxAge string }
+
+// corsFields reads a CORS object in either dialect (x-gatekiln-cors, x-wso2-cors).
+func (c *compiler) corsFields(m map[string]any, ptr, ext string, k corsKeys) (*bundle.CORS, bool) {
+	file := c.fs.root.file
 	var cors bundle.CORS
 	for _, f := range []struct {
 		key string
 		dst *[]string
-	}{{"allowOrigins", &cors.AllowOrigins}, {"allowMethods", &cors.AllowMethods}, {"allowHeaders", &cors.AllowHeaders}, {"exposeHeaders", &cors.ExposeHeaders}} {
+	}{{k.origins, &cors.AllowOrigins}, {k.methods, &cors.AllowMethods}, {k.headers, &cors.AllowHeaders}, {k.expose, &cors.ExposeHeaders}} {
 		if x, has := m[f.key]; has {
 			list, ok := asStrings(x)
 			if !ok {
-				c.fail(file, ptr+"/"+f.key, CodeInvalidDefinition, extCORS+"."+f.key+": want a list of strings")
+				c.fail(file, ptr+"/"+f.key, CodeInvalidDefinition, ext+"."+f.key+": want a list of strings")
 				return nil, false
 			}
 			*f.dst = list
 		}
 	}
-	if x, has := m["allowCredentials"]; has {
+	if x, has := m[k.credentials]; has {
 		b, ok := asBool(x)
 		if !ok {
-			c.fail(file, ptr+"/allowCredentials", CodeInvalidDefinition, extCORS+".allowCredentials: want true or false")
+			c.fail(file, ptr+"/"+k.credentials, CodeInvalidDefinition, ext+"."+k.credentials+": want true or false")
 			return nil, false
 		}
 		cors.AllowCredentials = b
 	}
-	if x, has := m["maxAge"]; has {
+	if x, has := m[k.maxAge]; has && k.maxAge != "" {
 		d, err := asDuration(x)
 		if err != nil {
-			c.fail(file, ptr+"/maxAge", CodeInvalidDefinition, extCORS+".maxAge: "+err.Error())
+			c.fail(file, ptr+"/"+k.maxAge, CodeInvalidDefinition, ext+"."+k.maxAge+": "+err.Error())
 			return nil, false
 		}
 		cors.MaxAge = d
@@ -834,30 +843,8 @@ func (c *compiler) wso2CORS(v any, ptr string) (*bundle.CORS, bool) {
 			return nil, false
 		}
 	}
-	var cors bundle.CORS
-	for _, f := range []struct {
-		key string
-		dst *[]string
-	}{{"accessControlAllowOrigins", &cors.AllowOrigins}, {"accessControlAllowHeaders", &cors.AllowHeaders},
-		{"accessControlAllowMethods", &cors.AllowMethods}, {"accessControlExposeHeaders", &cors.ExposeHeaders}} {
-		if x, has := m[f.key]; has {
-			list, ok := asStrings(x)
-			if !ok {
-				c.fail(file, ptr+"/"+f.key, CodeInvalidDefinition, wso2CORS+"."+f.key+": want a list of strings")
-				return nil, false
-			}
-			*f.dst = list
-		}
-	}
-	if x, has := m["accessControlAllowCredentials"]; has {
-		b, ok := asBool(x)
-		if !ok {
-			c.fail(file, ptr+"/accessControlAllowCredentials", CodeInvalidDefinition, wso2CORS+".accessControlAllowCredentials: want true or false")
-			return nil, false
-		}
-		cors.AllowCredentials = b
-	}
-	return &cors, true
+	return c.corsFields(m, ptr, wso2CORS, corsKeys{"accessControlAllowOrigins", "accessControlAllowMethods",
+		"accessControlAllowHeaders", "accessControlExposeHeaders", "accessControlAllowCredentials", ""})
 }
 
 func (c *compiler) validation(v any, ptr string) (*bundle.Validation, bool) {
