@@ -82,6 +82,30 @@ type verifiedToken struct {
 
 type claimHeader struct{ claim, header string }
 
+// parseClaimHeaders checks a Binding's claim → header mapping (shared by the
+// JWT and introspection schemes) and sorts it, so headers are set in a stable order.
+func parseClaimHeaders(m map[string]string) ([]claimHeader, error) {
+	sel := make([]claimHeader, 0, len(m))
+	for claim, header := range m {
+		if !httpguts.ValidHeaderFieldName(header) {
+			return nil, fmt.Errorf("claim header %q: not a valid header name", header)
+		}
+		sel = append(sel, claimHeader{claim, http.CanonicalHeaderKey(header)})
+	}
+	sort.Slice(sel, func(i, j int) bool { return sel[i].claim < sel[j].claim })
+	return sel, nil
+}
+
+// headerNames lists the headers a selection sets; the security filter strips
+// them from every incoming request so a client cannot forge them.
+func headerNames(sel []claimHeader) []string {
+	h := make([]string, len(sel))
+	for i, c := range sel {
+		h[i] = c.header
+	}
+	return h
+}
+
 func newJWTScheme(g *generation, name, realm string, jb *bundle.JWTBinding) (*jwtScheme, error) {
 	s := &jwtScheme{name: name, realm: realm, leeway: jb.Leeway.D(), verified: map[string]verifiedToken{}}
 	var algs []string
@@ -156,13 +180,11 @@ func newJWTScheme(g *generation, name, realm string, jb *bundle.JWTBinding) (*jw
 		opts = append(opts, jwt.WithAudience(jb.Audiences...))
 	}
 	s.parser = jwt.NewParser(opts...)
-	for claim, header := range jb.ClaimHeaders {
-		if !httpguts.ValidHeaderFieldName(header) {
-			return nil, fmt.Errorf("claim header %q: not a valid header name", header)
-		}
-		s.claims = append(s.claims, claimHeader{claim, http.CanonicalHeaderKey(header)})
+	claims, err := parseClaimHeaders(jb.ClaimHeaders)
+	if err != nil {
+		return nil, err
 	}
-	sort.Slice(s.claims, func(i, j int) bool { return s.claims[i].claim < s.claims[j].claim })
+	s.claims = claims
 	return s, nil
 }
 
@@ -171,11 +193,7 @@ func (s *jwtScheme) checksScopes() bool { return true }
 func (s *jwtScheme) challenge(err *authError) string { return bearerChallenge(s.realm, err) }
 
 func (s *jwtScheme) forwarded() []string {
-	h := make([]string, len(s.claims))
-	for i, c := range s.claims {
-		h[i] = c.header
-	}
-	return h
+	return headerNames(s.claims)
 }
 
 func (s *jwtScheme) authenticate(r *http.Request) (*principal, *authError) {

@@ -10,14 +10,12 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/net/http/httpguts"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/gatekiln/gatekiln/gatewayruntime/bundle"
@@ -107,13 +105,11 @@ func newIntrospectionScheme(g *generation, name, realm string, ob *bundle.OAuth2
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
 	s.client = &http.Client{Transport: tr, Timeout: introspectionTimeout}
-	for claim, header := range ob.ClaimHeaders {
-		if !httpguts.ValidHeaderFieldName(header) {
-			return nil, fmt.Errorf("claim header %q: not a valid header name", header)
-		}
-		s.claims = append(s.claims, claimHeader{claim, http.CanonicalHeaderKey(header)})
+	claims, err := parseClaimHeaders(ob.ClaimHeaders)
+	if err != nil {
+		return nil, err
 	}
-	sort.Slice(s.claims, func(i, j int) bool { return s.claims[i].claim < s.claims[j].claim })
+	s.claims = claims
 	if g.env.Context != nil {
 		// Idle keep-alive connections to the authorization server end with the generation.
 		go func() {
@@ -129,11 +125,7 @@ func (s *introspectionScheme) checksScopes() bool { return true }
 func (s *introspectionScheme) challenge(err *authError) string { return bearerChallenge(s.realm, err) }
 
 func (s *introspectionScheme) forwarded() []string {
-	h := make([]string, len(s.claims))
-	for i, c := range s.claims {
-		h[i] = c.header
-	}
-	return h
+	return headerNames(s.claims)
 }
 
 func (s *introspectionScheme) authenticate(r *http.Request) (*principal, *authError) {
