@@ -80,6 +80,7 @@ default, for example).`,
 	f.Int32Var(&replicas, "replicas", 1, "gateway replicas (spec.replicas)")
 	f.StringVar(&o.Strategy, "build-strategy", "", "kaniko or direct (spec.build.strategy; default: the operator's)")
 	f.StringVar(&o.Image, "image", "", "a prebuilt gateway image to deploy instead of building (spec.image.ref)")
+	f.StringVar(&o.PullSecret, "pull-secret", "", "kubernetes.io/dockerconfigjson Secret the gateway Pods pull their image with (spec.image.pullSecretRef)")
 	f.BoolVar(&o.ForceRebuild, "force-rebuild", false, "build again even if the image exists (sets spec.build.forceRebuild)")
 	f.StringArrayVar(&o.Endpoints, "endpoint", nil, "NAME=URL: create or update the Endpoint NAME the definition uses (repeatable)")
 	f.StringVar(&o.DryRun, "dry-run", addapi.DryRunNone, "none, client (print what would be written) or server (send it, persist nothing)")

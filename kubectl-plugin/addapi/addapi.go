@@ -45,6 +45,9 @@ type Options struct {
 	// Image names a prebuilt image: nothing is built.
 	Image        string
 	ForceRebuild bool
+	// PullSecret names a kubernetes.io/dockerconfigjson Secret in the API's
+	// namespace for pulling the gateway image from a registry with auth.
+	PullSecret string
 	// Endpoints are NAME=URL pairs; each NAME becomes an Endpoint object.
 	Endpoints []string
 	// DryRun is none (or empty), client or server.
@@ -179,7 +182,7 @@ func (o *Options) Prepare() (*Plan, error) {
 		return nil, fmt.Errorf("definition refused, nothing was written: %w", err)
 	}
 	st, _ := strategy(o.Strategy)
-	spec := Spec{Name: o.Name, Namespace: ns, Version: o.Version, Replicas: o.Replicas, Strategy: st, Image: o.Image}
+	spec := Spec{Name: o.Name, Namespace: ns, Version: o.Version, Replicas: o.Replicas, Strategy: st, Image: o.Image, PullSecret: o.PullSecret}
 	if o.ForceRebuild {
 		now := time.Now
 		if o.Now != nil {

@@ -128,7 +128,7 @@ func TestGoldenDryRunClient(t *testing.T) {
 	ns := e.namespace(t, "dry-client")
 	r := e.mustKubectl(t, "add", "api", "petstore", "-n", ns, "--from-file="+e.sample(),
 		"--endpoint", "petstore-backend=http://petstore-backend:8080", "--replicas", "2",
-		"--build-strategy", "direct", "--dry-run=client", "-o", "yaml")
+		"--build-strategy", "direct", "--pull-secret", "regcred", "--dry-run=client", "-o", "yaml")
 	golden(t, "petstore-dry-run-client.yaml", r.stdout)
 	e.nothingWritten(t, ns)
 }

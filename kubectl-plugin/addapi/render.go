@@ -30,6 +30,9 @@ type Spec struct {
 	ForceRebuild string
 	// Image names a prebuilt image (no build).
 	Image string
+	// PullSecret names the dockerconfigjson Secret the gateway Pods pull
+	// their image with (spec.image.pullSecretRef).
+	PullSecret string
 }
 
 // RenderAPI returns the API object to apply: only the fields the command
@@ -60,8 +63,15 @@ func RenderAPI(s Spec, refs []v1alpha1.ConfigMapKeyRef) *unstructured.Unstructur
 	if len(build) > 0 {
 		spec["build"] = build
 	}
+	img := map[string]any{}
 	if s.Image != "" {
-		spec["image"] = map[string]any{"ref": s.Image}
+		img["ref"] = s.Image
+	}
+	if s.PullSecret != "" {
+		img["pullSecretRef"] = map[string]any{"name": s.PullSecret}
+	}
+	if len(img) > 0 {
+		spec["image"] = img
 	}
 	return object(APIResource.GroupVersion(), "API", s.Namespace, s.Name, spec)
 }

@@ -40,7 +40,7 @@ const Binary = "docker-registry"
 
 // Options chooses how the registry is served.
 type Options struct {
-	// TLS serves HTTPS with a certificate for 127.0.0.1 and localhost, signed
+	// TLS serves HTTPS with a certificate for 127.0.0.1, localhost and Addr's IP, signed
 	// by a CA generated for this registry (Registry.CACert).
 	TLS bool
 	// Auth requires HTTP basic auth (htpasswd, bcrypt) for every request.
@@ -301,6 +301,14 @@ func (r *Registry) writeCertificates() error {
 	if err != nil {
 		return err
 	}
+	ips := []net.IP{net.ParseIP("127.0.0.1")}
+	// A registry on another address (a bridge a cluster's node pulls from)
+	// is named by it too.
+	if host, _, err := net.SplitHostPort(r.Host); err == nil {
+		if ip := net.ParseIP(host); ip != nil && !ip.IsLoopback() {
+			ips = append(ips, ip)
+		}
+	}
 	srvTmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(2),
 		Subject:      pkix.Name{CommonName: "127.0.0.1"},
@@ -308,7 +316,7 @@ func (r *Registry) writeCertificates() error {
 		NotAfter:     now.Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		IPAddresses:  ips,
 		DNSNames:     []string{"localhost"},
 	}
 	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)
