@@ -22,9 +22,10 @@ help: ## list targets
 build: ## build every binary into bin/
 	$(GO) build -trimpath -o $(BIN)/ ./cmd/...
 
-test: $(TEST_DEPS) ## run every test (what CI runs)
+test: $(TEST_DEPS) ## run every test (what CI runs): unit, envtest, cluster, end to end, fuzz
 	$(GO) test $(GO_TEST_FLAGS) ./...
-	$(MAKE) fuzz-short
+	$(MAKE) --no-print-directory test-e2e
+	$(MAKE) --no-print-directory fuzz-short
 
 test-unit: ## run the tests that need nothing prebuilt
 	$(GO) test -short $(GO_TEST_FLAGS) ./...

@@ -327,6 +327,10 @@ rotateCertificates: false
 serverTLSBootstrap: false
 registerNode: true
 nodeStatusReportFrequency: 10s
+# Each Pod is resynced, and its ConfigMap and Secret volumes refreshed, at
+# this period (default 1m): on a one-node test cluster a Binding change then
+# reaches the gateway's volume in seconds.
+syncFrequency: 10s
 EOF
 start kubelet "$K8S_BIN/kubelet" --config "$CL/kubelet.yaml" --kubeconfig "$CL/kubelet.kubeconfig" \
   --root-dir "$CL/kubelet" --cert-dir "$PKI/kubelet-certs" --hostname-override "$NODE_NAME" --node-ip "$NODE_IP" --v=1

@@ -42,11 +42,13 @@ import (
 )
 
 const (
-	ns         = "shop"
-	apiKey     = "e2e-alice-key"
-	hmacSecret = "e2e-hmac-secret-of-at-least-32-bytes!"
+	ns     = "shop"
+	apiKey = "e2e-alice-key"
 	// limit is the RateLimit's requests per minute for one consumer.
 	limit = 5
+	// globalLimit is the Redis RateLimit's requests per minute for the API
+	// (GET /inventory) across its replicas.
+	globalLimit = 5
 )
 
 // env is the running cluster plus what the scenario learned on the way.
@@ -57,6 +59,15 @@ type env struct {
 	operator string
 	path     string // PATH with bin/e2e (kubectl-add) and bin/k8s (kubectl) first
 	http     *http.Client
+	// def is the suite's definition: the sample plus GET /inventory, served
+	// by an image Endpoint and limited by a Redis RateLimit.
+	def   string
+	redis *nodeRedis
+	// qa and prod are the two environments' JWT issuers: QA's keys come
+	// from its JWKS URL, production's from a certificate Secret.
+	qa, prod *issuer
+	// top is the whole test's T, for what outlives one step.
+	top *testing.T
 }
 
 func TestPipeline(t *testing.T) {
@@ -70,6 +81,13 @@ func TestPipeline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	t.Cleanup(func() { e.dumpOnFailure(t) })
+	e.def = e.definition(t)
+	// Long-lived servers belong to the whole test, not to the step that
+	// needs them first.
+	e.redis = startNodeRedis(t)
+	e.top = t
+	e.qa = newIssuer(t, "https://issuer.qa.e2e", "qa-1")
+	e.prod = newIssuer(t, "https://issuer.prod.e2e", "prod-1")
 
 	steps := []struct {
 		name string
@@ -78,11 +96,13 @@ func TestPipeline(t *testing.T) {
 		{"install", e.install},
 		{"upstreams", e.upstreams},
 		{"direct", e.direct},
-		{"traffic", e.traffic},
+		{"traffic-direct", e.traffic("petstore")},
 		{"kaniko", e.kaniko},
+		{"traffic-kaniko", e.traffic("petstore-k")},
 		{"change", e.change},
 		{"promote", e.promote},
 		{"faults", e.faults},
+		{"redis-down", e.redisDown},
 		{"registry-down", e.registryDown},
 	}
 	for _, s := range steps {
@@ -147,13 +167,17 @@ patches:
 	}
 }
 
-// upstreams deploys two echo servers (a and b) and the sample's kinds, with
-// the Endpoint pointing at echo-a by its Service's cluster IP (the local
-// cluster has no DNS).
+// upstreams deploys two echo servers (a and b), QA's token issuer (an echo
+// server serving its JWKS), a Redis on the node, and the kinds, with the
+// Endpoint pointing at echo-a by its Service's cluster IP.
 func (e *env) upstreams(ctx context.Context, t *testing.T) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n", ns)
-	for _, name := range []string{"echo-a", "echo-b"} {
+	jwks, err := json.Marshal(e.qa.jwks(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"echo-a", "echo-b", "issuer"} {
 		fmt.Fprintf(&b, `---
 apiVersion: apps/v1
 kind: Deployment
@@ -166,7 +190,7 @@ spec:
       containers:
         - name: echo
           image: %[3]s/e2e/echo:latest
-          env: [{name: ECHO_NAME, value: %[1]s}]
+          env: [{name: ECHO_NAME, value: %[1]s}, {name: ECHO_JWKS, value: %[4]s}]
           ports: [{containerPort: 8080}]
           readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
 ---
@@ -176,33 +200,78 @@ metadata: {name: %[1]s, namespace: %[2]s}
 spec:
   selector: {app: %[1]s}
   ports: [{port: 8080, targetPort: 8080}]
-`, name, ns, e.c.Registry)
+`, name, ns, e.c.Registry, jwks)
 	}
 	if err := e.c.Apply(ctx, b.String()); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"echo-a", "echo-b"} {
+	for _, name := range []string{"echo-a", "echo-b", "issuer"} {
 		if out, err := e.c.Kubectl(ctx, "-n", ns, "rollout", "status", "deploy/"+name, "--timeout=2m"); err != nil {
 			t.Fatalf("%s: %v\n%s", name, err, out)
 		}
 	}
-	if err := e.c.Apply(ctx, kinds(ns, apiKey, limit, e.echoURL(ctx, t, "echo-a"))); err != nil {
+	if err := e.c.Apply(ctx, kinds(environment{
+		namespace: ns, apiKey: apiKey, limit: limit, upstream: e.echoURL(ctx, t, "echo-a"),
+		echoImage: e.c.Registry + "/e2e/echo:latest", globalStore: fmt.Sprintf("store: Redis, redis: {address: %q}", e.redis.addr),
+		jwt: fmt.Sprintf("issuer: %s\n    jwksURL: %s/.well-known/jwks.json", e.qa.name, e.echoURL(ctx, t, "issuer")),
+	})); err != nil {
 		t.Fatal(err)
 	}
 }
 
+// definition writes the suite's definition: the sample with GET /inventory,
+// which proxies to the image Endpoint petstore-inventory and is limited per
+// API by the Redis RateLimit petstore-global.
+func (e *env) definition(t *testing.T) string {
+	t.Helper()
+	src, err := os.ReadFile(filepath.Join(e.c.Root, "samples", "petstore", "petstore.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "petstore.yaml")
+	if err := os.WriteFile(file, withOperation(t, src, `  /inventory:
+    get:
+      operationId: inventory
+      summary: Stock levels, from the inventory service
+      security: []
+      x-gatekiln-endpoint: petstore-inventory
+      x-gatekiln-ratelimit: petstore-global
+      responses:
+        "200":
+          description: Stock levels
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// withOperation inserts a path item before the sample's /status.
+func withOperation(t *testing.T, src []byte, item string) []byte {
+	t.Helper()
+	const anchor = "  /status:\n"
+	if !bytes.Contains(src, []byte(anchor)) {
+		t.Fatalf("the definition has no %q", anchor)
+	}
+	return bytes.Replace(src, []byte(anchor), []byte(item+anchor), 1)
+}
+
 // direct adds the sample API with the Direct strategy through the plugin.
 func (e *env) direct(ctx context.Context, t *testing.T) {
-	api := e.addAPI(ctx, t, "Direct", "petstore", filepath.Join(e.c.Root, "samples", "petstore", "petstore.yaml"), "--build-strategy", "direct")
+	api := e.addAPI(ctx, t, "Direct", "petstore", e.def, "--build-strategy", "direct")
 	if n := len(e.jobs(ctx, t)); n != 0 {
 		t.Errorf("%d Jobs after a Direct build, want 0", n)
 	}
 	e.checkDeployed(ctx, t, api)
 }
 
-// traffic checks the gateway's answers through its Service.
-func (e *env) traffic(ctx context.Context, t *testing.T) {
-	base := e.serviceBase(ctx, t, "petstore")
+// traffic checks the answers of the API name's gateway through its Service:
+// the same for the Direct and the Kaniko build.
+func (e *env) traffic(name string) func(context.Context, *testing.T) {
+	return func(ctx context.Context, t *testing.T) { e.trafficOf(ctx, t, name) }
+}
+
+func (e *env) trafficOf(ctx context.Context, t *testing.T, name string) {
+	base := e.serviceBase(ctx, t, name)
 	// The Service answers once the Pods are Ready; give kube-proxy a moment.
 	e.eventually(t, time.Minute, func() error {
 		res, err := e.do(ctx, "GET", base+"/v1/status", nil, nil)
@@ -223,7 +292,9 @@ func (e *env) traffic(ctx context.Context, t *testing.T) {
 	if res.status != http.StatusUnauthorized {
 		t.Errorf("wrong key: %d %s, want 401", res.status, res.body)
 	}
-	res = e.mustDo(ctx, t, "GET", base+"/v1/pets?limit=3", map[string]string{"X-API-Key": apiKey}, nil)
+	// Forwarding headers a client sends are not believed (no trusted proxies).
+	res = e.mustDo(ctx, t, "GET", base+"/v1/pets?limit=3", map[string]string{"X-API-Key": apiKey,
+		"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Host": "spoofed.example", "Forwarded": "for=203.0.113.9;host=spoofed.example"}, nil)
 	if res.status != http.StatusOK {
 		t.Fatalf("with key: %d %s, want 200", res.status, res.body)
 	}
@@ -239,16 +310,47 @@ func (e *env) traffic(ctx context.Context, t *testing.T) {
 	if seen.Name != "echo-a" || seen.Path != "/pets" && seen.Path != "/v1/pets" || seen.Query != "limit=3" {
 		t.Errorf("upstream saw %s %s?%s, want echo-a /pets?limit=3", seen.Name, seen.Path, seen.Query)
 	}
-	for _, h := range []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"} {
-		if len(seen.Headers[h]) == 0 {
-			t.Errorf("upstream saw no %s; headers %v", h, seen.Headers)
+	host := strings.TrimPrefix(base, "http://")
+	for h, want := range map[string]string{"X-Forwarded-Proto": "http", "X-Forwarded-Host": host} {
+		if got := strings.Join(seen.Headers[h], ","); got != want {
+			t.Errorf("upstream saw %s %q, want %q", h, got, want)
 		}
+	}
+	if xff := strings.Join(seen.Headers["X-Forwarded-For"], ","); xff == "" || strings.Contains(xff, "203.0.113.9") {
+		t.Errorf("upstream saw X-Forwarded-For %q, want the client's address alone", xff)
+	}
+	if fwd := strings.Join(seen.Headers["Forwarded"], ","); strings.Contains(fwd, "spoofed") || strings.Contains(fwd, "203.0.113.9") {
+		t.Errorf("upstream saw Forwarded %q: the client's own header passed", fwd)
 	}
 	if len(seen.Headers["X-Api-Key"]) != 0 {
 		t.Logf("note: the API key header reached the upstream: %v", seen.Headers["X-Api-Key"])
 	}
 
-	good := e.token(t, hmacSecret)
+	// GET /inventory goes to the upstream the operator runs for the image
+	// Endpoint, and is limited per API in Redis.
+	var up appsv1.Deployment
+	e.getJSON(ctx, t, &up, "-n", ns, "get", "deploy", "petstore-inventory-upstream")
+	if len(up.OwnerReferences) != 1 || up.OwnerReferences[0].Kind != "Endpoint" || up.OwnerReferences[0].Name != "petstore-inventory" {
+		t.Errorf("upstream Deployment owners %+v, want the Endpoint petstore-inventory", up.OwnerReferences)
+	}
+	e.eventually(t, time.Minute, func() error {
+		res, err := e.do(ctx, "GET", base+"/v1/inventory", nil, nil)
+		if err != nil {
+			return err
+		}
+		if res.status != http.StatusOK || !bytes.Contains(res.body, []byte(`"name":"inventory"`)) {
+			return fmt.Errorf("GET /v1/inventory: %d %s, want 200 from the inventory upstream", res.status, res.body)
+		}
+		return nil
+	})
+	if n := e.globalLimited(ctx, t, base); n == 0 {
+		t.Errorf("GET /v1/inventory: no 429 in %d requests, want one past the Redis limit of %d", 3*globalLimit, globalLimit)
+	}
+	if keys, err := e.redis.keys(ctx); err != nil || len(keys) == 0 {
+		t.Errorf("Redis holds no rate-limit keys (%v, %v): the limit was not kept there", keys, err)
+	}
+
+	good := e.qa.token(t)
 	tampered := good[:len(good)-2] + "xx"
 	res = e.mustDo(ctx, t, "POST", base+"/v1/pets", map[string]string{"Authorization": "Bearer " + tampered, "Content-Type": "application/json"}, []byte(`{"name":"Rex"}`))
 	if res.status != http.StatusUnauthorized {
@@ -277,12 +379,33 @@ func (e *env) traffic(ctx context.Context, t *testing.T) {
 	if got429 == 0 || got429 <= limit {
 		t.Errorf("429 came at request %d, want the first past the limit of %d", got429, limit)
 	}
+	if res := e.mustDo(ctx, t, "POST", base+"/v1/pets", map[string]string{"Authorization": "Bearer " + e.prod.token(t), "Content-Type": "application/json"}, []byte(`{"name":"Rex"}`)); res.status != http.StatusUnauthorized {
+		t.Errorf("production's JWT in QA: %d %s, want 401", res.status, res.body)
+	}
+}
+
+// globalLimited sends GET /inventory until the Redis limit answers 429, at
+// most 3×globalLimit times, and returns the number of the request that got
+// it (0 for none). Any other answer than 200 or 429 fails the test.
+func (e *env) globalLimited(ctx context.Context, t *testing.T, base string) int {
+	t.Helper()
+	for i := 1; i <= 3*globalLimit; i++ {
+		res := e.mustDo(ctx, t, "GET", base+"/v1/inventory", nil, nil)
+		switch res.status {
+		case http.StatusTooManyRequests:
+			return i
+		case http.StatusOK:
+		default:
+			t.Fatalf("GET /v1/inventory: %d %s", res.status, res.body)
+		}
+	}
+	return 0
 }
 
 // kaniko adds the same definition as another API with another version (so
 // another tag) with the Kaniko strategy: one Job, the executor in its Pod.
 func (e *env) kaniko(ctx context.Context, t *testing.T) {
-	api := e.addAPI(ctx, t, "Kaniko", "petstore-k", filepath.Join(e.c.Root, "samples", "petstore", "petstore.yaml"), "--build-strategy", "kaniko", "--version", "1.0.0-k")
+	api := e.addAPI(ctx, t, "Kaniko", "petstore-k", e.def, "--build-strategy", "kaniko", "--version", "1.0.0-k")
 	jobs := e.jobs(ctx, t)
 	if len(jobs) != 1 {
 		t.Fatalf("%d Jobs after a Kaniko build, want 1", len(jobs))
@@ -321,15 +444,11 @@ func (e *env) kaniko(ctx context.Context, t *testing.T) {
 // to echo-b: no Job, and the running Pods serve the new upstream.
 func (e *env) change(ctx context.Context, t *testing.T) {
 	before := e.getAPI(ctx, t, "petstore-k")
-	src, err := os.ReadFile(filepath.Join(e.c.Root, "samples", "petstore", "petstore.yaml"))
+	src, err := os.ReadFile(e.def)
 	if err != nil {
 		t.Fatal(err)
 	}
-	const anchor = "  /status:\n"
-	if !bytes.Contains(src, []byte(anchor)) {
-		t.Fatalf("samples/petstore/petstore.yaml has no %q", anchor)
-	}
-	changed := bytes.Replace(src, []byte(anchor), []byte(`  /hours:
+	changed := withOperation(t, src, `  /hours:
     get:
       operationId: openingHours
       security: []
@@ -337,7 +456,7 @@ func (e *env) change(ctx context.Context, t *testing.T) {
       responses:
         "200":
           description: When the store is open
-`+anchor), 1)
+`)
 	file := filepath.Join(t.TempDir(), "petstore.yaml")
 	if err := os.WriteFile(file, changed, 0o644); err != nil {
 		t.Fatal(err)
@@ -637,30 +756,57 @@ func contains(l []string, s string) bool {
 	return false
 }
 
-// kinds are the sample's Secrets, Endpoint, RateLimit and Security objects
-// for one environment: its API key, its limit per minute, its upstream.
-func kinds(namespace, key string, perMinute int, upstream string) string {
+// environment is what differs between QA and production: keys, limits,
+// upstreams, the JWT issuer and where the global limit is kept.
+type environment struct {
+	namespace, apiKey string
+	limit             int
+	upstream          string
+	// echoImage runs the inventory upstream (the image Endpoint).
+	echoImage string
+	// globalStore is the store of the RateLimit petstore-global, as YAML
+	// flow fields.
+	globalStore string
+	// jwt is the body of the Security petstore-jwt's jwt: block, after its
+	// audiences and algorithms.
+	jwt string
+	// extra are more objects (a certificate Secret).
+	extra string
+}
+
+// kinds are the Secrets, Endpoints, RateLimits and Securities the suite's
+// definition names, for one environment.
+func kinds(v environment) string {
 	return fmt.Sprintf(`apiVersion: v1
 kind: Secret
 metadata: {name: petstore-api-keys, namespace: %[1]s}
 stringData: {alice: %[2]s}
 ---
-apiVersion: v1
-kind: Secret
-metadata: {name: petstore-jwt-hmac, namespace: %[1]s}
-stringData: {secret: %[3]q}
----
 apiVersion: gatekiln.io/v1alpha1
 kind: Endpoint
 metadata: {name: petstore-backend, namespace: %[1]s}
 spec:
-  urls: [%[4]q]
+  urls: [%[3]q]
   timeout: 5s
+---
+apiVersion: gatekiln.io/v1alpha1
+kind: Endpoint
+metadata: {name: petstore-inventory, namespace: %[1]s}
+spec:
+  image:
+    image: %[4]s
+    port: 8080
+    env: {ECHO_NAME: inventory}
 ---
 apiVersion: gatekiln.io/v1alpha1
 kind: RateLimit
 metadata: {name: petstore-standard, namespace: %[1]s}
 spec: {requests: %[5]d, unit: Minute, key: Consumer, store: Local}
+---
+apiVersion: gatekiln.io/v1alpha1
+kind: RateLimit
+metadata: {name: petstore-global, namespace: %[1]s}
+spec: {requests: %[6]d, unit: Minute, key: API, %[7]s}
 ---
 apiVersion: gatekiln.io/v1alpha1
 kind: Security
@@ -675,11 +821,10 @@ metadata: {name: petstore-jwt, namespace: %[1]s}
 spec:
   type: JWT
   jwt:
-    issuer: https://issuer.e2e
     audiences: [petstore]
-    algorithms: [HS256]
-    hmacSecretRef: {name: petstore-jwt-hmac}
-`, namespace, key, hmacSecret, upstream, perMinute)
+    algorithms: [RS256]
+    %[8]s
+%[9]s`, v.namespace, v.apiKey, v.upstream, v.echoImage, v.limit, globalLimit, v.globalStore, v.jwt, v.extra)
 }
 
 const (
@@ -689,12 +834,12 @@ const (
 	prodLimit    = 3
 )
 
-// promote copies the QA image by digest into a registry with TLS and
-// htpasswd auth, and from there into the production repository the node
-// pulls from (the node reaches only the cluster's registry, so "production"
-// is its /prod prefix). A second operator install, watching only the prod
-// namespace and pushing to /prod, given the same definition with its own
-// keys, limit and upstream, runs zero Jobs and deploys the promoted digest.
+// promote copies the QA image by digest into the production registry (TLS
+// with its own CA, htpasswd auth, on the node). A second operator install,
+// watching only the prod namespace and pointed at that registry with its
+// credentials, is given the same definition with its own keys, limits,
+// upstream and JWT issuer: it runs zero Jobs, uploads nothing, and its gateway
+// Pods pull the promoted digest from the production registry.
 func (e *env) promote(ctx context.Context, t *testing.T) {
 	qa := e.getAPI(ctx, t, "petstore")
 	_, digest, ok := strings.Cut(qa.Status.Image, "@")
@@ -707,52 +852,73 @@ func (e *env) promote(ctx context.Context, t *testing.T) {
 	}
 	repoName := strings.TrimPrefix(strings.SplitN(qa.Status.Image, "@", 2)[0], e.c.Registry+"/gatekiln/")
 
-	tls := registrytest.Start(t, registrytest.Options{TLS: true, Auth: true})
+	reg := startProdRegistry(e.top, e.c.Root)
 	cfgDir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(cfgDir, "config.json"), tls.DockerConfig(), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(cfgDir, "config.json"), reg.DockerConfig(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	hops := []string{
-		tls.Host + "/gatekiln/" + repoName + ":" + tag,
-		e.c.Registry + "/prod/" + repoName + ":" + tag,
+	dst := reg.Host + "/gatekiln/" + repoName + ":" + tag
+	start := time.Now()
+	cmd := exec.CommandContext(ctx, filepath.Join(e.c.Root, "bin", "e2e", "gatekiln"), "promote", qa.Status.Image, dst,
+		"--insecure-registry", e.c.Registry, "--registry-ca", reg.CACertFile, "--docker-config", filepath.Join(cfgDir, "config.json"))
+	out, err := cmd.CombinedOutput()
+	t.Logf("gatekiln promote %s %s (%s):\n%s", qa.Status.Image, dst, time.Since(start).Round(100*time.Millisecond), out)
+	if err != nil {
+		t.Fatalf("promote: %v", err)
 	}
-	src := qa.Status.Image
-	for _, dst := range hops {
-		cmd := exec.CommandContext(ctx, filepath.Join(e.c.Root, "bin", "e2e", "gatekiln"), "promote", src, dst,
-			"--insecure-registry", e.c.Registry, "--registry-ca", tls.CACertFile, "--docker-config", filepath.Join(cfgDir, "config.json"))
-		out, err := cmd.CombinedOutput()
-		t.Logf("gatekiln promote %s %s:\n%s", src, dst, out)
-		if err != nil {
-			t.Fatalf("promote to %s: %v", dst, err)
-		}
-		got := e.headDigest(ctx, t, dst, tls)
-		if got != digest {
-			t.Fatalf("%s is %s, want the QA digest %s", dst, got, digest)
-		}
-		tagged, err := name.NewTag(dst)
-		if err != nil {
-			t.Fatal(err)
-		}
-		src = tagged.Context().Digest(digest).String()
+	if got := e.headDigest(ctx, t, dst, reg); got != digest {
+		t.Fatalf("%s is %s, want the QA digest %s", dst, got, digest)
 	}
 
-	e.installProd(ctx, t)
-	echoB := e.echoURL(ctx, t, "echo-b")
-	if err := e.c.Apply(ctx, fmt.Sprintf("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n---\n", prodNS)+kinds(prodNS, prodKey, prodLimit, echoB)); err != nil {
+	e.installProd(ctx, t, reg)
+	pullSecret, err := json.Marshal(string(reg.DockerConfig()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, err := json.Marshal(e.prod.publicPEM(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	objects := fmt.Sprintf(`apiVersion: v1
+kind: Namespace
+metadata: {name: %[1]s}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: prod-registry, namespace: %[1]s}
+type: kubernetes.io/dockerconfigjson
+stringData: {.dockerconfigjson: %[2]s}
+---
+`, prodNS, pullSecret) + kinds(environment{
+		namespace: prodNS, apiKey: prodKey, limit: prodLimit, upstream: e.echoURL(ctx, t, "echo-b"),
+		echoImage: e.c.Registry + "/e2e/echo:latest", globalStore: "store: Local",
+		jwt: fmt.Sprintf("issuer: %s\n    certificateSecretRef: {name: petstore-jwt-keys}", e.prod.name),
+		extra: fmt.Sprintf("---\napiVersion: v1\nkind: Secret\nmetadata: {name: petstore-jwt-keys, namespace: %s}\nstringData: {tls.crt: %s}\n", prodNS, certPEM),
+	})
+	if err := e.c.Apply(ctx, objects); err != nil {
 		t.Fatal(err)
 	}
 	jobs := len(e.jobs(ctx, t))
+	stored := storage(t, reg)
 	prod := *e
 	prod.ns = prodNS
-	api := prod.addAPI(ctx, t, "Kaniko (promoted, production)", "petstore", filepath.Join(e.c.Root, "samples", "petstore", "petstore.yaml"), "--build-strategy", "kaniko")
+	api := prod.addAPI(ctx, t, "Kaniko (promoted, production)", "petstore", e.def, "--build-strategy", "kaniko", "--pull-secret", "prod-registry")
 	if n := len(e.jobs(ctx, t)); n != jobs {
 		t.Errorf("%d Jobs after the production add, want %d (no build)", n, jobs)
 	}
-	want := e.c.Registry + "/prod/" + repoName + "@" + digest
+	want := reg.Host + "/gatekiln/" + repoName + "@" + digest
 	if api.Status.Image != want || api.Status.InputsDigest != qa.Status.InputsDigest {
 		t.Errorf("production runs %s (inputs %s), want %s (inputs %s)", api.Status.Image, api.Status.InputsDigest, want, qa.Status.InputsDigest)
 	}
 	prod.checkDeployed(ctx, t, api)
+	if now := storage(t, reg); now != stored {
+		t.Errorf("the production install wrote to its registry; before:\n%s\nafter:\n%s", stored, now)
+	}
+	// The node pulled the promoted digest from the production registry.
+	ids, err := e.c.Kubectl(ctx, "-n", prodNS, "get", "pods", "-l", "gatekiln.io/api=petstore", "-o", "jsonpath={.items[*].status.containerStatuses[*].imageID}")
+	if err != nil || !strings.Contains(ids, reg.Host+"/gatekiln/"+repoName+"@"+digest) {
+		t.Errorf("production gateway Pods run image IDs %q (%v), want %s", ids, err, want)
+	}
 
 	base := prod.serviceBase(ctx, t, "petstore")
 	e.eventually(t, time.Minute, func() error {
@@ -767,6 +933,15 @@ func (e *env) promote(ctx context.Context, t *testing.T) {
 	})
 	if res := e.mustDo(ctx, t, "GET", base+"/v1/pets", map[string]string{"X-API-Key": apiKey}, nil); res.status != http.StatusUnauthorized {
 		t.Errorf("QA key in production: %d %s, want 401", res.status, res.body)
+	}
+	post := func(token string) response {
+		return e.mustDo(ctx, t, "POST", base+"/v1/pets", map[string]string{"Authorization": "Bearer " + token, "Content-Type": "application/json"}, []byte(`{"name":"Rex"}`))
+	}
+	if res := post(e.qa.token(t)); res.status != http.StatusUnauthorized {
+		t.Errorf("QA JWT in production: %d %s, want 401", res.status, res.body)
+	}
+	if res := post(e.prod.token(t)); res.status != http.StatusCreated {
+		t.Errorf("production JWT in production: %d %s, want 201", res.status, res.body)
 	}
 	got429 := 0
 	for i := 0; i < prodLimit+3 && got429 == 0; i++ {
@@ -786,13 +961,18 @@ func (e *env) promote(ctx context.Context, t *testing.T) {
 }
 
 // installProd installs a second operator from config/ (RBAC and manager, the
-// CRDs are shared) in its own namespace, watching prodNS and pushing to the
-// registry's /prod prefix.
-func (e *env) installProd(ctx context.Context, t *testing.T) {
+// CRDs are shared) in its own namespace, watching prodNS, pushing to (and
+// checking) the production registry with its CA and credentials.
+func (e *env) installProd(ctx context.Context, t *testing.T, reg *registrytest.Registry) {
 	overlay := t.TempDir()
 	base, err := filepath.Rel(overlay, filepath.Join(e.c.Root, "config"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	for name, data := range map[string][]byte{"config.json": reg.DockerConfig(), "ca.crt": reg.CACert} {
+		if err := os.WriteFile(filepath.Join(overlay, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	repo, digest, _ := strings.Cut(e.operator, "@")
 	kust := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
@@ -810,14 +990,30 @@ configMapGenerator:
   - name: gatekiln-operator-params
     namespace: gatekiln-system
     behavior: merge
-    literals: [REGISTRY=%[3]s/prod]
+    literals: [REGISTRY=%[7]s/gatekiln]
+secretGenerator:
+  - name: gatekiln-registry
+    namespace: gatekiln-system
+    files: [config.json, ca.crt]
 patches:
   - target: {kind: Deployment, name: gatekiln-operator}
     patch: |-
       - op: add
         path: /spec/template/spec/containers/0/args/-
         value: --namespaces=%[6]s
-`, prodSystemNS, base, e.c.Registry, repo, digest, prodNS)
+      - op: add
+        path: /spec/template/spec/containers/0/args/-
+        value: --registry-config=/etc/gatekiln/registry/config.json
+      - op: add
+        path: /spec/template/spec/containers/0/args/-
+        value: --registry-ca=/etc/gatekiln/registry/ca.crt
+      - op: add
+        path: /spec/template/spec/volumes
+        value: [{name: registry, secret: {secretName: gatekiln-registry}}]
+      - op: add
+        path: /spec/template/spec/containers/0/volumeMounts
+        value: [{name: registry, mountPath: /etc/gatekiln/registry, readOnly: true}]
+`, prodSystemNS, base, e.c.Registry, repo, digest, prodNS, reg.Host)
 	if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(kust), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -870,7 +1066,7 @@ func (e *env) faults(ctx context.Context, t *testing.T) {
 	// A new version is a new tag: a Kaniko build. Delete the operator Pod as
 	// soon as the Job exists.
 	jobsBefore := len(e.jobs(ctx, t))
-	if out, err := e.plugin(ctx, "add", "api", "petstore-f", "-n", e.ns, "--from-file="+filepath.Join(e.c.Root, "samples", "petstore", "petstore.yaml"),
+	if out, err := e.plugin(ctx, "add", "api", "petstore-f", "-n", e.ns, "--from-file="+e.def,
 		"--build-strategy", "kaniko", "--version", "1.0.0-f"); err != nil {
 		t.Fatalf("kubectl add api petstore-f: %v\n%s", err, out)
 	}
@@ -901,6 +1097,24 @@ func (e *env) faults(ctx context.Context, t *testing.T) {
 		t.Fatalf("petstore-f not Ready: %+v", api.Status.Conditions)
 	}
 	e.checkDeployed(ctx, t, api)
+	// One image: the registry holds one tag of this version.
+	repo, err := name.NewRepository(strings.SplitN(api.Status.Image, "@", 2)[0], name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tags, err := remote.List(repo, remote.WithContext(ctx))
+	if err != nil {
+		t.Fatalf("list %s: %v", repo, err)
+	}
+	var versionTags []string
+	for _, tag := range tags {
+		if strings.HasPrefix(tag, "1.0.0-f-") {
+			versionTags = append(versionTags, tag)
+		}
+	}
+	if len(versionTags) != 1 {
+		t.Errorf("%s holds tags %v of version 1.0.0-f, want exactly one", repo, versionTags)
+	}
 
 	// A Security in prod naming shop's keys Secret: the operator refuses to
 	// resolve, and the production gateway stays on what it ran.
@@ -922,6 +1136,37 @@ func (e *env) faults(ctx context.Context, t *testing.T) {
 	})
 	if d := prod.deployment(ctx, t, "petstore"); d.Spec.Template.Spec.Containers[0].Image != before.Status.Image {
 		t.Errorf("production Deployment moved to %s after a refused change, want %s", d.Spec.Template.Spec.Containers[0].Image, before.Status.Image)
+	}
+}
+
+// redisDown stops the Redis the global limit lives in: GET /inventory keeps
+// answering (fail open, the default) well past the limit, without waiting on
+// the dead store for each request; Redis back (empty), the limit holds again.
+func (e *env) redisDown(ctx context.Context, t *testing.T) {
+	base := e.serviceBase(ctx, t, "petstore")
+	e.redis.stop()
+	defer func() {
+		if e.redis.cmd == nil {
+			e.redis.start(t)
+		}
+	}()
+	start := time.Now()
+	n := 3 * globalLimit
+	for i := 0; i < n; i++ {
+		if res := e.mustDo(ctx, t, "GET", base+"/v1/inventory", nil, nil); res.status != http.StatusOK {
+			t.Errorf("Redis down, request %d: %d %s, want 200 (fail open)", i+1, res.status, res.body)
+		}
+	}
+	t.Logf("Redis down: %d requests past a limit of %d answered in %s", n, globalLimit, time.Since(start).Round(time.Millisecond))
+	e.redis.start(t)
+	e.eventually(t, 2*time.Minute, func() error {
+		if i := e.globalLimited(ctx, t, base); i == 0 {
+			return fmt.Errorf("no 429 in %d requests since Redis came back", 3*globalLimit)
+		}
+		return nil
+	})
+	if keys, err := e.redis.keys(ctx); err != nil || len(keys) == 0 {
+		t.Errorf("Redis back: no rate-limit keys in it (%v, %v)", keys, err)
 	}
 }
 
@@ -1024,7 +1269,7 @@ func (e *env) registryDown(ctx context.Context, t *testing.T) {
 	}
 	defer restart()
 
-	if out, err := e.plugin(ctx, "add", "api", "petstore-r", "-n", e.ns, "--from-file="+filepath.Join(e.c.Root, "samples", "petstore", "petstore.yaml"),
+	if out, err := e.plugin(ctx, "add", "api", "petstore-r", "-n", e.ns, "--from-file="+e.def,
 		"--build-strategy", "direct", "--version", "1.0.0-r"); err != nil {
 		t.Fatalf("kubectl add api petstore-r: %v\n%s", err, out)
 	}

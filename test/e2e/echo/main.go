@@ -1,7 +1,8 @@
 // Command echo is the end-to-end suite's upstream: it answers every request
 // with a JSON description of what it received (method, path, query, headers
 // and its own name from $ECHO_NAME), so the test can see what the gateway
-// forwarded.
+// forwarded. With $ECHO_JWKS set it also serves that JSON Web Key Set at
+// /.well-known/jwks.json: the suite's token issuer.
 package main
 
 import (
@@ -29,7 +30,13 @@ func main() {
 		addr = ":8080"
 	}
 	name := os.Getenv("ECHO_NAME")
+	jwks := os.Getenv("ECHO_JWKS")
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if jwks != "" && r.URL.Path == "/.well-known/jwks.json" {
+			w.Header().Set("Content-Type", "application/jwk-set+json")
+			_, _ = io.WriteString(w, jwks)
+			return
+		}
 		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 		w.Header().Set("Content-Type", "application/json")
 		status := http.StatusOK
