@@ -26,6 +26,10 @@ CONTAINERD_TAGS  := no_btrfs,no_devmapper,no_zfs,no_aufs
 
 KUBEBUILDER_ASSETS ?= $(abspath bin/envtest)
 export KUBEBUILDER_ASSETS
+# One cluster per machine (it owns cni0, port 6443, iptables chains): every
+# checkout's tests and scripts take this lock (hack/cluster/env.sh, test/cluster).
+CLUSTER_LOCK ?= /run/gatekiln-cluster.lock
+export CLUSTER_LOCK
 
 ENVTEST_BINS := bin/envtest/kube-apiserver bin/envtest/kube-controller-manager bin/envtest/etcd
 K8S_NODE_BINS := bin/k8s/kube-scheduler bin/k8s/kubelet bin/k8s/kube-proxy bin/k8s/kubectl bin/k8s/cri-cleanup bin/k8s/cluster-dns

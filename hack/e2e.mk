@@ -40,10 +40,10 @@ e2e-images: e2e-bins bin/images/images $(KANIKO_EXECUTOR)
 	$(E2E_BIN)/gatekiln runtime-image --push $(REGISTRY)/gatekiln/runtime --platform linux/amd64 --insecure-registry=$(REGISTRY)
 	$(E2E_BIN)/kaniko-image -executor $(KANIKO_EXECUTOR) -repo $(REGISTRY)/kaniko/executor -version $(KANIKO_VERSION) -insecure
 
-# The test holds bin/cluster.lock while it runs; the trap takes the lock too,
+# The test holds the cluster lock ($(CLUSTER_LOCK)) while it runs; the trap takes the lock too,
 # so it never pulls the cluster from under another test package.
 test-e2e: e2e-bins cluster-bins $(KANIKO_EXECUTOR)
 	@status=0; \
 	  $(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v -run '$(E2E_RUN)' ./test/e2e/ || status=$$?; \
-	  flock bin/cluster.lock $(MAKE) --no-print-directory -f hack/cluster.mk cluster-down || status=1; \
+	  flock $(CLUSTER_LOCK) $(MAKE) --no-print-directory -f hack/cluster.mk cluster-down || status=1; \
 	  exit $$status

@@ -64,11 +64,13 @@ pid_alive() {
   [[ -s $f ]] && kill -0 "$(cat "$f")" 2>/dev/null
 }
 
-# cluster_lock: hold bin/cluster.lock while this script runs, so that a test
+# cluster_lock: hold the cluster lock while this script runs, so that a test
 # holding the cluster never has it pulled from under it. A test (test/cluster
-# Up, or `flock bin/cluster.lock make cluster-down`) holds the lock itself and
+# Up, or `flock $CLUSTER_LOCK make cluster-down`) holds the lock itself and
 # runs these scripts as its children: the lock held by an ancestor counts as ours.
-CLUSTER_LOCK=${CLUSTER_LOCK:-$BIN/cluster.lock}
+# The lock is machine-wide, not per checkout: the bridge, port 6443 and the
+# iptables chains are the machine's, so two checkouts take turns too.
+CLUSTER_LOCK=${CLUSTER_LOCK:-/run/gatekiln-cluster.lock}
 cluster_lock() {
   local ino holders holder p
   [[ -n ${CLUSTER_LOCK_HELD:-} ]] && return 0 # taken by the script that runs this one

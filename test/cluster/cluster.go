@@ -2,8 +2,9 @@
 // tests that need real Pods: Up starts it (building what is missing through
 // `make -f hack/cluster.mk cluster-up`), Down stops it and leaves the machine
 // as it was. One test process at a time holds the cluster: Up takes an
-// exclusive lock on bin/cluster.lock and Down releases it, so packages that
-// `go test ./...` runs in parallel take turns.
+// exclusive lock on LockFile and Down releases it, so packages that
+// `go test ./...` runs in parallel take turns, and so do two checkouts on one
+// machine (the bridge, port 6443 and the iptables chains are the machine's).
 //
 // A test uses it as
 //
@@ -205,11 +206,18 @@ func (c *Cluster) make(ctx context.Context, target string) (string, error) {
 	return string(out), err
 }
 
-func (c *Cluster) acquire(ctx context.Context) error {
-	if err := os.MkdirAll(filepath.Join(c.Root, "bin"), 0o755); err != nil {
-		return err
+// LockFile is the machine-wide cluster lock: $CLUSTER_LOCK, by default
+// /run/gatekiln-cluster.lock (hack/cluster/env.sh uses the same).
+func LockFile() string {
+	if p := os.Getenv("CLUSTER_LOCK"); p != "" {
+		return p
 	}
-	f, err := os.OpenFile(filepath.Join(c.Root, "bin", "cluster.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	return "/run/gatekiln-cluster.lock"
+}
+
+func (c *Cluster) acquire(ctx context.Context) error {
+	path := LockFile()
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return err
 	}
@@ -221,12 +229,12 @@ func (c *Cluster) acquire(ctx context.Context) error {
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) {
 			f.Close()
-			return fmt.Errorf("lock bin/cluster.lock: %w", err)
+			return fmt.Errorf("lock %s: %w", path, err)
 		}
 		select {
 		case <-ctx.Done():
 			f.Close()
-			return fmt.Errorf("waiting for bin/cluster.lock (another test holds the cluster): %w", ctx.Err())
+			return fmt.Errorf("waiting for %s (another test holds the cluster): %w", path, ctx.Err())
 		case <-time.After(time.Second):
 		}
 	}
