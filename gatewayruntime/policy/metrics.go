@@ -12,6 +12,7 @@ type metrics struct {
 	denied        *prometheus.CounterVec
 	storeFailures *prometheus.CounterVec
 	storeCalls    *prometheus.CounterVec
+	redisChecks   *prometheus.CounterVec
 	jwksFetches   *prometheus.CounterVec
 	introspection *prometheus.CounterVec
 }
@@ -30,6 +31,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "gatekiln_ratelimit_store_calls_total",
 			Help: "Calls to the shared rate-limit store (one call decides a batch of requests), by result.",
 		}, []string{"store", "result"}),
+		redisChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatekiln_ratelimit_redis_checks_total",
+			Help: "Redis-backed limit checks by how they were decided: lease (from this replica's leased tokens, no wait), " +
+				"redis (waited for Redis), remembered (refused locally: Redis said when the bucket has its next token).",
+		}, []string{"source"}),
 		jwksFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatekiln_jwks_fetches_total",
 			Help: "JWKS fetches by security scheme and result.",
@@ -45,6 +51,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.denied = register(reg, m.denied)
 	m.storeFailures = register(reg, m.storeFailures)
 	m.storeCalls = register(reg, m.storeCalls)
+	m.redisChecks = register(reg, m.redisChecks)
 	m.jwksFetches = register(reg, m.jwksFetches)
 	m.introspection = register(reg, m.introspection)
 	return m

@@ -23,8 +23,12 @@
 //     (draft-ietf-httpapi-ratelimit-headers); admitted requests carry the two
 //     RateLimit fields too. The Redis store is one token bucket per key on the
 //     Redis clock, shared by all replicas; busy keys of large buckets are
-//     served from small per-replica leases (a burst may exceed the capacity by
-//     one lease per replica, at most 1% of it; the long-run rate is exact).
+//     served from per-replica leases of tokens, fetched in the background
+//     before they run out, so their requests rarely wait for Redis. The bound:
+//     over any interval T the cluster admits at most capacity + rate·T +
+//     replicas × min(1% of capacity, 16384) requests per key (a replica never
+//     holds more unspent tokens); the long-run rate is exact, and unspent
+//     tokens are dropped after a second (see ratelimit_lease.go).
 //     When Redis cannot decide, a policy fails open (admit, counted in
 //     gatekiln_ratelimit_store_failures_total) or closed (503), as the Binding
 //     says, and a circuit keeps requests from waiting on a dead connection.

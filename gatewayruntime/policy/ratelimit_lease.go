@@ -5,46 +5,88 @@ import (
 	"hash/maphash"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Leases: a busy key need not wait for Redis on every request.
 //
-// When a key sees many requests in this replica, the replica takes a small
-// lease of tokens from the shared bucket in the same atomic script call (one
-// round trip fetches the request's token and the lease) and admits the next
-// requests from it without waiting; it tops the lease up in the background
-// when half of it is spent. Tokens are only ever spent after Redis granted
-// them, so the long-run rate is exact across replicas; what changes is the
-// burst: each replica may hold up to a lease's worth of tokens taken from the
-// bucket earlier, so a burst can exceed the capacity by at most one lease per
-// replica (at most 1% of the capacity, and at most maxLease tokens).
+// When a key sees many requests in this replica, the replica takes a lease of
+// tokens from the shared bucket (the first one in the same script call as the
+// request's own token) and admits the next requests from it without asking
+// Redis. Before the lease runs out — when it falls to a low-water mark — the
+// next lease is fetched in the background, one fetch in flight per key, so a
+// steady stream of requests almost never waits for Redis. A request that does
+// find the lease empty while a fetch is in flight waits for that fetch rather
+// than sending one of its own.
 //
-// Small buckets (capacity below minLeaseCapacity) and quiet keys (fewer than
-// minLeaseRate requests in the last window) never lease: every request waits
-// for Redis and the decisions are exact. Unspent leased tokens are dropped
-// after leaseTTL, so a replica whose traffic stops does not keep a claim.
+// A lease is sized to about leaseHorizon of the key's observed request rate
+// (the last window's, or the current window's once it has minLeaseCount
+// requests, so a key that turns busy leases within a few requests).
+//
+// The bound. Tokens are only ever spent after Redis granted them, so the
+// long-run rate is exact across replicas. What a lease changes is when tokens
+// are spent: a replica never holds more than leaseLimit(bucket) granted but
+// unspent tokens per key (counting a fetch in flight), which is at most 1% of
+// the bucket's capacity and at most maxLease tokens. Over any interval of
+// length T the cluster therefore admits at most
+//
+//	capacity + rate·T + replicas · leaseLimit(bucket)
+//
+// requests for a key, where a gateway without leases admits capacity + rate·T.
+// Unspent tokens are dropped leaseTTL after the last grant (a replica whose
+// traffic stops keeps no claim), so leases can only make the cluster admit
+// less than the bucket would, never more than the bound above.
+//
+// Buckets whose leaseLimit is below minLease tokens (capacity under 400) and
+// quiet keys (under about 80 requests per second in this replica) never lease:
+// every request waits for Redis and the decisions are exact.
 //
 // Refusals are remembered too, for every bucket: when Redis answers that the
 // next token comes in W, no replica can have one before then, so this replica
 // refuses the key locally until then, exactly as Redis would, without asking.
 const (
-	minLeaseCapacity = 200
-	maxLease         = 1024
-	minLeaseRate     = 4
-	leaseWindow      = 100 * time.Millisecond
-	leaseTTL         = time.Second
+	// leaseShare: a lease holds at most 1/leaseShare of the bucket's capacity.
+	leaseShare = 100
+	maxLease   = 16384
+	minLease   = 4
+	// minLeaseCount requests in the current window let it size the lease
+	// before the window is over.
+	minLeaseCount = 8
+	leaseWindow   = 100 * time.Millisecond
+	// leaseHorizon: a lease holds about this long of the key's traffic. Its
+	// low-water mark, a quarter spent, leaves the fetch of the next one three
+	// quarters of it (37 ms, less where maxLease caps the lease) before a
+	// request would wait. A CPU-bound Go process notices network replies only
+	// every 10 ms or so (sysmon's poll), hence the generous margin.
+	leaseHorizon = 50 * time.Millisecond
+	leaseTTL     = time.Second
 )
+
+// leaseLimit is the most tokens one replica may hold for a key of bucket b;
+// 0 means the bucket is too small to lease.
+func leaseLimit(b bucket) int64 {
+	n := min(b.capacity/leaseShare, maxLease)
+	if n < minLease {
+		return 0
+	}
+	return n
+}
 
 // lease is one key's local state.
 type lease struct {
 	mu     sync.Mutex
 	tokens int64     // granted by Redis, not yet spent
 	until  time.Time // tokens are dropped after this
-	// fetching is set while a request for more tokens is in flight.
+	// fetching is set while a request for more tokens is in flight; ready is
+	// closed when it has been answered.
 	fetching bool
-	// Requests seen in the current and the previous window size the lease.
+	ready    chan struct{}
+	// Requests seen in the current window and the rate of the previous one
+	// size the lease.
 	windowStart time.Time
-	count, prev int64
+	count       int64
+	prevRate    float64 // requests per second
 	// The bucket as Redis last reported it, for the RateLimit header.
 	remaining int64
 	reset     time.Duration
@@ -53,14 +95,21 @@ type lease struct {
 	emptyUntil time.Time
 }
 
-// size is how many tokens to lease: about one window of this key's traffic,
-// within the bounds above; 0 means do not lease.
-func (l *lease) size(b bucket) int64 {
-	if b.capacity < minLeaseCapacity {
+// target is how many tokens to hold: about leaseHorizon of this key's
+// traffic, at most leaseLimit; 0 means do not lease.
+func (l *lease) target(b bucket, now time.Time) int64 {
+	limit := leaseLimit(b)
+	if limit == 0 {
 		return 0
 	}
-	n := min(l.prev, maxLease, b.capacity/100)
-	if n < minLeaseRate {
+	perSec := l.prevRate
+	if l.count >= minLeaseCount {
+		// A window only just begun would overstate the rate.
+		elapsed := max(now.Sub(l.windowStart), leaseWindow/10)
+		perSec = max(perSec, float64(l.count)/elapsed.Seconds())
+	}
+	n := min(int64(perSec*leaseHorizon.Seconds()), limit)
+	if n < minLease {
 		return 0
 	}
 	return n
@@ -70,9 +119,9 @@ func (l *lease) tick(now time.Time) {
 	l.lastUsed = now
 	if d := now.Sub(l.windowStart); d >= leaseWindow {
 		if d >= 2*leaseWindow {
-			l.prev = 0 // a quiet window in between
+			l.prevRate = 0 // a quiet window in between
 		} else {
-			l.prev = l.count
+			l.prevRate = float64(l.count) / d.Seconds()
 		}
 		l.count = 0
 		l.windowStart = now
@@ -80,10 +129,39 @@ func (l *lease) tick(now time.Time) {
 	l.count++
 }
 
-// store records tokens Redis granted for the lease.
-func (l *lease) store(r decisionOrErr, tokens int64, now time.Time) {
+// spend takes a leased token if there is a valid one.
+func (l *lease) spend(now time.Time) (decision, bool) {
+	if l.tokens > 0 && !now.Before(l.until) {
+		l.tokens = 0 // expired: the claim is dropped, never returned late
+	}
+	if l.tokens == 0 {
+		return decision{}, false
+	}
+	l.tokens--
+	return decision{allowed: true, remaining: l.remaining + l.tokens, reset: l.reset}, true
+}
+
+// startFetch marks a fetch in flight.
+func (l *lease) startFetch() {
+	l.fetching = true
+	l.ready = make(chan struct{})
+}
+
+// finish records what Redis answered to the fetch in flight, sent at asked:
+// tokens granted for the lease, or that the bucket is empty; waiters are
+// released.
+func (l *lease) finish(r decisionOrErr, tokens int64, asked, now time.Time) {
 	l.fetching = false
-	if r.err != nil || tokens <= 0 {
+	close(l.ready)
+	if r.err != nil {
+		return
+	}
+	l.remaining, l.reset = r.d.remaining, r.d.reset
+	if r.granted == 0 {
+		// From when it was asked: never refuse longer than Redis would.
+		l.emptyUntil = asked.Add(r.d.retryAfter)
+	}
+	if tokens <= 0 {
 		return
 	}
 	if !now.Before(l.until) {
@@ -91,7 +169,6 @@ func (l *lease) store(r decisionOrErr, tokens int64, now time.Time) {
 	}
 	l.tokens += tokens
 	l.until = now.Add(leaseTTL)
-	l.remaining, l.reset = r.d.remaining, r.d.reset
 }
 
 // leases holds the per-key state of leaseable buckets, sharded; keys idle for
@@ -152,58 +229,125 @@ func (ls *leases) sweep(ctx context.Context, every time.Duration) {
 	}
 }
 
-// takeLeased admits from the key's lease when it has tokens, else waits for
-// Redis, fetching a lease along with the request's own token when the key is
-// busy enough.
+// takeLeased admits from the key's lease when it has tokens (topping it up in
+// the background at the low-water mark), else waits for the fetch in flight,
+// else asks Redis for the request's token and, when the key is busy enough, a
+// lease along with it.
 func (s *redisStore) takeLeased(ctx context.Context, key string, b bucket) (decision, error) {
 	l := s.leases.get(key)
 	now := time.Now()
 	l.mu.Lock()
 	l.tick(now)
-	if now.Before(l.emptyUntil) {
-		d := decision{retryAfter: l.emptyUntil.Sub(now), reset: l.reset}
-		l.mu.Unlock()
-		return d, nil
-	}
-	if l.tokens > 0 && now.Before(l.until) {
-		l.tokens--
-		d := decision{allowed: true, remaining: l.remaining + l.tokens, reset: l.reset}
-		var more int64
-		if !l.fetching && l.tokens <= l.size(b)/2 {
-			if more = l.size(b); more > 0 {
-				l.fetching = true
+	// waited: this request waited for a fetch in flight; it counts as decided
+	// by Redis however it ends.
+	waited := false
+	// A second round follows a fetch that granted fewer tokens than there
+	// were requests waiting for it; after that, the request asks for its own.
+	for range 2 {
+		if d, ok := l.spend(now); ok {
+			var want int64
+			if !l.fetching {
+				// The low-water mark: a quarter of the target spent.
+				if t := l.target(b, now); t > 0 && l.tokens <= t*3/4 {
+					want = t - l.tokens
+					l.startFetch()
+				}
 			}
+			l.mu.Unlock()
+			if want > 0 {
+				s.refill(l, key, b, want)
+			}
+			s.count(waited, s.opts.fromLease)
+			return d, nil
 		}
+		if now.Before(l.emptyUntil) {
+			d := decision{retryAfter: l.emptyUntil.Sub(now), reset: l.reset}
+			l.mu.Unlock()
+			s.count(waited, s.opts.remembered)
+			return d, nil
+		}
+		if l.fetching {
+			ready := l.ready
+			l.mu.Unlock()
+			waited = true
+			if err := s.wait(ctx, ready); err != nil {
+				s.opts.waited.Inc()
+				return decision{}, err
+			}
+			now = time.Now()
+			l.mu.Lock()
+			continue
+		}
+		t := l.target(b, now)
+		if t == 0 {
+			break
+		}
+		// The first granted token is this request's; the rest are the lease.
+		l.startFetch()
 		l.mu.Unlock()
-		if more > 0 && !s.takeAsync(key, b, more, func(r decisionOrErr) {
-			l.mu.Lock()
-			l.store(r, r.granted, time.Now())
-			l.mu.Unlock()
-		}) {
-			l.mu.Lock()
-			l.fetching = false
-			l.mu.Unlock()
+		s.opts.waited.Inc()
+		r := s.takeN(ctx, key, b, 1+t)
+		l.mu.Lock()
+		l.finish(r, r.granted-1, now, time.Now())
+		l.mu.Unlock()
+		if r.granted > 1 {
+			r.d.remaining += r.granted - 1 // the lease is part of what is left
 		}
-		return d, nil
-	}
-	var extra int64
-	if !l.fetching {
-		if extra = l.size(b); extra > 0 {
-			l.fetching = true
-		}
+		return r.d, r.err
 	}
 	l.mu.Unlock()
-	r := s.takeN(ctx, key, b, 1+extra)
-	if extra > 0 || (r.err == nil && !r.d.allowed) {
+	s.opts.waited.Inc()
+	asked := time.Now()
+	r := s.takeN(ctx, key, b, 1)
+	if r.err == nil && !r.d.allowed {
 		l.mu.Lock()
-		if extra > 0 {
-			// The first granted token is this request's; the rest are the lease.
-			l.store(r, r.granted-1, time.Now())
-		}
-		if r.err == nil && !r.d.allowed {
-			l.emptyUntil = now.Add(r.d.retryAfter)
-		}
+		l.emptyUntil = asked.Add(r.d.retryAfter)
 		l.mu.Unlock()
 	}
 	return r.d, r.err
+}
+
+// count records how a check was decided; one that waited for a fetch counts
+// as decided by Redis.
+func (s *redisStore) count(waited bool, c prometheus.Counter) {
+	if waited {
+		c = s.opts.waited
+	}
+	c.Inc()
+}
+
+// refill fetches want more tokens for l in the background.
+func (s *redisStore) refill(l *lease, key string, b bucket, want int64) {
+	asked := time.Now()
+	queued := s.takeAsync(key, b, want, func(r decisionOrErr) {
+		l.mu.Lock()
+		l.finish(r, r.granted, asked, time.Now())
+		l.mu.Unlock()
+	})
+	if !queued {
+		l.mu.Lock()
+		l.finish(decisionOrErr{err: errStoreDown}, 0, asked, asked)
+		l.mu.Unlock()
+	}
+}
+
+// wait blocks until a fetch in flight is answered. A flusher answers every
+// take within about opts.timeout; the timer guards against a generation
+// ending with the take still queued.
+func (s *redisStore) wait(ctx context.Context, ready <-chan struct{}) error {
+	select {
+	case <-ready:
+		return nil
+	default:
+	}
+	timer := time.NewTimer(4 * s.opts.timeout)
+	defer timer.Stop()
+	select {
+	case <-ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return errStoreDown
+	}
 }

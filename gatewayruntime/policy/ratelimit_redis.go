@@ -67,8 +67,10 @@ type redisOptions struct {
 	flushers int
 	// maxBatch bounds the takes sent in one script call.
 	maxBatch int
-	// calls and failed count script calls by outcome (nil: not counted).
-	calls, failed prometheus.Counter
+	// calls and failed count script calls by outcome; fromLease, waited and
+	// remembered count checks by how they were decided (nil: not counted).
+	calls, failed                 prometheus.Counter
+	fromLease, waited, remembered prometheus.Counter
 }
 
 func (o redisOptions) withDefaults() redisOptions {
@@ -87,8 +89,10 @@ func (o redisOptions) withDefaults() redisOptions {
 	if o.calls == nil {
 		o.calls = prometheus.NewCounter(prometheus.CounterOpts{Name: "unregistered_calls"})
 	}
-	if o.failed == nil {
-		o.failed = prometheus.NewCounter(prometheus.CounterOpts{Name: "unregistered_failed"})
+	for _, c := range []*prometheus.Counter{&o.failed, &o.fromLease, &o.waited, &o.remembered} {
+		if *c == nil {
+			*c = prometheus.NewCounter(prometheus.CounterOpts{Name: "unregistered"})
+		}
 	}
 	return o
 }
@@ -99,8 +103,8 @@ func (o redisOptions) withDefaults() redisOptions {
 // one script call (takes for the same key are merged into one "want n"): under
 // load a request waits for at most about one round trip plus its own, instead
 // of queueing for a pooled connection behind every other request. Busy keys
-// of large buckets are served from a small local lease of tokens (see lease),
-// so most of their requests do not wait for Redis at all.
+// of large buckets are served from a local lease of tokens, topped up in the
+// background (see lease), so their requests almost never wait for Redis.
 //
 // When Redis fails, a circuit opens for opts.cooldown: takes fail at once with
 // errStoreDown (the policy's failure mode decides), then one probe is let through.
@@ -170,8 +174,11 @@ func (g *generation) redisStore(b *bundle.Binding) (*redisStore, error) {
 		ctx = context.Background()
 	}
 	s := newRedisStore(ctx, &redis.Options{Addr: b.Redis.Address, Password: password, DB: b.Redis.DB}, redisOptions{
-		calls:  g.m.storeCalls.WithLabelValues(bundle.StoreRedis, "ok"),
-		failed: g.m.storeCalls.WithLabelValues(bundle.StoreRedis, "error"),
+		calls:      g.m.storeCalls.WithLabelValues(bundle.StoreRedis, "ok"),
+		failed:     g.m.storeCalls.WithLabelValues(bundle.StoreRedis, "error"),
+		fromLease:  g.m.redisChecks.WithLabelValues("lease"),
+		waited:     g.m.redisChecks.WithLabelValues("redis"),
+		remembered: g.m.redisChecks.WithLabelValues("remembered"),
 	}, g.env.Logger)
 	g.redis = s
 	return s, nil

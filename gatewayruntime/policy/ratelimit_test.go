@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -336,6 +338,135 @@ func TestRedisRateLimitShared(t *testing.T) {
 	})
 }
 
+// TestRedisLeasesShared: two gateway instances over real HTTP share one
+// leased limit; together they admit the bucket's capacity within the
+// documented lease slack, mostly without waiting for Redis. When Redis dies, a
+// fail-closed limit admits at most what its lease still holds and then answers
+// 503 at once; a fail-open one keeps admitting.
+func TestRedisLeasesShared(t *testing.T) {
+	rs := startRedis(t)
+	api := rateAPI(t, map[string][]string{
+		"GET /v1/pets":         {"shared"},
+		"POST /v1/pets":        {"closed"},
+		"GET /v1/pets/{petId}": {"open"},
+	}, nil)
+	b := binding()
+	b.Redis = &bundle.RedisBinding{Address: rs.addr}
+	shared := bundle.RateLimitBinding{Requests: 3000, Period: bundle.Duration(time.Hour), Store: bundle.StoreRedis}
+	b.RateLimits["shared"] = shared
+	b.RateLimits["closed"] = bundle.RateLimitBinding{Requests: 100000, Period: bundle.Duration(time.Hour), Store: bundle.StoreRedis,
+		FailureMode: bundle.FailClosed}
+	b.RateLimits["open"] = bundle.RateLimitBinding{Requests: 100000, Period: bundle.Duration(time.Hour), Store: bundle.StoreRedis}
+	up := newUpstream(t)
+	gws := []*testGateway{startGateway(t, api, b, t.TempDir(), up), startGateway(t, api, b, t.TempDir(), up)}
+
+	t.Run("two instances, one leased limit", func(t *testing.T) {
+		var allowed, limited atomic.Int64
+		start := time.Now()
+		var wg sync.WaitGroup
+		for i := range 16 {
+			gw := gws[i%2]
+			wg.Go(func() {
+				// Until the bucket is clearly empty for this worker.
+				for n, refusedInARow := 0, 0; n < 2000 && refusedInARow < 20; n++ {
+					switch res := gw.do(t, "GET", "/v1/pets", nil, ""); res.status {
+					case 200:
+						allowed.Add(1)
+						refusedInARow = 0
+					case 429:
+						limited.Add(1)
+						refusedInARow++
+					default:
+						t.Errorf("status %d", res.status)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		elapsed := time.Since(start)
+		bk := bucket{requests: shared.Requests, period: shared.Period.D(), capacity: shared.Requests}
+		slack := 2 * leaseLimit(bk)
+		refill := int64(math.Ceil(float64(bk.requests) * elapsed.Seconds() / bk.period.Seconds()))
+		if got := allowed.Load(); got > bk.capacity+refill+slack || got < bk.capacity-slack {
+			t.Fatalf("admitted %d across both instances, want %d within the lease slack %d (+%d refilled)",
+				got, bk.capacity, slack, refill)
+		}
+		t.Logf("admitted %d, refused %d in %s", allowed.Load(), limited.Load(), elapsed)
+		var calls, fromLease float64
+		for _, gw := range gws {
+			calls += gw.counter(t, "gatekiln_ratelimit_store_calls_total", nil)
+			fromLease += gw.counter(t, "gatekiln_ratelimit_redis_checks_total", map[string]string{"source": "lease"})
+		}
+		if total := float64(allowed.Load() + limited.Load()); calls > total/4 || fromLease < float64(allowed.Load())/2 {
+			t.Fatalf("%v Redis calls and %v checks from a lease for %v requests: leases did not engage", calls, fromLease, total)
+		}
+	})
+
+	t.Run("redis killed", func(t *testing.T) {
+		gw := gws[0]
+		// Busy keys: each policy holds a lease.
+		for range 200 {
+			gw.do(t, "POST", "/v1/pets", nil, `{"id":1,"name":"rex"}`)
+			gw.do(t, "GET", "/v1/pets/1", nil, "")
+		}
+		rs.kill()
+		callsBefore := gw.counter(t, "gatekiln_ratelimit_store_calls_total", nil)
+		start := time.Now()
+		// Fail closed: what the lease holds, then 503 (by the lease's TTL at the latest).
+		admitted, first503 := 0, -1
+		for i := 0; i < 5000 && first503 < 0; i++ {
+			switch res := gw.do(t, "POST", "/v1/pets", nil, `{"id":1,"name":"rex"}`); res.status {
+			case 200:
+				admitted++
+			case 503:
+				first503 = i
+			default:
+				t.Fatalf("request %d with redis down: status %d", i, res.status)
+			}
+		}
+		bk := bucket{capacity: 100000}
+		if first503 < 0 || admitted > int(leaseLimit(bk)) {
+			t.Fatalf("fail closed with redis down: %d admitted before the first 503 (at %d), want at most the lease (%d)",
+				admitted, first503, leaseLimit(bk))
+		}
+		t.Logf("fail closed: %d admitted from the lease, then 503", admitted)
+		for i := range 20 {
+			if res := gw.do(t, "POST", "/v1/pets", nil, `{"id":1,"name":"rex"}`); res.status != 503 {
+				t.Fatalf("request %d after the lease: status %d, want 503", i, res.status)
+			}
+		}
+		// Fail open: always admitted; once the lease is gone, without a decision.
+		undecided, fromLease := 0, 0
+		for i := 0; i < 5000 && undecided < 20; i++ {
+			res := gw.do(t, "GET", "/v1/pets/1", nil, "")
+			if res.status != 200 {
+				t.Fatalf("fail-open request %d with redis down: status %d", i, res.status)
+			}
+			if res.header.Get("RateLimit") == "" {
+				undecided++
+			} else if undecided > 0 {
+				t.Fatalf("fail-open request %d decided after the store had failed", i)
+			} else {
+				fromLease++
+			}
+		}
+		if undecided < 20 || fromLease > int(leaseLimit(bk)) {
+			t.Fatalf("fail open with redis down: %d admitted from the lease, %d without a decision", fromLease, undecided)
+		}
+		if got := gw.counter(t, "gatekiln_ratelimit_store_failures_total", map[string]string{"policy": "open", "mode": "open"}); int(got) != undecided {
+			t.Fatalf("fail-open metric %v, want %d (the requests admitted without a decision)", got, undecided)
+		}
+		t.Logf("fail open: %d admitted from the lease, then %d without a decision", fromLease, undecided)
+		// The circuit, not a timeout per request, decides while Redis is down.
+		elapsed := time.Since(start)
+		calls := gw.counter(t, "gatekiln_ratelimit_store_calls_total", nil) - callsBefore
+		if maxCalls := 2 + 2*elapsed.Seconds(); calls > maxCalls {
+			t.Fatalf("%v store calls in %s with redis down, want at most %.0f", calls, elapsed, maxCalls)
+		}
+	})
+}
+
 // TestRedisStoreBatches checks the batching store directly: concurrent takes
 // on one key are merged, every take is answered, and the bucket never grants
 // more than it holds.
@@ -385,13 +516,15 @@ func TestRedisStoreBatches(t *testing.T) {
 }
 
 // TestRedisLeases: a busy key of a large bucket is served mostly from local
-// leases, and two replicas together still admit what the bucket holds (give
-// or take the leases still unspent when the test stops).
+// leases, and two replicas together admit what the bucket holds: never more
+// (every admitted token was granted by Redis, and both start without a
+// lease), at most the unspent leases less.
 func TestRedisLeases(t *testing.T) {
 	rs := startRedis(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	b := bucket{requests: 2000, period: time.Hour, capacity: 2000}
+	// 1000 hours to refill: less than a token in a test's time.
+	b := bucket{requests: 100000, period: 1000 * time.Hour, capacity: 100000}
 	calls := prometheus.NewCounter(prometheus.CounterOpts{Name: "calls"})
 	stores := []*redisStore{
 		newRedisStore(ctx, &redis.Options{Addr: rs.addr}, redisOptions{calls: calls}, nil),
@@ -402,7 +535,7 @@ func TestRedisLeases(t *testing.T) {
 	for _, s := range stores {
 		for range 16 {
 			wg.Go(func() {
-				for range 200 {
+				for range 4000 {
 					d, err := s.take(ctx, "gatekiln:test:lease", b)
 					if err != nil {
 						t.Error(err)
@@ -417,47 +550,186 @@ func TestRedisLeases(t *testing.T) {
 		}
 	}
 	wg.Wait()
-	// 6400 takes against 2000 tokens (the refill in a test's time is < 1 token).
-	if got := allowed.Load(); got > 2000+1 || got < 2000-2*maxLease {
-		t.Fatalf("admitted %d of %d takes, want 2000 (at most %d short, for unspent leases)", got, takes.Load(), 2*maxLease)
+	slack := 2 * leaseLimit(b)
+	if got := allowed.Load(); got > b.capacity+1 || got < b.capacity-slack {
+		t.Fatalf("admitted %d of %d takes, want %d (at most %d short, for unspent leases)", got, takes.Load(), b.capacity, slack)
 	}
-	if n := testutil.ToFloat64(calls); n > float64(takes.Load())/4 {
+	if n := testutil.ToFloat64(calls); n > float64(takes.Load())/50 {
 		t.Fatalf("%v Redis calls for %d takes: leases did not engage", n, takes.Load())
 	}
 }
 
-func TestLeaseSize(t *testing.T) {
+// TestRedisLeasePrefetch: a steady stream of checks on one key is served from
+// the lease while the next one is fetched in the background, so checks almost
+// never wait for Redis; the replica never holds more than leaseLimit tokens;
+// and every token Redis granted is either spent or still held.
+func TestRedisLeasePrefetch(t *testing.T) {
+	rs := startRedis(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// A lease of at most 2000 tokens: the stream spends 20.
+	b := bucket{requests: 200_000, period: 1_000_000 * time.Hour, capacity: 200_000}
+	reg := prometheus.NewRegistry()
+	m := newMetrics(reg)
+	fromLease, waited := m.redisChecks.WithLabelValues("lease"), m.redisChecks.WithLabelValues("redis")
+	s := newRedisStore(ctx, &redis.Options{Addr: rs.addr}, redisOptions{fromLease: fromLease, waited: waited}, nil)
+	const key, takes = "gatekiln:test:prefetch", 40_000
+	l := s.leases.get(key)
+	// Paced to about 40 checks per millisecond, as a busy gateway sees them:
+	// a quarter lease lasts some 37 ms, far longer than a fetch.
+	start := time.Now()
+	for i := range takes {
+		if i%40 == 0 {
+			time.Sleep(time.Until(start.Add(time.Duration(i/40) * time.Millisecond)))
+		}
+		d, err := s.take(ctx, key, b)
+		if err != nil || !d.allowed {
+			t.Fatalf("take %d: %+v, %v", i, d, err)
+		}
+		l.mu.Lock()
+		held := l.tokens
+		l.mu.Unlock()
+		if held > leaseLimit(b) {
+			t.Fatalf("take %d: %d tokens held, more than the lease limit %d", i, held, leaseLimit(b))
+		}
+	}
+	// A check waits for the first few (until the key counts as busy), and
+	// then only when a background fetch is slower than a quarter lease lasts.
+	// Fetching only once a lease is spent would wait once per lease.
+	leases := takes / leaseLimit(b)
+	t.Logf("%v of %d checks waited for Redis", testutil.ToFloat64(waited), takes)
+	if w := testutil.ToFloat64(waited); w > minLeaseCount+float64(leases/2) {
+		t.Fatalf("%v of %d checks waited for Redis, want at most %d (fewer than one per two leases spent)",
+			w, takes, minLeaseCount+leases/2)
+	}
+	if got := testutil.ToFloat64(fromLease) + testutil.ToFloat64(waited); got != takes {
+		t.Fatalf("checks counted %v, want %d", got, takes)
+	}
+	waitFor(t, 5*time.Second, "the fetch in flight", func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return !l.fetching
+	})
+	c := redis.NewClient(&redis.Options{Addr: rs.addr, DisableIdentity: true})
+	defer c.Close()
+	left, err := c.HGet(ctx, key, "t").Float64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.mu.Lock()
+	held := l.tokens
+	l.mu.Unlock()
+	// The refill in the test's time is a fraction of a token.
+	if granted := float64(b.capacity) - left; granted < takes+float64(held)-1 || granted > takes+float64(held)+1 {
+		t.Fatalf("Redis granted %.1f tokens; %d were spent and %d are held", granted, takes, held)
+	}
+}
+
+// TestRedisLeaseBound: two replicas hammering one refilling bucket admit, in
+// any interval of length w, at most capacity + rate·w + 2·leaseLimit (the
+// documented slack) + the checks in flight when the interval began (whose
+// tokens Redis granted just before it).
+func TestRedisLeaseBound(t *testing.T) {
+	rs := startRedis(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b := bucket{requests: 20000, period: time.Second, capacity: 20000}
+	const workers = 16
+	stores := []*redisStore{
+		newRedisStore(ctx, &redis.Options{Addr: rs.addr}, redisOptions{}, nil),
+		newRedisStore(ctx, &redis.Options{Addr: rs.addr}, redisOptions{}, nil),
+	}
+	admitted := make([][]time.Time, 2*workers)
+	var refused atomic.Int64
+	start := time.Now()
+	deadline := start.Add(1500 * time.Millisecond)
+	var wg sync.WaitGroup
+	for i := range admitted {
+		s := stores[i%2]
+		wg.Go(func() {
+			for n := 0; n < 1_000_000 && time.Now().Before(deadline); n++ {
+				d, err := s.take(ctx, "gatekiln:test:bound", b)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if d.allowed {
+					admitted[i] = append(admitted[i], time.Now())
+				} else {
+					refused.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	var all []time.Time
+	for _, a := range admitted {
+		all = append(all, a...)
+	}
+	slices.SortFunc(all, time.Time.Compare)
+	if refused.Load() == 0 {
+		t.Fatalf("%d admitted and none refused: the test never reached the limit", len(all))
+	}
+	rate := float64(b.requests) / b.period.Seconds()
+	slack := 2*leaseLimit(b) + 2*workers
+	if limit := float64(b.capacity) + rate*elapsed.Seconds() + float64(slack); float64(len(all)) > limit {
+		t.Fatalf("admitted %d in %s, more than %.0f", len(all), elapsed, limit)
+	}
+	for _, w := range []time.Duration{10 * time.Millisecond, 100 * time.Millisecond, 500 * time.Millisecond} {
+		limit := b.capacity + int64(rate*w.Seconds()) + slack
+		j := 0
+		for i := range all {
+			for j < len(all) && all[j].Sub(all[i]) <= w {
+				j++
+			}
+			if n := int64(j - i); n > limit {
+				t.Fatalf("admitted %d within %s from %s, more than capacity + rate·w + slack = %d",
+					n, w, all[i].Sub(start), limit)
+			}
+		}
+	}
+}
+
+func TestLeaseTarget(t *testing.T) {
+	now := time.Unix(1000, 0)
 	tests := []struct {
 		name     string
 		capacity int64
-		prev     int64
+		prevRate float64       // requests per second in the last window
+		count    int64         // requests so far in the current window
+		elapsed  time.Duration // since the current window began
 		want     int64
 	}{
-		{"small bucket never leases", 199, 1000, 0},
-		{"quiet key never leases", 100000, 3, 0},
-		{"one window of traffic", 100000, 20, 20},
-		{"at most maxLease", 10000000, 5000, maxLease},
-		{"at most 1% of the bucket", 1000, 500, 10},
+		{"small bucket never leases", 399, 1e6, 0, 0, 0},
+		{"quiet key never leases", 1e6, 70, 0, 0, 0},
+		{"a horizon of traffic", 1e6, 2000, 0, 0, 100},
+		{"at most 1% of the bucket", 1000, 1e5, 0, 0, 10},
+		{"at most maxLease", 1e9, 1e7, 0, 0, maxLease},
+		{"a key turning busy: the current window", 1e6, 0, 50, 10 * time.Millisecond, 250},
+		{"the current window counts once it is the busier", 1e6, 1000, 100, 20 * time.Millisecond, 250},
+		{"too few requests yet", 1e6, 0, minLeaseCount - 1, time.Millisecond, 0},
+		{"a window just begun is not taken at its word", 1e6, 0, minLeaseCount, time.Millisecond, 40},
 	}
 	for _, tt := range tests {
-		l := &lease{prev: tt.prev}
-		if got := l.size(bucket{capacity: tt.capacity}); got != tt.want {
-			t.Errorf("%s: size = %d, want %d", tt.name, got, tt.want)
+		l := &lease{prevRate: tt.prevRate, count: tt.count, windowStart: now.Add(-tt.elapsed)}
+		if got := l.target(bucket{capacity: tt.capacity}, now); got != tt.want {
+			t.Errorf("%s: target = %d, want %d", tt.name, got, tt.want)
 		}
 	}
-	// Windows: requests in the last full window size the lease; a quiet
-	// window in between forgets them.
+	// Windows: the last full window's rate sizes the lease; a quiet window in
+	// between forgets it.
 	l := &lease{}
 	t0 := time.Unix(1000, 0)
 	for i := range 10 {
 		l.tick(t0.Add(time.Duration(i) * time.Millisecond))
 	}
-	l.tick(t0.Add(leaseWindow + time.Millisecond))
-	if l.prev != 10 {
-		t.Fatalf("prev = %d after a window of 10 requests", l.prev)
+	l.tick(t0.Add(leaseWindow))
+	if l.prevRate != 100 {
+		t.Fatalf("prevRate = %v after 10 requests in %s, want 100/s", l.prevRate, leaseWindow)
 	}
 	l.tick(t0.Add(5 * leaseWindow))
-	if l.prev != 0 {
-		t.Fatalf("prev = %d after quiet windows", l.prev)
+	if l.prevRate != 0 {
+		t.Fatalf("prevRate = %v after quiet windows", l.prevRate)
 	}
 }
