@@ -28,7 +28,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -677,20 +676,6 @@ func (e *env) mustDo(ctx context.Context, t *testing.T, method, u string, header
 	return res
 }
 
-// token is an HS256 JWT the Security petstore-jwt accepts when key is its
-// secret.
-func (e *env) token(t *testing.T, key string) string {
-	t.Helper()
-	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-		"iss": "https://issuer.e2e", "aud": "petstore", "sub": "bob",
-		"exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix(),
-	}).SignedString([]byte(key))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 // eventually polls f once a second until it succeeds or d passes.
 func (e *env) eventually(t *testing.T, d time.Duration, f func() error) {
 	t.Helper()
@@ -892,7 +877,7 @@ stringData: {.dockerconfigjson: %[2]s}
 `, prodNS, pullSecret) + kinds(environment{
 		namespace: prodNS, apiKey: prodKey, limit: prodLimit, upstream: e.echoURL(ctx, t, "echo-b"),
 		echoImage: e.c.Registry + "/e2e/echo:latest", globalStore: "store: Local",
-		jwt: fmt.Sprintf("issuer: %s\n    certificateSecretRef: {name: petstore-jwt-keys}", e.prod.name),
+		jwt:   fmt.Sprintf("issuer: %s\n    certificateSecretRef: {name: petstore-jwt-keys}", e.prod.name),
 		extra: fmt.Sprintf("---\napiVersion: v1\nkind: Secret\nmetadata: {name: petstore-jwt-keys, namespace: %s}\nstringData: {tls.crt: %s}\n", prodNS, certPEM),
 	})
 	if err := e.c.Apply(ctx, objects); err != nil {
