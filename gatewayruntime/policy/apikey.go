@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/gatekiln/gatekiln/gatewayruntime/bundle"
@@ -106,6 +107,72 @@ func (s *apiKeyScheme) authenticate(r *http.Request) (*principal, *authError) {
 		return nil, invalid("unknown_key", "the API key is not valid")
 	}
 	return k.p, nil
+}
+
+// location says where the key travels: in is header, query or cookie.
+func (s *apiKeyScheme) location() (in, name string) { return s.in, s.name }
+
+// strip removes every copy of the key from r, leaving the rest of the
+// request as the client sent it: other query parameters keep their order
+// and encoding, other cookies their values.
+func (s *apiKeyScheme) strip(r *http.Request) {
+	switch s.in {
+	case "header":
+		r.Header.Del(s.name)
+	case "query":
+		if r.URL.RawQuery != "" {
+			r.URL.RawQuery = withoutQueryParam(r.URL.RawQuery, s.name)
+		}
+	case "cookie":
+		withoutCookie(r.Header, s.name)
+	}
+}
+
+// withoutQueryParam returns raw without the parameters whose unescaped name
+// is name (as url.ParseQuery would read them, so a percent-encoded name does
+// not slip through).
+func withoutQueryParam(raw, name string) string {
+	var kept []string
+	removed := false
+	for part := range strings.SplitSeq(raw, "&") {
+		k, _, _ := strings.Cut(part, "=")
+		if uk, err := url.QueryUnescape(k); err == nil && uk == name || k == name {
+			removed = true
+			continue
+		}
+		kept = append(kept, part)
+	}
+	if !removed {
+		return raw
+	}
+	return strings.Join(kept, "&")
+}
+
+// withoutCookie removes the cookie called name from every Cookie field of h.
+func withoutCookie(h http.Header, name string) {
+	fields := h["Cookie"]
+	if len(fields) == 0 {
+		return
+	}
+	var out []string
+	for _, f := range fields {
+		var kept []string
+		for pair := range strings.SplitSeq(f, ";") {
+			pair = strings.TrimSpace(pair)
+			if n, _, _ := strings.Cut(pair, "="); pair == "" || strings.TrimSpace(n) == name {
+				continue
+			}
+			kept = append(kept, pair)
+		}
+		if len(kept) > 0 {
+			out = append(out, strings.Join(kept, "; "))
+		}
+	}
+	if len(out) == 0 {
+		h.Del("Cookie")
+		return
+	}
+	h["Cookie"] = out
 }
 
 func (s *apiKeyScheme) presented(r *http.Request) string {

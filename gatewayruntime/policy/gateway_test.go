@@ -120,6 +120,10 @@ func TestWithRealGateway(t *testing.T) {
 		if res.status != 200 || res.echo.Headers["X-Consumer"] != "alice" {
 			t.Fatalf("status %d, X-Consumer %q: %s", res.status, res.echo.Headers["X-Consumer"], res.body)
 		}
+		// Bearer tokens are forwarded (see the package doc); API keys are not.
+		if got := res.echo.Headers["Authorization"]; got != "Bearer "+tok {
+			t.Fatalf("upstream saw Authorization %q, want the client's bearer token", got)
+		}
 		if res.header.Get("RateLimit-Policy") != `"perConsumer";q=5;w=3600` {
 			t.Fatalf("RateLimit-Policy %q", res.header.Get("RateLimit-Policy"))
 		}

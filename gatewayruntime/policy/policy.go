@@ -16,9 +16,23 @@
 //     a bad bearer token); valid credentials lacking a scope are 403 with
 //     error="insufficient_scope"; a scheme that cannot be checked (JWKS never
 //     fetched, introspection down) is 503. All are RFC 9457 problems, and none
-//     reaches the upstream. Credentials are forwarded unchanged; configured
-//     claim headers are set from verified claims and removed from every
-//     request otherwise, so a client cannot supply them.
+//     reaches the upstream. Configured claim headers are set from verified
+//     claims and removed from every request otherwise, so a client cannot
+//     supply them.
+//   - What goes upstream of the credentials: an API key (header, query
+//     parameter or cookie, as its securityScheme says) is removed from every
+//     request on a route that names the scheme, other parameters and cookies
+//     left as sent — unless the route's operation declares that very
+//     parameter itself, in which case the definition says the upstream takes
+//     it. An API key is a long-lived secret shared with the gateway only, with
+//     no audience or expiry, so the upstream (and its logs) should never hold
+//     it; the upstream learns the caller from the consumer identity. A limit
+//     keyed by the API-key header counts per key id for that reason.
+//     Authorization is forwarded unchanged for JWT, OAuth2 and Basic: it is
+//     where upstreams conventionally read the caller's credential (token
+//     relay, a resource server checking scopes itself), a JWT is signed,
+//     audience-bound and short-lived, and one header shared by several
+//     schemes is not the gateway's alone to remove.
 //   - Rate limits answer 429 with Retry-After, RateLimit-Policy and RateLimit
 //     (draft-ietf-httpapi-ratelimit-headers); admitted requests carry the two
 //     RateLimit fields too. The Redis store is one token bucket per key on the

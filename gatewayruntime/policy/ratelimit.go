@@ -10,6 +10,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -82,7 +83,7 @@ func (f *rateLimitFactory) Build(api *bundle.Bundle, route *bundle.Route, b *bun
 		if err != nil {
 			return nil, err
 		}
-		checks = append(checks, limitCheck{p, keyFunc(p, routeName)})
+		checks = append(checks, limitCheck{p, keyFunc(p, routeName, apiKeyHeader(api, route, p.header))})
 	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -174,16 +175,40 @@ func ceilSeconds(d time.Duration) int64 {
 	return int64(math.Ceil(d.Seconds()))
 }
 
+// apiKeyHeader reports whether header carries an API key on route: the
+// security filter has removed it by the time the limit runs.
+func apiKeyHeader(api *bundle.Bundle, route *bundle.Route, header string) bool {
+	if header == "" {
+		return false
+	}
+	for _, alt := range route.Security {
+		for _, ref := range alt {
+			s := api.SecuritySchemes[ref.Name]
+			if s.Type == bundle.SchemeAPIKey && s.In == "header" && strings.EqualFold(s.Name, header) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // keyFunc returns how p partitions requests on one route. A consumer key
 // without an authenticated identity, or a header key without the header, falls
 // back to the client address, so that anonymous callers do not share one bucket.
-func keyFunc(p *limitPolicy, routeName string) func(r *http.Request) string {
+// A header key naming the route's API-key header partitions by the key's id
+// (the consumer) instead: the key itself never gets past the security filter,
+// and an unknown key must not buy a fresh bucket.
+func keyFunc(p *limitPolicy, routeName string, apiKeyHeader bool) func(r *http.Request) string {
 	byIP := func(r *http.Request) string {
 		return p.prefix + "ip:" + filter.ClientIP(r).String()
 	}
 	// Key parts a client chooses are bounded (boundKey); the common short case
 	// is built with one concatenation.
-	switch p.key {
+	key := p.key
+	if key == bundle.KeyHeader && apiKeyHeader {
+		key = bundle.KeyConsumer
+	}
+	switch key {
 	case bundle.KeyOperation:
 		k := p.prefix + "op:" + routeName
 		return func(*http.Request) string { return k }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gatekiln/gatekiln/gatewayruntime/bundle"
@@ -28,6 +29,15 @@ type authenticator interface {
 	// forwarded lists the request headers the scheme sets for the upstream; they
 	// are removed from every request first so a client cannot supply them.
 	forwarded() []string
+}
+
+// A credentialConsumer is a scheme whose credential is meant for the gateway
+// alone (API keys): the gateway removes it before the request goes upstream.
+type credentialConsumer interface {
+	// location says where the credential travels (header, query or cookie, and its name).
+	location() (in, name string)
+	// strip removes the credential from r.
+	strip(r *http.Request)
 }
 
 // principal is a verified credential. Authenticators may return the same
@@ -89,7 +99,40 @@ func (f *securityFactory) Build(api *bundle.Bundle, route *bundle.Route, b *bund
 	if err != nil {
 		return nil, err
 	}
+	for _, a := range ev.schemes {
+		if c, ok := a.(credentialConsumer); ok && !f.declaredParameter(api, route, c) {
+			ev.consumed = append(ev.consumed, c)
+		}
+	}
 	return ev.middleware, nil
+}
+
+// declaredParameter reports whether the route's operation declares c's
+// credential as one of its own parameters: then the definition says the
+// upstream takes it, and it is forwarded. (Stripping it would also make a
+// required parameter fail validation.) A document that cannot be read
+// declares nothing.
+func (f *securityFactory) declaredParameter(api *bundle.Bundle, route *bundle.Route, c credentialConsumer) bool {
+	in, name := c.location()
+	doc, err := f.s.spec(api)
+	if err != nil {
+		return false
+	}
+	rt, err := operationOf(doc, api, route)
+	if err != nil {
+		return false
+	}
+	for _, ps := range []openapi3.Parameters{rt.PathItem.Parameters, rt.Operation.Parameters} {
+		for _, p := range ps {
+			if p.Value == nil || p.Value.In != in {
+				continue
+			}
+			if p.Value.Name == name || in == "header" && strings.EqualFold(p.Value.Name, name) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // requirement is one scheme of an alternative with the scopes it must grant.
@@ -104,7 +147,9 @@ type evaluator struct {
 	alts      [][]requirement
 	anonymous bool // an empty alternative: no credentials needed
 	strip     []string
-	realm     string
+	// consumed are the route's API-key schemes whose keys never go upstream.
+	consumed []credentialConsumer
+	realm    string
 	// wanted describes the requirement for a 401 without credentials.
 	wanted string
 
@@ -271,6 +316,9 @@ func (ev *evaluator) middleware(next http.Handler) http.Handler {
 			for _, h := range ev.strip {
 				r.Header.Del(h)
 			}
+			for _, c := range ev.consumed {
+				c.strip(r)
+			}
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -283,6 +331,9 @@ func (ev *evaluator) middleware(next http.Handler) http.Handler {
 func (ev *evaluator) admit(w http.ResponseWriter, r *http.Request, next http.Handler, alt []requirement, verdicts []verdict) {
 	for _, h := range ev.strip {
 		r.Header.Del(h)
+	}
+	for _, c := range ev.consumed {
+		c.strip(r)
 	}
 	for _, req := range alt {
 		for _, h := range verdicts[req.idx].p.headers {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -296,5 +297,133 @@ func TestGenerationReload(t *testing.T) {
 	}
 	if call(gen2, "alice-secret-key") != 401 || call(gen2, "carol-key") != 204 {
 		t.Fatal("generation 2 did not read the new keys file")
+	}
+}
+
+// TestAPIKeyNotForwarded: through the real gateway, over HTTP, the upstream
+// never sees an API key the gateway consumed — in a header, the query or a
+// cookie — while the rest of the request reaches it as the client sent it.
+func TestAPIKeyNotForwarded(t *testing.T) {
+	up := newUpstream(t)
+	api := securityAPI(t, map[string][]bundle.SecurityRequirement{
+		"GET /v1/pets":         {{{Name: "qkey"}}, {{Name: "tkey"}}},
+		"POST /v1/pets":        {{{Name: "key"}}},
+		"GET /v1/pets/{petId}": {{}, {{Name: "ckey"}}},
+	})
+	// The listPets operation declares X-Trace as its own header parameter: a
+	// key sent there is meant for the upstream too.
+	api.SecuritySchemes["tkey"] = bundle.SecurityScheme{Type: bundle.SchemeAPIKey, In: "header", Name: "X-Trace"}
+	// A limit keyed by the API-key header counts per key (its id) although the
+	// header is gone by the time the limit runs.
+	api.Routes[1].RateLimits = []string{"perKey"}
+	api.RateLimits["perKey"] = bundle.RateLimit{}
+	b, dir := securityBinding(t, "http://127.0.0.1:1/")
+	b.Security["tkey"] = b.Security["key"]
+	b.RateLimits["perKey"] = bundle.RateLimitBinding{Requests: 1, Period: bundle.Duration(time.Hour),
+		Key: bundle.KeyHeader, Header: "X-Api-Key"}
+	b.Endpoints = map[string]bundle.EndpointBinding{"pets": {URLs: []string{up.srv.URL}}}
+	keys, err := os.ReadFile(filepath.Join(dir, "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := startRealGateway(t, api, b, map[string]string{"keys": string(keys)})
+
+	tests := []struct {
+		name, method, path string
+		hdr                map[string]string
+		// What the upstream must see; "" for a header that must be absent.
+		query   string
+		headers map[string]string
+	}{
+		{name: "header key", method: "POST", path: "/v1/pets",
+			hdr:     map[string]string{"X-Api-Key": "alice-secret-key", "X-Other": "kept", "Content-Type": "application/json"},
+			headers: map[string]string{"X-Api-Key": "", "X-Other": "kept"}},
+		{name: "header key, another consumer's bucket", method: "POST", path: "/v1/pets",
+			hdr:     map[string]string{"X-Api-Key": "bob-secret-key", "Content-Type": "application/json"},
+			headers: map[string]string{"X-Api-Key": ""}},
+		{name: "query key, every copy, other parameters as sent", method: "GET",
+			path:  "/v1/pets?limit=5&api_key=alice-secret-key&tag=a%20b&api%5Fkey=alice-secret-key",
+			query: "limit=5&tag=a%20b"},
+		{name: "query key alone", method: "GET", path: "/v1/pets?api_key=bob-secret-key",
+			query: ""},
+		{name: "a key the operation declares is forwarded", method: "GET", path: "/v1/pets",
+			hdr:     map[string]string{"X-Trace": "alice-secret-key"},
+			headers: map[string]string{"X-Trace": "alice-secret-key"}},
+		{name: "cookie key, other cookies kept", method: "GET", path: "/v1/pets/1",
+			hdr:     map[string]string{"Cookie": "theme=dark; session=alice-secret-key; lang=en"},
+			headers: map[string]string{"Cookie": "theme=dark; lang=en"}},
+		{name: "cookie key alone", method: "GET", path: "/v1/pets/1",
+			hdr:     map[string]string{"Cookie": "session=bob-secret-key"},
+			headers: map[string]string{"Cookie": ""}},
+		{name: "an unknown key on an optional route is not forwarded either", method: "GET", path: "/v1/pets/1",
+			hdr:     map[string]string{"Cookie": "session=guess; theme=dark"},
+			headers: map[string]string{"Cookie": "theme=dark"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body := ""
+			if tt.method == "POST" {
+				body = `{"id":1,"name":"rex"}`
+			}
+			res := gw.do(t, tt.method, tt.path, tt.hdr, body)
+			if res.status != 200 {
+				t.Fatalf("status %d: %s", res.status, res.body)
+			}
+			for name, want := range tt.headers {
+				if got := res.echo.Headers[name]; got != want {
+					t.Errorf("upstream saw %s %q, want %q", name, got, want)
+				}
+			}
+			if strings.Contains(tt.path, "?") && res.echo.Query != tt.query {
+				t.Errorf("upstream saw query %q, want %q", res.echo.Query, tt.query)
+			}
+			for _, v := range res.echo.Headers {
+				if tt.headers["X-Trace"] == "" && strings.Contains(v, "secret-key") {
+					t.Errorf("a key reached the upstream: %q", v)
+				}
+			}
+			if strings.Contains(res.echo.Query, "secret-key") {
+				t.Errorf("a key reached the upstream in the query: %q", res.echo.Query)
+			}
+		})
+	}
+	// Each key had its own bucket of one: a second request with alice's key is refused.
+	hdr := map[string]string{"X-Api-Key": "alice-secret-key", "Content-Type": "application/json"}
+	if res := gw.do(t, "POST", "/v1/pets", hdr, `{"id":1,"name":"rex"}`); res.status != 429 {
+		t.Fatalf("alice's second request: status %d, want 429", res.status)
+	}
+}
+
+func TestStripAPIKey(t *testing.T) {
+	queries := []struct{ raw, want string }{
+		{"api_key=k", ""},
+		{"a=1&api_key=k&b=2", "a=1&b=2"},
+		{"api_key=k&api_key=k2&b=%20x", "b=%20x"},
+		{"api%5Fkey=k&b=2", "b=2"},
+		{"api_key2=x&xapi_key=y", "api_key2=x&xapi_key=y"},
+		{"api_key&b=2", "b=2"},
+		{"a=1&&b=2", "a=1&&b=2"},
+	}
+	for _, tt := range queries {
+		if got := withoutQueryParam(tt.raw, "api_key"); got != tt.want {
+			t.Errorf("withoutQueryParam(%q) = %q, want %q", tt.raw, got, tt.want)
+		}
+	}
+	cookies := []struct {
+		fields []string
+		want   []string
+	}{
+		{[]string{"session=k"}, nil},
+		{[]string{"a=1; session=k; b=2"}, []string{"a=1; b=2"}},
+		{[]string{"session=k", "a=1"}, []string{"a=1"}},
+		{[]string{"sessionid=x;session=k"}, []string{"sessionid=x"}},
+		{[]string{"a=1"}, []string{"a=1"}},
+	}
+	for _, tt := range cookies {
+		h := http.Header{"Cookie": tt.fields}
+		withoutCookie(h, "session")
+		if got := h["Cookie"]; strings.Join(got, "|") != strings.Join(tt.want, "|") || (tt.want == nil) != (got == nil) {
+			t.Errorf("withoutCookie(%q) = %q, want %q", tt.fields, got, tt.want)
+		}
 	}
 }
