@@ -40,6 +40,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -466,6 +467,8 @@ func (l latencies) String() string {
 // gateway's 64 connections spend most of their time in I/O, not in the
 // check); with rate 0 each worker checks as fast as it can.
 func measure(conc int, d time.Duration, rate float64, check func(ctx context.Context, worker int) error) (latencies, error) {
+	// The previous run's garbage is collected before, not during, this one.
+	runtime.GC()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	all := make([][]time.Duration, conc)

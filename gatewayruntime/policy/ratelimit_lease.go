@@ -36,7 +36,9 @@ import (
 // requests for a key, where a gateway without leases admits capacity + rate·T.
 // Unspent tokens are dropped leaseTTL after the last grant (a replica whose
 // traffic stops keeps no claim), so leases can only make the cluster admit
-// less than the bucket would, never more than the bound above.
+// less than the bucket would, never more than the bound above. (A Binding
+// reload starts a new store with no leases; until the old generation's
+// requests finish, within leaseTTL, the replica counts twice in the bound.)
 //
 // Buckets whose leaseLimit is below minLease tokens (capacity under 400) and
 // quiet keys (under about 80 requests per second in this replica) never lease:
