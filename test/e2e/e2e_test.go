@@ -38,6 +38,7 @@ import (
 	"github.com/gatekiln/gatekiln/builder/image"
 	"github.com/gatekiln/gatekiln/builder/registry/registrytest"
 	"github.com/gatekiln/gatekiln/test/cluster"
+	"github.com/gatekiln/gatekiln/test/redistest"
 )
 
 const (
@@ -61,7 +62,7 @@ type env struct {
 	// def is the suite's definition: the sample plus GET /inventory, served
 	// by an image Endpoint and limited by a Redis RateLimit.
 	def   string
-	redis *nodeRedis
+	redis *redistest.Server
 	// qa and prod are the two environments' JWT issuers: QA's keys come
 	// from its JWKS URL, production's from a certificate Secret.
 	qa, prod *issuer
@@ -83,7 +84,7 @@ func TestPipeline(t *testing.T) {
 	e.def = e.definition(t)
 	// Long-lived servers belong to the whole test, not to the step that
 	// needs them first.
-	e.redis = startNodeRedis(t)
+	e.redis = redistest.Start(t, nodeIP)
 	e.top = t
 	e.qa = newIssuer(t, "https://issuer.qa.e2e", "qa-1")
 	e.prod = newIssuer(t, "https://issuer.prod.e2e", "prod-1")
@@ -211,7 +212,7 @@ spec:
 	}
 	if err := e.c.Apply(ctx, kinds(environment{
 		namespace: ns, apiKey: apiKey, limit: limit, upstream: e.echoURL(ctx, t, "echo-a"),
-		echoImage: e.c.Registry + "/e2e/echo:latest", globalStore: fmt.Sprintf("store: Redis, redis: {address: %q}", e.redis.addr),
+		echoImage: e.c.Registry + "/e2e/echo:latest", globalStore: fmt.Sprintf("store: Redis, redis: {address: %q}", e.redis.Addr),
 		jwt: fmt.Sprintf("issuer: %s\n    jwksURL: %s/.well-known/jwks.json", e.qa.name, e.echoURL(ctx, t, "issuer")),
 	})); err != nil {
 		t.Fatal(err)
@@ -345,7 +346,7 @@ func (e *env) trafficOf(ctx context.Context, t *testing.T, name string) {
 	if n := e.globalLimited(ctx, t, base); n == 0 {
 		t.Errorf("GET /v1/inventory: no 429 in %d requests, want one past the Redis limit of %d", 3*globalLimit, globalLimit)
 	}
-	if keys, err := e.redis.keys(ctx); err != nil || len(keys) == 0 {
+	if keys, err := e.redisKeys(ctx); err != nil || len(keys) == 0 {
 		t.Errorf("Redis holds no rate-limit keys (%v, %v): the limit was not kept there", keys, err)
 	}
 
@@ -1129,12 +1130,8 @@ func (e *env) faults(ctx context.Context, t *testing.T) {
 // the dead store for each request; Redis back (empty), the limit holds again.
 func (e *env) redisDown(ctx context.Context, t *testing.T) {
 	base := e.serviceBase(ctx, t, "petstore")
-	e.redis.stop()
-	defer func() {
-		if e.redis.cmd == nil {
-			e.redis.start(t)
-		}
-	}()
+	e.redis.Stop()
+	defer e.redis.Restart(t)
 	start := time.Now()
 	n := 3 * globalLimit
 	for i := 0; i < n; i++ {
@@ -1143,16 +1140,23 @@ func (e *env) redisDown(ctx context.Context, t *testing.T) {
 		}
 	}
 	t.Logf("Redis down: %d requests past a limit of %d answered in %s", n, globalLimit, time.Since(start).Round(time.Millisecond))
-	e.redis.start(t)
+	e.redis.Restart(t)
 	e.eventually(t, 2*time.Minute, func() error {
 		if i := e.globalLimited(ctx, t, base); i == 0 {
 			return fmt.Errorf("no 429 in %d requests since Redis came back", 3*globalLimit)
 		}
 		return nil
 	})
-	if keys, err := e.redis.keys(ctx); err != nil || len(keys) == 0 {
+	if keys, err := e.redisKeys(ctx); err != nil || len(keys) == 0 {
 		t.Errorf("Redis back: no rate-limit keys in it (%v, %v)", keys, err)
 	}
+}
+
+// redisKeys are the rate-limit keys the gateways keep in the suite's Redis.
+func (e *env) redisKeys(ctx context.Context) ([]string, error) {
+	c := e.redis.Client()
+	defer c.Close()
+	return c.Keys(ctx, "gatekiln:*").Result()
 }
 
 // plugin runs kubectl with the plugin on PATH.

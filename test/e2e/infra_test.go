@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -15,7 +14,6 @@ import (
 	"math/big"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -23,7 +21,6 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/gatekiln/gatekiln/builder/registry/registrytest"
 )
@@ -41,65 +38,6 @@ func freeNodeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-// nodeRedis is a real redis-server on the node IP, the store of the suite's
-// Redis RateLimit; the test stops and restarts it on the same address.
-type nodeRedis struct {
-	bin, addr, dir string
-	cmd            *exec.Cmd
-}
-
-func startNodeRedis(t *testing.T) *nodeRedis {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatalf("redis-server is not installed (Debian package redis-server, in hack/apt-packages.txt): %v", err)
-	}
-	r := &nodeRedis{bin: bin, addr: freeNodeAddr(t), dir: t.TempDir()}
-	r.start(t)
-	t.Cleanup(r.stop)
-	return r
-}
-
-func (r *nodeRedis) start(t *testing.T) {
-	t.Helper()
-	host, port, _ := net.SplitHostPort(r.addr)
-	// Protected mode refuses clients from other addresses without a
-	// password; the Pods' addresses are other addresses.
-	r.cmd = exec.Command(r.bin, "--bind", host, "--port", port, "--save", "", "--appendonly", "no",
-		"--dir", r.dir, "--protected-mode", "no")
-	if err := r.cmd.Start(); err != nil {
-		t.Fatalf("start redis-server: %v", err)
-	}
-	c := r.client()
-	defer c.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for c.Ping(context.Background()).Err() != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("redis-server at %s does not answer PING", r.addr)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func (r *nodeRedis) stop() {
-	if r.cmd != nil && r.cmd.Process != nil {
-		_ = r.cmd.Process.Kill()
-		_ = r.cmd.Wait()
-		r.cmd = nil
-	}
-}
-
-func (r *nodeRedis) client() *redis.Client {
-	return redis.NewClient(&redis.Options{Addr: r.addr, DisableIdentity: true, MaxRetries: -1})
-}
-
-// keys are the rate-limit keys the gateways keep in this Redis.
-func (r *nodeRedis) keys(ctx context.Context) ([]string, error) {
-	c := r.client()
-	defer c.Close()
-	return c.Keys(ctx, "gatekiln:*").Result()
 }
 
 // issuer is a JWT issuer of one environment: its name, its RSA key and the
