@@ -323,7 +323,7 @@ func (e *env) trafficOf(ctx context.Context, t *testing.T, name string) {
 		t.Errorf("upstream saw Forwarded %q: the client's own header passed", fwd)
 	}
 	if len(seen.Headers["X-Api-Key"]) != 0 {
-		t.Logf("note: the API key header reached the upstream: %v", seen.Headers["X-Api-Key"])
+		t.Errorf("the API key reached the upstream: %v (the gateway removes the credential it consumed)", seen.Headers["X-Api-Key"])
 	}
 
 	// GET /inventory goes to the upstream the operator runs for the image
