@@ -25,6 +25,12 @@ func bad(reason string) error { return &Error{Status: 400, Reason: reason} }
 // ErrHeadTooLarge is returned when a message head exceeds the reader's limit.
 var ErrHeadTooLarge = &Error{Status: 431, Reason: "header fields too large"}
 
+// ErrWouldBlock may be returned by a Reader's source when no bytes are
+// available yet (a raw read of a non-blocking socket). The Reader passes it on
+// without recording it, so the same call can be made again once the source is
+// readable: ReadHead rescans what it has.
+var ErrWouldBlock = errors.New("http1: no bytes available yet")
+
 // Reader is a buffered reader for one side of a connection. Unlike bufio.Reader
 // it hands out a whole message head as one slice, growing its buffer up to the
 // head limit, and it never reads ahead beyond what one read call returns.
@@ -71,6 +77,9 @@ func (b *Reader) fill() error {
 	n, err := b.rd.Read(b.buf[b.w:])
 	b.w += n
 	if err != nil {
+		if err == ErrWouldBlock { //nolint:errorlint // a sentinel the source returns as is
+			return err
+		}
 		b.err = err
 		if n > 0 {
 			return nil
@@ -216,6 +225,9 @@ func (b *Reader) ReadLine(limit int) ([]byte, error) {
 		}
 	}
 }
+
+// SetSource changes where the reader reads from, keeping what it has buffered.
+func (b *Reader) SetSource(rd io.Reader) { b.rd = rd }
 
 // Reset points the reader at a new connection and drops buffered bytes.
 func (b *Reader) Reset(rd io.Reader) {

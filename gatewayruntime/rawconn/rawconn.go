@@ -98,6 +98,44 @@ func (c *Conn) Read(p []byte) (int, error) {
 	return c.rn, nil
 }
 
+// RawRead calls f as syscall.RawConn.Read does: at once, then each time the
+// socket reports readable, until f returns true. Readiness the socket reports
+// while f runs is kept for the next wait, so a caller that knows it has read
+// everything there was (a read returned less than it asked for) can return
+// false without another read and still miss nothing. Across separate RawRead
+// calls that is not so: each starts by forgetting earlier readiness.
+//
+// f must not call c.Read (it would wait for the read lock f's caller holds);
+// it reads with ReadFD.
+func (c *Conn) RawRead(f func(fd uintptr) bool) error {
+	err := c.rc.Read(f)
+	if err != nil {
+		return c.opError("read", err)
+	}
+	return nil
+}
+
+// ReadFD reads once from fd, the descriptor RawRead passed to its callback.
+// ok is false when nothing is available yet; n == 0 with ok and a nil error
+// is the end of the stream.
+func (c *Conn) ReadFD(fd uintptr, p []byte) (n int, ok bool, err error) {
+	if len(p) == 0 {
+		return 0, true, nil
+	}
+	for {
+		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch e {
+		case 0:
+			return int(r), true, nil
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return 0, false, nil
+		}
+		return 0, true, c.opError("read", os.NewSyscallError("read", e))
+	}
+}
+
 func (c *Conn) write(fd uintptr) bool {
 	for c.wn < len(c.wbuf) {
 		p := c.wbuf[c.wn:]

@@ -62,10 +62,17 @@ type conn struct {
 	// update, so the idle deadline is renewed only when half of it is gone.
 	readDeadline time.Time
 	headerWait   bool
+	// first is set until the first request head has arrived.
+	first bool
+	// inline is set while serveInline runs handlers inside the socket's raw
+	// read; fdr is its reader.
+	inline   bool
+	fdr      fdReader
+	hijacked bool
 }
 
 func newConn(s *Server, nc net.Conn, tlsCfg *tls.Config) *conn {
-	c := &conn{srv: s, nc: nc, tlsCfg: tlsCfg, remote: nc.RemoteAddr().String()}
+	c := &conn{srv: s, nc: nc, tlsCfg: tlsCfg, remote: nc.RemoteAddr().String(), first: true}
 	c.state.Store(stateActive)
 	return c
 }
@@ -80,9 +87,8 @@ func (c *conn) closeIfIdle() {
 
 func (c *conn) serve() {
 	defer c.srv.trackConn(c, false)
-	hijacked := false
 	defer func() {
-		if !hijacked {
+		if !c.hijacked {
 			c.nc.Close()
 		}
 	}()
@@ -98,7 +104,7 @@ func (c *conn) serve() {
 		c.nc = tc
 		if cs.NegotiatedProtocol == "h2" {
 			c.srv.trackConn(c, false)
-			hijacked = true // the HTTP/2 server owns it now
+			c.hijacked = true // the HTTP/2 server owns it now
 			c.srv.h2ln.push(tc)
 			return
 		}
@@ -115,72 +121,205 @@ func (c *conn) serve() {
 	c.bodyCL.c = c
 	c.bodyChk.c = c
 
-	first := true
+	if rc, ok := c.nc.(rawReader); ok {
+		for c.serveInline(rc) {
+			// A request with a body or an upgrade: served outside the raw read.
+			if !c.serveRequest() {
+				return
+			}
+		}
+		return
+	}
 	for {
 		if c.br.Buffered() == 0 {
-			if err := c.bw.Flush(); err != nil {
+			if !c.idle() {
 				return
-			}
-			if !first && c.srv.draining.Load() {
-				return
-			}
-			if !c.state.CompareAndSwap(stateActive, stateIdle) {
-				return
-			}
-			now := time.Now()
-			switch {
-			case first:
-				_ = c.nc.SetReadDeadline(now.Add(c.srv.cfg.ReadHeaderTimeout))
-			case c.readDeadline.Sub(now) < c.srv.cfg.IdleTimeout/2:
-				c.readDeadline = now.Add(c.srv.cfg.IdleTimeout)
-				_ = c.nc.SetReadDeadline(c.readDeadline)
 			}
 			err := c.br.Fill()
 			if !c.state.CompareAndSwap(stateIdle, stateActive) || err != nil {
 				return
 			}
 		}
-		first = false
-		c.headerWait = false
-		head, err := c.br.ReadHead()
-		if err != nil {
-			c.refuse(err)
-			return
-		}
-		if err := http1.ParseRequest(string(head), &c.head); err != nil {
-			c.refuse(err)
-			return
-		}
-		if err := c.buildRequest(); err != nil {
-			c.refuse(err)
-			return
-		}
-		if c.req.Body != http.NoBody {
-			c.bodyDeadline = time.Time{}
-			c.extendBodyDeadline()
-		}
-		c.resp.reset(c.req, &c.head)
-		if !c.runHandler() {
-			return
-		}
-		if c.resp.hijacked {
-			hijacked = true
-			return
-		}
-		if err := c.resp.finish(); err != nil {
-			return
-		}
-		if !c.finishBody() {
-			if c.bw.Flush() == nil {
-				c.lingeringClose()
-			}
-			return
-		}
-		if c.resp.closeAfter {
-			_ = c.bw.Flush()
+		if c.readRequest() != nil || !c.serveRequest() {
 			return
 		}
 	}
+}
+
+// rawReader is implemented by rawconn.Conn (Linux, plain TCP).
+type rawReader interface {
+	RawRead(f func(fd uintptr) bool) error
+	ReadFD(fd uintptr, p []byte) (n int, ok bool, err error)
+}
+
+// serveInline serves requests from inside one raw read of the socket, so that
+// the wait for the next request needs no read attempt: a keep-alive client
+// sends it only after reading the response, so trying a read at once after
+// writing the response (what a plain Read does) almost always finds nothing,
+// costing a system call per request. Inside one RawRead the poller keeps the
+// readiness the socket reported meanwhile, so once a read has returned less
+// than it asked for, waiting for readiness misses nothing.
+//
+// Requests with a body or an Upgrade field are served outside (their handler
+// reads the connection): serveInline returns true with the request in c.req.
+// It returns false when the connection is done.
+func (c *conn) serveInline(rc rawReader) bool {
+	c.fdr.rc = rc
+	c.br.SetSource(&c.fdr)
+	c.inline = true
+	defer func() {
+		c.br.SetSource(c.nc)
+		c.inline = false
+	}()
+	var (
+		idle, outside bool
+	)
+	err := rc.RawRead(func(fd uintptr) bool {
+		c.fdr.fd = fd
+		// Called first, or because the socket became readable: read.
+		c.fdr.mustRead = true
+		if idle {
+			idle = false
+			if !c.state.CompareAndSwap(stateIdle, stateActive) {
+				return true
+			}
+		}
+		for {
+			if c.br.Buffered() == 0 {
+				if c.fdr.mustRead {
+					if err := c.br.Fill(); err != nil && err != http1.ErrWouldBlock { //nolint:errorlint // sentinel
+						return true
+					}
+				}
+				if c.br.Buffered() == 0 {
+					if !c.idle() {
+						return true
+					}
+					idle = true
+					return false
+				}
+			}
+			switch err := c.readRequest(); {
+			case err == http1.ErrWouldBlock: //nolint:errorlint // sentinel
+				return false // the rest of the head; readRequest started the header timeout
+			case err != nil:
+				return true
+			}
+			if c.req.Body != http.NoBody || c.hdr["Upgrade"] != nil {
+				outside = true
+				return true
+			}
+			if !c.serveRequest() {
+				return true
+			}
+		}
+	})
+	if err != nil && !idle && c.br.Buffered() > 0 {
+		c.refuse(err) // a head cut off by the header timeout: 408
+	}
+	return outside
+}
+
+// fdReader reads the socket from inside serveInline's raw read.
+type fdReader struct {
+	rc rawReader
+	fd uintptr
+	// mustRead is false once a read returned less than it asked for (or
+	// nothing): the socket had nothing more, and readiness will say when it has.
+	mustRead bool
+}
+
+func (r *fdReader) Read(p []byte) (int, error) {
+	n, ok, err := r.rc.ReadFD(r.fd, p)
+	switch {
+	case err != nil:
+		return 0, err
+	case !ok:
+		r.mustRead = false
+		return 0, http1.ErrWouldBlock
+	case n == 0:
+		return 0, io.EOF
+	}
+	r.mustRead = n == len(p)
+	return n, nil
+}
+
+// idle prepares the wait for the next request: the response flushed, the
+// connection marked idle (Shutdown closes idle connections) and the read
+// deadline set. False means the connection ends.
+func (c *conn) idle() bool {
+	if err := c.bw.Flush(); err != nil {
+		return false
+	}
+	if !c.first && c.srv.draining.Load() {
+		return false
+	}
+	if !c.state.CompareAndSwap(stateActive, stateIdle) {
+		return false
+	}
+	now := time.Now()
+	switch {
+	case c.first:
+		_ = c.nc.SetReadDeadline(now.Add(c.srv.cfg.ReadHeaderTimeout))
+	case c.readDeadline.Sub(now) < c.srv.cfg.IdleTimeout/2:
+		c.readDeadline = now.Add(c.srv.cfg.IdleTimeout)
+		_ = c.nc.SetReadDeadline(c.readDeadline)
+	}
+	return true
+}
+
+// readRequest reads and parses the next request head into c.req. A malformed
+// head is answered (refuse) and ends the connection; http1.ErrWouldBlock (in
+// serveInline) means the head is not all there yet.
+func (c *conn) readRequest() error {
+	head, err := c.br.ReadHead()
+	if err == nil {
+		err = http1.ParseRequest(string(head), &c.head)
+	}
+	if err == nil {
+		err = c.buildRequest()
+	}
+	switch {
+	case err == http1.ErrWouldBlock: //nolint:errorlint // sentinel
+		return err
+	case err != nil:
+		c.refuse(err)
+		return err
+	}
+	c.first = false
+	c.headerWait = false
+	return nil
+}
+
+// serveRequest runs the handler for c.req and completes the exchange,
+// reporting whether the connection can carry another request.
+func (c *conn) serveRequest() bool {
+	if c.req.Body != http.NoBody {
+		c.bodyDeadline = time.Time{}
+		c.extendBodyDeadline()
+	}
+	c.resp.reset(c.req, &c.head)
+	if !c.runHandler() {
+		return false
+	}
+	if c.resp.hijacked {
+		c.hijacked = true
+		return false
+	}
+	if err := c.resp.finish(); err != nil {
+		return false
+	}
+	if !c.finishBody() {
+		if c.bw.Flush() == nil {
+			c.lingeringClose()
+		}
+		return false
+	}
+	if c.resp.closeAfter {
+		_ = c.bw.Flush()
+		return false
+	}
+	return true
 }
 
 // runHandler calls the handler and reports whether the connection can go on.

@@ -318,6 +318,11 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if w.committed {
 		return nil, nil, errors.New("server: hijack after the response head was written")
 	}
+	if w.c.inline {
+		// The handler runs inside the connection's raw read (serveInline),
+		// which requests with an Upgrade field never do.
+		return nil, nil, errors.New("server: hijack of a request without an Upgrade field")
+	}
 	c := w.c
 	if err := c.bw.Flush(); err != nil {
 		return nil, nil, err

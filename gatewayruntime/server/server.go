@@ -34,7 +34,8 @@ type Config struct {
 	// the request context is the connection's (cancelled when the server stops,
 	// not when the client goes away): handlers must not keep them after
 	// returning. Response headers are written in map order and a missing
-	// Content-Type is not sniffed.
+	// Content-Type is not sniffed. Hijack works for requests that carry an
+	// Upgrade field (the others are served from inside the socket's read).
 	Handler http.Handler
 	// ReadHeaderTimeout bounds reading a request head, from its first byte
 	// (slowloris): default 10s.
@@ -245,7 +246,9 @@ func (s *Server) Close() {
 		(*ln).Close()
 	}
 	for c := range s.conns {
-		c.nc.Close()
+		// Close waits for the connection's reads to return, and a handler
+		// running inside its raw read (serveInline) returns when it is done.
+		go c.nc.Close()
 	}
 	_ = s.h2.Close()
 	s.cancel()
