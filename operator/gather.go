@@ -130,6 +130,7 @@ func filePaths(cm *corev1.ConfigMap) (map[string]string, error) {
 func compileKinds(api *v1alpha1.API, endpoints []v1alpha1.Endpoint, rateLimits []v1alpha1.RateLimit, securities []v1alpha1.Security) *compile.Kinds {
 	k := &compile.Kinds{
 		Namespace:    api.Namespace,
+		Name:         api.Name,
 		Endpoints:    make(map[string]v1alpha1.EndpointSpec, len(endpoints)),
 		RateLimits:   make(map[string]v1alpha1.RateLimitSpec, len(rateLimits)),
 		Security:     make(map[string]v1alpha1.SecuritySpec, len(securities)),

@@ -292,6 +292,9 @@ func (bd *binder) rateLimits() {
 // cannot be served by one gateway.
 func (bd *binder) redis(object string, r *v1alpha1.RedisRef) {
 	rb := &bundle.RedisBinding{Address: r.Address}
+	if bd.k.Name != "" {
+		rb.KeyPrefix = bd.k.Namespace + "/" + bd.k.Name
+	}
 	if r.PasswordSecretRef != nil {
 		rb.PasswordFile = bd.secret("RateLimit "+strconv.Quote(object), "redis.passwordSecretRef", r.PasswordSecretRef, "password", fileRedisPassword, SecretFormatRaw)
 	}

@@ -34,6 +34,7 @@ func fullKinds() *Kinds {
 	ref := func(name, key string) *v1alpha1.SecretKeyRef { return &v1alpha1.SecretKeyRef{Name: name, Key: key} }
 	return &Kinds{
 		Namespace: "shop",
+		Name:      "petstore",
 		Endpoints: map[string]v1alpha1.EndpointSpec{
 			"backend": {Image: &v1alpha1.EndpointImage{Image: "ghcr.io/x/backend:1", Port: 9000},
 				LoadBalance: "least-request", Retries: &v1alpha1.RetryPolicy{Attempts: 2},
@@ -77,7 +78,7 @@ func TestBindingFromKinds(t *testing.T) {
 	if !reflect.DeepEqual(b.RateLimits, map[string]bundle.RateLimitBinding{"standard": wantRate}) {
 		t.Errorf("rate limits %+v", b.RateLimits)
 	}
-	if !reflect.DeepEqual(b.Redis, &bundle.RedisBinding{Address: "redis:6379", PasswordFile: "redis/password"}) {
+	if !reflect.DeepEqual(b.Redis, &bundle.RedisBinding{Address: "redis:6379", PasswordFile: "redis/password", KeyPrefix: "shop/petstore"}) {
 		t.Errorf("redis %+v", b.Redis)
 	}
 	wantSecurity := map[string]bundle.SecurityBinding{

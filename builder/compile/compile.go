@@ -36,7 +36,10 @@ type File struct {
 // Kinds are the objects of the API's namespace the definition may name, by
 // object name, as plain values (the operator and the CLI gather them).
 type Kinds struct {
-	Namespace  string
+	Namespace string
+	// Name is the API object's name; with Namespace it scopes the API's keys
+	// in a shared Redis (Binding redis.keyPrefix).
+	Name       string
 	Endpoints  map[string]v1alpha1.EndpointSpec
 	RateLimits map[string]v1alpha1.RateLimitSpec
 	Security   map[string]v1alpha1.SecuritySpec

@@ -140,6 +140,11 @@ type RedisBinding struct {
 	Address      string `json:"address"`
 	PasswordFile string `json:"passwordFile,omitempty"`
 	DB           int    `json:"db,omitempty"`
+	// KeyPrefix keeps this API's keys apart in a Redis other APIs share:
+	// two APIs (or environments) built from the same definition have the
+	// same Bundle, so the Bundle alone cannot tell their buckets apart. The
+	// operator sets it to the API's namespace/name.
+	KeyPrefix string `json:"keyPrefix,omitempty"`
 }
 
 // Marshal returns the Binding's canonical bytes.
