@@ -399,3 +399,93 @@ func TestStateIsResetBetweenRequests(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 }
+
+// The next request can arrive while the handler of the previous one runs
+// (a pipelining client, or one whose bytes come in separate segments): the
+// wait that follows the response must not miss it.
+func TestRequestArrivingDuringTheHandler(t *testing.T) {
+	started := make(chan struct{}, 4)
+	release := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			started <- struct{}{}
+			<-release
+		}
+		_, _ = io.WriteString(w, r.URL.Path)
+	})
+	_, addr := start(t, Config{Handler: h})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(c)
+	for i := 0; i < 3; i++ {
+		_, _ = io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+		<-started
+		// Sent while the handler runs, in parts.
+		_, _ = io.WriteString(c, "GET /next HTTP/1.1\r\n")
+		time.Sleep(5 * time.Millisecond)
+		_, _ = io.WriteString(c, "Host: a\r\n\r\n")
+		time.Sleep(5 * time.Millisecond)
+		release <- struct{}{}
+		for _, want := range []string{"/slow", "/next"} {
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("round %d, %s: %v", i, want, err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(b) != want {
+				t.Fatalf("round %d: got %q, want %q", i, b, want)
+			}
+		}
+	}
+}
+
+// Requests with and without bodies alternate on one connection (the server
+// serves the first kind inside the socket's raw read and the second outside).
+func TestBodiesAndBodylessRequestsAlternate(t *testing.T) {
+	_, addr := start(t, Config{Handler: echoHandler()})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(c)
+	reqs := []struct{ wire, body string }{
+		{"GET /a HTTP/1.1\r\nHost: a\r\n\r\n", ""},
+		{"POST /b HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello", "hello"},
+		{"GET /c HTTP/1.1\r\nHost: a\r\n\r\n", ""},
+		{"POST /d HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", "abc"},
+		{"POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi", "hi"},
+		{"GET /f HTTP/1.1\r\nHost: a\r\n\r\n", ""},
+	}
+	for _, rq := range reqs {
+		_, _ = io.WriteString(c, rq.wire)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%q: %v", rq.wire, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != rq.body || resp.Header.Get("X-Path") != strings.Fields(rq.wire)[1] {
+			t.Fatalf("%q: body %q, path %q", rq.wire, b, resp.Header.Get("X-Path"))
+		}
+	}
+}
+
+func TestHijackNeedsAnUpgradeField(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			t.Error("hijack of a request without Upgrade succeeded")
+		}
+		_, _ = io.WriteString(w, "not hijacked")
+	})
+	_, addr := start(t, Config{Handler: h})
+	if got := raw(t, addr, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"); !strings.Contains(got, "not hijacked") {
+		t.Fatalf("got %q", got)
+	}
+}
