@@ -152,3 +152,31 @@ func TestEscapePointer(t *testing.T) {
 		}
 	}
 }
+
+func TestLeanSpec(t *testing.T) {
+	tests := []struct{ name, in, want string }{
+		{"documentation dropped",
+			`{"info":{"title":"t","description":"d"},"paths":{"/a":{"get":{"summary":"s","description":"d","externalDocs":{"url":"u"},"responses":{"200":{"description":"ok"}}}}}}`,
+			`{"info":{"title":"t"},"paths":{"/a":{"get":{"responses":{"200":{}}}}}}`},
+		{"names are kept",
+			`{"components":{"schemas":{"description":{"type":"object","description":"d","properties":{"description":{"type":"string","example":"x"},"example":{"type":"integer"}},"required":["description"]}}}}`,
+			`{"components":{"schemas":{"description":{"properties":{"description":{"type":"string"},"example":{"type":"integer"}},"required":["description"],"type":"object"}}}}`},
+		{"values and extensions are kept",
+			`{"enum":[{"description":"v"}],"default":{"example":1},"x-ext":{"description":"e"},"maximum":9007199254740993,"examples":[1]}`,
+			`{"default":{"example":1},"enum":[{"description":"v"}],"maximum":9007199254740993,"x-ext":{"description":"e"}}`},
+		{"media types and examples",
+			`{"content":{"application/json":{"schema":{"type":"string"},"examples":{"a":{"value":1}}}}}`,
+			`{"content":{"application/json":{"schema":{"type":"string"}}}}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := leanSpec([]byte(tt.in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != tt.want {
+				t.Fatalf("got  %s\nwant %s", got, tt.want)
+			}
+		})
+	}
+}
