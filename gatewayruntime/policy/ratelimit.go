@@ -316,7 +316,12 @@ func (g *generation) buildLimitPolicy(api *bundle.Bundle, name string, b *bundle
 			return nil, err
 		}
 		p.store = rs
+		// The Binding's prefix (the API object's namespace/name) keeps apart
+		// APIs built from one definition; the Bundle's id, versions of one API.
 		p.prefix = "gatekiln:rl:" + apiID(api) + ":" + name + ":"
+		if kp := b.Redis.KeyPrefix; kp != "" {
+			p.prefix = "gatekiln:rl:" + kp + ":" + apiID(api) + ":" + name + ":"
+		}
 	default:
 		return nil, fmt.Errorf("store %q: want local or redis", rb.Store)
 	}

@@ -467,6 +467,36 @@ func TestRedisLeasesShared(t *testing.T) {
 	})
 }
 
+// TestRedisKeyPrefix: two APIs built from one definition (one Bundle) share a
+// Redis but not their buckets, when their Bindings carry different key
+// prefixes; replicas of one API (one prefix) share them.
+func TestRedisKeyPrefix(t *testing.T) {
+	rs := startRedis(t)
+	api := rateAPI(t, map[string][]string{"GET /v1/pets": {"once"}}, nil)
+	up := newUpstream(t)
+	gateway := func(prefix string) *testGateway {
+		b := binding()
+		b.Redis = &bundle.RedisBinding{Address: rs.addr, KeyPrefix: prefix}
+		b.RateLimits["once"] = bundle.RateLimitBinding{Requests: 1, Period: bundle.Duration(time.Hour), Store: bundle.StoreRedis}
+		return startGateway(t, api, b, t.TempDir(), up)
+	}
+	shopA, shopB, shopAReplica, unprefixed := gateway("shop/a"), gateway("shop/b"), gateway("shop/a"), gateway("")
+	for _, tt := range []struct {
+		name   string
+		gw     *testGateway
+		status int
+	}{
+		{"shop/a", shopA, 200},
+		{"shop/b has its own bucket", shopB, 200},
+		{"a replica of shop/a shares its bucket", shopAReplica, 429},
+		{"a Binding without a prefix has its own", unprefixed, 200},
+	} {
+		if res := tt.gw.do(t, "GET", "/v1/pets", nil, ""); res.status != tt.status {
+			t.Fatalf("%s: status %d, want %d", tt.name, res.status, tt.status)
+		}
+	}
+}
+
 // TestRedisStoreBatches checks the batching store directly: concurrent takes
 // on one key are merged, every take is answered, and the bucket never grants
 // more than it holds.
