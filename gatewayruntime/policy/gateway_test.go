@@ -19,6 +19,7 @@ import (
 
 	"github.com/gatekiln/gatekiln/gatewayruntime/bundle"
 	"github.com/gatekiln/gatekiln/gatewayruntime/gateway"
+	"github.com/gatekiln/gatekiln/test/redistest"
 )
 
 // realGateway serves api with the real gateway (package gateway: its own
@@ -75,7 +76,7 @@ func (rg *realGateway) do(t *testing.T, method, path string, hdr map[string]stri
 func TestWithRealGateway(t *testing.T) {
 	ks := testKeys(t)
 	js := newJWKSServer(t, ks["rsa-1"], ks["ed-1"])
-	rs := startRedis(t)
+	rs := redistest.Start(t, "")
 	up := newUpstream(t)
 	ca := newCA(t, "clients")
 	serverCert := ca.issue(t, certOpts{cn: "gateway", usage: x509.ExtKeyUsageServerAuth, ip: net.ParseIP("127.0.0.1")})
@@ -98,7 +99,7 @@ func TestWithRealGateway(t *testing.T) {
 		JWKSURL: js.srv.URL, ClaimHeaders: map[string]string{"sub": "X-Consumer"}}}
 	b.Security["mtls"] = bundle.SecurityBinding{MTLS: &bundle.MTLSBinding{ClientCAFile: "ca.pem"}}
 	b.Endpoints = map[string]bundle.EndpointBinding{"pets": {URLs: []string{up.srv.URL}}}
-	b.Redis = &bundle.RedisBinding{Address: rs.addr}
+	b.Redis = &bundle.RedisBinding{Address: rs.Addr}
 	b.RateLimits["perConsumer"] = bundle.RateLimitBinding{Requests: 5, Period: bundle.Duration(time.Hour),
 		Key: bundle.KeyConsumer, Store: bundle.StoreRedis}
 	b.Server = &bundle.ServerBinding{TLSCertFile: "tls.crt", TLSKeyFile: "tls.key"}

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/gatekiln/gatekiln/gatewayruntime/bundle"
+	"github.com/gatekiln/gatekiln/test/redistest"
 )
 
 func rateAPI(t *testing.T, limits map[string][]string, defaults map[string]*bundle.Rate) *bundle.Bundle {
@@ -182,63 +181,15 @@ func TestRateLimitBindingErrors(t *testing.T) {
 	}
 }
 
-// redisServer is a real redis-server on a free loopback port.
-type redisServer struct {
-	bin, addr, dir string
-	cmd            *exec.Cmd
-}
-
-func startRedis(t *testing.T) *redisServer {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatalf("redis-server is not installed: the global rate-limit tests need it "+
-			"(Debian package redis-server, listed in hack/apt-packages.txt): %v", err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	r := &redisServer{bin: bin, addr: addr, dir: t.TempDir()}
-	r.start(t)
-	t.Cleanup(r.kill)
-	return r
-}
-
-func (r *redisServer) start(t *testing.T) {
-	t.Helper()
-	_, port, _ := net.SplitHostPort(r.addr)
-	r.cmd = exec.Command(r.bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", r.dir, "--protected-mode", "yes")
-	if err := r.cmd.Start(); err != nil {
-		t.Fatalf("start redis-server: %v", err)
-	}
-	c := redis.NewClient(&redis.Options{Addr: r.addr, DisableIdentity: true})
-	defer c.Close()
-	waitFor(t, 10*time.Second, "redis-server to answer PING", func() bool {
-		return c.Ping(context.Background()).Err() == nil
-	})
-}
-
-func (r *redisServer) kill() {
-	if r.cmd != nil && r.cmd.Process != nil {
-		_ = r.cmd.Process.Kill()
-		_ = r.cmd.Wait()
-		r.cmd = nil
-	}
-}
-
 func TestRedisRateLimitShared(t *testing.T) {
-	rs := startRedis(t)
+	rs := redistest.Start(t, "")
 	api := rateAPI(t, map[string][]string{
 		"GET /v1/pets":         {"global"},
 		"POST /v1/pets":        {"strict"},
 		"GET /v1/pets/{petId}": {"roomy"},
 	}, nil)
 	b := binding()
-	b.Redis = &bundle.RedisBinding{Address: rs.addr}
+	b.Redis = &bundle.RedisBinding{Address: rs.Addr}
 	b.RateLimits["global"] = bundle.RateLimitBinding{Requests: 10, Period: bundle.Duration(time.Hour), Store: bundle.StoreRedis}
 	// Below the lease threshold: every decision is Redis's own.
 	b.RateLimits["roomy"] = bundle.RateLimitBinding{Requests: 150, Period: bundle.Duration(time.Hour), Store: bundle.StoreRedis}
@@ -283,7 +234,7 @@ func TestRedisRateLimitShared(t *testing.T) {
 			t.Fatalf("before the kill: status %d, RateLimit %q", res.status, res.header.Get("RateLimit"))
 		}
 		callsBefore := gwA.counter(t, "gatekiln_ratelimit_store_calls_total", nil)
-		rs.kill()
+		rs.Stop()
 		start := time.Now()
 		for i := range 50 {
 			res := gwA.do(t, "GET", "/v1/pets/1", nil, "")
@@ -314,7 +265,7 @@ func TestRedisRateLimitShared(t *testing.T) {
 	})
 
 	t.Run("redis back: decisions resume", func(t *testing.T) {
-		rs.start(t)
+		rs.Restart(t)
 		// The circuit lets a probe through after its cooldown; then limits apply
 		// again (the restarted Redis has empty buckets).
 		for _, gw := range []*testGateway{gwA, gwB} {
@@ -344,14 +295,14 @@ func TestRedisRateLimitShared(t *testing.T) {
 // fail-closed limit admits at most what its lease still holds and then answers
 // 503 at once; a fail-open one keeps admitting.
 func TestRedisLeasesShared(t *testing.T) {
-	rs := startRedis(t)
+	rs := redistest.Start(t, "")
 	api := rateAPI(t, map[string][]string{
 		"GET /v1/pets":         {"shared"},
 		"POST /v1/pets":        {"closed"},
 		"GET /v1/pets/{petId}": {"open"},
 	}, nil)
 	b := binding()
-	b.Redis = &bundle.RedisBinding{Address: rs.addr}
+	b.Redis = &bundle.RedisBinding{Address: rs.Addr}
 	shared := bundle.RateLimitBinding{Requests: 3000, Period: bundle.Duration(time.Hour), Store: bundle.StoreRedis}
 	b.RateLimits["shared"] = shared
 	b.RateLimits["closed"] = bundle.RateLimitBinding{Requests: 100000, Period: bundle.Duration(time.Hour), Store: bundle.StoreRedis,
@@ -410,7 +361,7 @@ func TestRedisLeasesShared(t *testing.T) {
 			gw.do(t, "POST", "/v1/pets", nil, `{"id":1,"name":"rex"}`)
 			gw.do(t, "GET", "/v1/pets/1", nil, "")
 		}
-		rs.kill()
+		rs.Stop()
 		callsBefore := gw.counter(t, "gatekiln_ratelimit_store_calls_total", nil)
 		start := time.Now()
 		// Fail closed: what the lease holds, then 503 (by the lease's TTL at the latest).
@@ -471,12 +422,12 @@ func TestRedisLeasesShared(t *testing.T) {
 // Redis but not their buckets, when their Bindings carry different key
 // prefixes; replicas of one API (one prefix) share them.
 func TestRedisKeyPrefix(t *testing.T) {
-	rs := startRedis(t)
+	rs := redistest.Start(t, "")
 	api := rateAPI(t, map[string][]string{"GET /v1/pets": {"once"}}, nil)
 	up := newUpstream(t)
 	gateway := func(prefix string) *testGateway {
 		b := binding()
-		b.Redis = &bundle.RedisBinding{Address: rs.addr, KeyPrefix: prefix}
+		b.Redis = &bundle.RedisBinding{Address: rs.Addr, KeyPrefix: prefix}
 		b.RateLimits["once"] = bundle.RateLimitBinding{Requests: 1, Period: bundle.Duration(time.Hour), Store: bundle.StoreRedis}
 		return startGateway(t, api, b, t.TempDir(), up)
 	}
@@ -501,10 +452,10 @@ func TestRedisKeyPrefix(t *testing.T) {
 // on one key are merged, every take is answered, and the bucket never grants
 // more than it holds.
 func TestRedisStoreBatches(t *testing.T) {
-	rs := startRedis(t)
+	rs := redistest.Start(t, "")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	s := newRedisStore(ctx, &redis.Options{Addr: rs.addr}, redisOptions{flushers: 2}, nil)
+	s := newRedisStore(ctx, &redis.Options{Addr: rs.Addr}, redisOptions{flushers: 2}, nil)
 	b := bucket{requests: 100, period: time.Hour, capacity: 100}
 	var allowed atomic.Int64
 	var wg sync.WaitGroup
@@ -531,7 +482,7 @@ func TestRedisStoreBatches(t *testing.T) {
 	if allowed.Load() != 100 {
 		t.Fatalf("allowed %d of 320 takes, want exactly 100 (the capacity)", allowed.Load())
 	}
-	c := redis.NewClient(&redis.Options{Addr: rs.addr, DisableIdentity: true})
+	c := redis.NewClient(&redis.Options{Addr: rs.Addr, DisableIdentity: true})
 	defer c.Close()
 	ttl, err := c.PTTL(ctx, "gatekiln:test:batch").Result()
 	if err != nil || ttl <= 0 {
@@ -550,15 +501,15 @@ func TestRedisStoreBatches(t *testing.T) {
 // (every admitted token was granted by Redis, and both start without a
 // lease), at most the unspent leases less.
 func TestRedisLeases(t *testing.T) {
-	rs := startRedis(t)
+	rs := redistest.Start(t, "")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	// 1000 hours to refill: less than a token in a test's time.
 	b := bucket{requests: 100000, period: 1000 * time.Hour, capacity: 100000}
 	calls := prometheus.NewCounter(prometheus.CounterOpts{Name: "calls"})
 	stores := []*redisStore{
-		newRedisStore(ctx, &redis.Options{Addr: rs.addr}, redisOptions{calls: calls}, nil),
-		newRedisStore(ctx, &redis.Options{Addr: rs.addr}, redisOptions{calls: calls}, nil),
+		newRedisStore(ctx, &redis.Options{Addr: rs.Addr}, redisOptions{calls: calls}, nil),
+		newRedisStore(ctx, &redis.Options{Addr: rs.Addr}, redisOptions{calls: calls}, nil),
 	}
 	var allowed, takes atomic.Int64
 	var wg sync.WaitGroup
@@ -594,7 +545,7 @@ func TestRedisLeases(t *testing.T) {
 // never wait for Redis; the replica never holds more than leaseLimit tokens;
 // and every token Redis granted is either spent or still held.
 func TestRedisLeasePrefetch(t *testing.T) {
-	rs := startRedis(t)
+	rs := redistest.Start(t, "")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	// A lease of at most 2000 tokens: the stream spends 20.
@@ -602,7 +553,7 @@ func TestRedisLeasePrefetch(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := newMetrics(reg)
 	fromLease, waited := m.redisChecks.WithLabelValues("lease"), m.redisChecks.WithLabelValues("redis")
-	s := newRedisStore(ctx, &redis.Options{Addr: rs.addr}, redisOptions{fromLease: fromLease, waited: waited}, nil)
+	s := newRedisStore(ctx, &redis.Options{Addr: rs.Addr}, redisOptions{fromLease: fromLease, waited: waited}, nil)
 	const key, takes = "gatekiln:test:prefetch", 40_000
 	l := s.leases.get(key)
 	// Paced to about 40 checks per millisecond, as a busy gateway sees them:
@@ -646,7 +597,7 @@ func TestRedisLeasePrefetch(t *testing.T) {
 		defer l.mu.Unlock()
 		return !l.fetching
 	})
-	c := redis.NewClient(&redis.Options{Addr: rs.addr, DisableIdentity: true})
+	c := redis.NewClient(&redis.Options{Addr: rs.Addr, DisableIdentity: true})
 	defer c.Close()
 	left, err := c.HGet(ctx, key, "t").Float64()
 	if err != nil {
@@ -666,14 +617,14 @@ func TestRedisLeasePrefetch(t *testing.T) {
 // documented slack) + the checks in flight when the interval began (whose
 // tokens Redis granted just before it).
 func TestRedisLeaseBound(t *testing.T) {
-	rs := startRedis(t)
+	rs := redistest.Start(t, "")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	b := bucket{requests: 20000, period: time.Second, capacity: 20000}
 	const workers = 16
 	stores := []*redisStore{
-		newRedisStore(ctx, &redis.Options{Addr: rs.addr}, redisOptions{}, nil),
-		newRedisStore(ctx, &redis.Options{Addr: rs.addr}, redisOptions{}, nil),
+		newRedisStore(ctx, &redis.Options{Addr: rs.Addr}, redisOptions{}, nil),
+		newRedisStore(ctx, &redis.Options{Addr: rs.Addr}, redisOptions{}, nil),
 	}
 	admitted := make([][]time.Time, 2*workers)
 	var refused atomic.Int64
