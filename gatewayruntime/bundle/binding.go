@@ -61,6 +61,8 @@ type JWTBinding struct {
 	Issuer    string   `json:"issuer,omitempty"`
 	Audiences []string `json:"audiences,omitempty"`
 	JWKSURL   string   `json:"jwksUrl,omitempty"`
+	// CAFile verifies the JWKS URL's TLS; empty means the system roots.
+	CAFile string `json:"caFile,omitempty"`
 	// CertificateFile holds PEM certificates or public keys.
 	CertificateFile string `json:"certificateFile,omitempty"`
 	// HMACSecretFile enables HS* algorithms; only set when the Security object asks.
@@ -300,6 +302,7 @@ func (b *Binding) SecretFiles() []string {
 		if s.JWT != nil {
 			add(s.JWT.CertificateFile)
 			add(s.JWT.HMACSecretFile)
+			add(s.JWT.CAFile)
 		}
 		if s.OAuth2 != nil {
 			add(s.OAuth2.ClientIDFile)

@@ -219,6 +219,11 @@ func TestSecretFiles(t *testing.T) {
 		Security: map[string]SecurityBinding{
 			"key":   {APIKey: &APIKeyBinding{KeysFile: "security/key/keys"}},
 			"basic": {Basic: &BasicBinding{HtpasswdFile: "./security/basic/htpasswd"}},
+			// An OAuth2 scheme may carry both: each CA is its own file.
+			"oauth": {
+				JWT:    &JWTBinding{JWKSURL: "https://id/jwks", CAFile: "security/oauth/jwks-ca.crt"},
+				OAuth2: &OAuth2Binding{IntrospectionURL: "https://id/introspect", CAFile: "security/oauth/ca.crt"},
+			},
 		},
 		Server: &ServerBinding{TLSCertFile: "tls.crt", TLSKeyFile: "tls.key"},
 		Redis:  &RedisBinding{Address: "127.0.0.1:6379", PasswordFile: "redis/password"},
@@ -227,7 +232,8 @@ func TestSecretFiles(t *testing.T) {
 			"b": {URLs: []string{"https://y"}, CAFile: "ca.crt"},
 		},
 	}
-	want := []string{"ca.crt", "redis/password", "security/basic/htpasswd", "security/key/keys", "tls.crt", "tls.key"}
+	want := []string{"ca.crt", "redis/password", "security/basic/htpasswd", "security/key/keys",
+		"security/oauth/ca.crt", "security/oauth/jwks-ca.crt", "tls.crt", "tls.key"}
 	if got := b.SecretFiles(); !reflect.DeepEqual(got, want) {
 		t.Errorf("SecretFiles() = %q, want %q", got, want)
 	}
@@ -243,6 +249,20 @@ func TestParseBinding(t *testing.T) {
 	b, err := ParseBinding([]byte(`{"apiVersion":"gatekiln.io/binding/v1","endpoints":{"a":{"urls":["http://127.0.0.1:1"]}}}`))
 	if err != nil || b.Endpoints["a"].URLs[0] != "http://127.0.0.1:1" {
 		t.Errorf("ParseBinding = %+v, %v", b, err)
+	}
+	// jwt.caFile is optional: a Binding written before it existed still
+	// parses, and one that sets it round-trips.
+	b, err = ParseBinding([]byte(`{"apiVersion":"gatekiln.io/binding/v1","security":{"j":{"jwt":{"jwksUrl":"https://id/jwks"}}}}`))
+	if err != nil || b.Security["j"].JWT.CAFile != "" {
+		t.Errorf("binding without jwt.caFile = %+v, %v", b, err)
+	}
+	withCA := `{"apiVersion":"gatekiln.io/binding/v1","security":{"j":{"jwt":{"caFile":"jwks-ca.crt","jwksUrl":"https://id/jwks"}}}}`
+	b, err = ParseBinding([]byte(withCA))
+	if err != nil || b.Security["j"].JWT.CAFile != "jwks-ca.crt" {
+		t.Fatalf("binding with jwt.caFile = %+v, %v", b, err)
+	}
+	if out, err := b.Marshal(); err != nil || string(out) != withCA {
+		t.Errorf("jwt.caFile round trip: %s, %v", out, err)
 	}
 	b, err = LoadBinding(t.TempDir())
 	if err != nil || b.APIVersion != BindingAPIVersion {
