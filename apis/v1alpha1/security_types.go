@@ -35,6 +35,7 @@ type SecuritySpec struct {
 }
 
 // JWTSpec verifies bearer JWTs.
+// +kubebuilder:validation:XValidation:rule="!has(self.caSecretRef) || has(self.jwksURL)",message="jwt.caSecretRef verifies the TLS of jwt.jwksURL; set jwksURL or remove caSecretRef"
 type JWTSpec struct {
 	// +optional
 	Issuer string `json:"issuer,omitempty"`
@@ -43,6 +44,11 @@ type JWTSpec struct {
 	// +optional
 	// +kubebuilder:validation:Pattern=`^https?://`
 	JWKSURL string `json:"jwksURL,omitempty"`
+	// CASecretRef holds the PEM CA that verifies the JWKS URL's TLS, for an
+	// issuer behind a private CA (key defaults to ca.crt); without it the
+	// system roots are used. It only matters with jwksURL.
+	// +optional
+	CASecretRef *SecretKeyRef `json:"caSecretRef,omitempty"`
 	// CertificateSecretRef holds PEM certificates or public keys (key defaults to tls.crt).
 	// +optional
 	CertificateSecretRef *SecretKeyRef `json:"certificateSecretRef,omitempty"`

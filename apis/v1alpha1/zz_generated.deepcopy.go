@@ -522,6 +522,11 @@ func (in *JWTSpec) DeepCopyInto(out *JWTSpec) {
 		*out = make([]string, len(*in))
 		copy(*out, *in)
 	}
+	if in.CASecretRef != nil {
+		in, out := &in.CASecretRef, &out.CASecretRef
+		*out = new(SecretKeyRef)
+		**out = **in
+	}
 	if in.CertificateSecretRef != nil {
 		in, out := &in.CertificateSecretRef, &out.CertificateSecretRef
 		*out = new(SecretKeyRef)
