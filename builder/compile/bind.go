@@ -181,6 +181,11 @@ func (bd *binder) security() {
 		}
 		owner := "Security " + strconv.Quote(object)
 		dir := "security/" + fileName(name) + "/"
+		if j := spec.JWT; j != nil && j.CASecretRef != nil && j.JWKSURL == "" {
+			// The CRD refuses this too; Kinds read from files skip admission.
+			bd.c.fail("", "", CodeInvalidKinds, fmt.Sprintf("%s: jwt.caSecretRef verifies the TLS of jwt.jwksURL, which is not set", owner))
+			continue
+		}
 		var sb bundle.SecurityBinding
 		if j := spec.JWT; j != nil && (spec.Type == v1alpha1.SecurityJWT || spec.Type == v1alpha1.SecurityOAuth2) {
 			jb := &bundle.JWTBinding{Issuer: j.Issuer, Audiences: j.Audiences, JWKSURL: j.JWKSURL,
@@ -190,6 +195,11 @@ func (bd *binder) security() {
 			}
 			if j.HMACSecretRef != nil {
 				jb.HMACSecretFile = bd.secret(owner, "jwt.hmacSecretRef", j.HMACSecretRef, "secret", dir+"hmac-secret", SecretFormatRaw)
+			}
+			// Its own file: an OAuth2 Security may carry oauth2.caSecretRef too,
+			// which is dir+"ca.crt".
+			if j.CASecretRef != nil {
+				jb.CAFile = bd.secret(owner, "jwt.caSecretRef", j.CASecretRef, "ca.crt", dir+"jwks-ca.crt", SecretFormatRaw)
 			}
 			sb.JWT = jb
 		}

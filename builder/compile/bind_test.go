@@ -48,8 +48,10 @@ func fullKinds() *Kinds {
 			"key": {Type: v1alpha1.SecurityAPIKey, APIKey: &v1alpha1.APIKeySpec{KeysSecretRef: v1alpha1.SecretKeyRef{Name: "keys", Key: "alice"}}},
 			"jwt": {Type: v1alpha1.SecurityJWT, JWT: &v1alpha1.JWTSpec{Issuer: "https://iss", CertificateSecretRef: ref("jwt-cert", ""),
 				HMACSecretRef: ref("jwt-hmac", "k"), Leeway: &metav1.Duration{Duration: time.Minute}, ClaimHeaders: map[string]string{"sub": "X-Sub"}}},
+			// Both blocks, each with its own CA: the files must not collide.
 			"oauth": {Type: v1alpha1.SecurityOAuth2, OAuth2: &v1alpha1.OAuth2Spec{IntrospectionURL: "https://id/introspect",
-				ClientSecretRef: ref("oauth-client", ""), CASecretRef: ref("id-ca", "ca.pem")}},
+				ClientSecretRef: ref("oauth-client", ""), CASecretRef: ref("id-ca", "ca.pem")},
+				JWT: &v1alpha1.JWTSpec{JWKSURL: "https://id/jwks", CASecretRef: ref("jwks-ca", "")}},
 			"basic": {Type: v1alpha1.SecurityBasic, Basic: &v1alpha1.BasicSpec{UsersSecretRef: v1alpha1.SecretKeyRef{Name: "users"}, Realm: "shop"}},
 			"mtls":  {Type: v1alpha1.SecurityMTLS, MTLS: &v1alpha1.MTLSSpec{ClientCASecretRef: v1alpha1.SecretKeyRef{Name: "client-ca"}}},
 		},
@@ -86,7 +88,8 @@ func TestBindingFromKinds(t *testing.T) {
 		"jwt": {JWT: &bundle.JWTBinding{Issuer: "https://iss", CertificateFile: "security/jwt/certificate.pem", HMACSecretFile: "security/jwt/hmac-secret",
 			Leeway: bundle.Duration(time.Minute), ClaimHeaders: map[string]string{"sub": "X-Sub"}}},
 		"oauth": {OAuth2: &bundle.OAuth2Binding{IntrospectionURL: "https://id/introspect", ClientIDFile: "security/oauth/client-id",
-			ClientSecretFile: "security/oauth/client-secret", CAFile: "security/oauth/ca.crt"}},
+			ClientSecretFile: "security/oauth/client-secret", CAFile: "security/oauth/ca.crt"},
+			JWT: &bundle.JWTBinding{JWKSURL: "https://id/jwks", CAFile: "security/oauth/jwks-ca.crt"}},
 		"basic": {Basic: &bundle.BasicBinding{HtpasswdFile: "security/basic/htpasswd", Realm: "shop"}},
 		"mtls":  {MTLS: &bundle.MTLSBinding{ClientCAFile: "security/mtls/ca.crt"}},
 	}
@@ -107,6 +110,7 @@ func TestBindingFromKinds(t *testing.T) {
 		{File: "security/oauth/ca.crt", SecretName: "id-ca", Key: "ca.pem"},
 		{File: "security/oauth/client-id", SecretName: "oauth-client", Key: "clientId"},
 		{File: "security/oauth/client-secret", SecretName: "oauth-client", Key: "clientSecret"},
+		{File: "security/oauth/jwks-ca.crt", SecretName: "jwks-ca", Key: "ca.crt"},
 		{File: "server/tls.crt", SecretName: "gw-tls", Key: "tls.crt"},
 		{File: "server/tls.key", SecretName: "gw-tls", Key: "tls.key"},
 	}
@@ -152,6 +156,15 @@ func TestBindingProblems(t *testing.T) {
 			s := k.Security["key"]
 			s.APIKey.KeysSecretRef.Namespace = "other"
 		}, want: Problem{Code: CodeCrossNamespaceRef, Reason: `Security "key": apiKey.keysSecretRef names Secret other/keys`}},
+		{name: "jwks CA in another namespace", src: bindDoc, edit: func(k *Kinds) {
+			k.Security["oauth"].JWT.CASecretRef.Namespace = "other"
+		}, want: Problem{Code: CodeCrossNamespaceRef,
+			Reason: `Security "oauth": jwt.caSecretRef names Secret other/jwks-ca; only Secrets of the namespace "shop" can be used`}},
+		{name: "jwks CA without a jwks url", src: bindDoc, edit: func(k *Kinds) {
+			s := k.Security["jwt"]
+			s.JWT.CASecretRef = &v1alpha1.SecretKeyRef{Name: "jwks-ca"}
+		}, want: Problem{Code: CodeInvalidKinds,
+			Reason: `Security "jwt": jwt.caSecretRef verifies the TLS of jwt.jwksURL, which is not set`}},
 		{name: "wso2 endpoint in another namespace", src: strings.Replace(bindDoc, "x-gatekiln-endpoint: backend", "x-wso2-production-endpoints: backend.elsewhere", 1),
 			want: Problem{File: "api.yaml", Pointer: "/x-wso2-production-endpoints", Line: 3, Code: CodeCrossNamespaceRef,
 				Reason: `Endpoint backend.elsewhere is in namespace "elsewhere"`}},
