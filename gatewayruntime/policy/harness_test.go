@@ -79,6 +79,7 @@ type testGateway struct {
 type gatewayOptions struct {
 	tls     *tls.Config // serve TLS with this config (client certificates)
 	trusted []string
+	log     *slog.Logger // the policies' logger; nil discards
 }
 
 func startGateway(t *testing.T, api *bundle.Bundle, b *bundle.Binding, dir string, up *upstream, opts ...gatewayOptions) *testGateway {
@@ -89,6 +90,9 @@ func startGateway(t *testing.T, api *bundle.Bundle, b *bundle.Binding, dir strin
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	env := envFor(ctx, dir)
+	if o.log != nil {
+		env.Logger = o.log
+	}
 	reg := env.Metrics.(*prometheus.Registry)
 	target, _ := url.Parse(up.srv.URL)
 	rp := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {

@@ -42,6 +42,9 @@ type jwksOptions struct {
 	wait time.Duration
 	// maxBytes bounds the JWKS document.
 	maxBytes int64
+	// transport makes the fetches; nil means http.DefaultTransport. The
+	// JWT scheme gives one trusting the Binding's jwt.caFile.
+	transport http.RoundTripper
 }
 
 func (o jwksOptions) withDefaults() jwksOptions {
@@ -121,7 +124,7 @@ func newJWKSCache(ctx context.Context, rawURL string, opts jwksOptions, log *slo
 	c := &jwksCache{
 		url:     rawURL,
 		opts:    opts,
-		client:  &http.Client{Timeout: opts.timeout},
+		client:  &http.Client{Transport: opts.transport, Timeout: opts.timeout},
 		ctx:     ctx,
 		log:     log,
 		observe: observe,
@@ -246,6 +249,10 @@ func (c *jwksCache) fetch(ctx context.Context) (*jwkSet, error) {
 	}
 	req.Header.Set("Accept", "application/jwk-set+json, application/json")
 	resp, err := c.client.Do(req)
+	if untrustedCertificate(err) {
+		return nil, fmt.Errorf("get jwks: the server's TLS certificate is not trusted (a server behind a private CA "+
+			"needs that CA in the Security's jwt.caSecretRef, the Binding's jwt.caFile): %w", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("get jwks: %w", err)
 	}

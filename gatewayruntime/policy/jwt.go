@@ -124,7 +124,11 @@ func newJWTScheme(g *generation, name, realm string, jb *bundle.JWTBinding) (*jw
 		}
 	}
 	if jb.JWKSURL != "" {
-		c, err := newJWKSCache(g.env.Context, jb.JWKSURL, jwksOptions{}, g.env.Logger, func(result string) {
+		tr, err := outboundTransport(g.env, jb.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		c, err := newJWKSCache(g.env.Context, jb.JWKSURL, jwksOptions{transport: tr}, g.env.Logger, func(result string) {
 			g.m.jwksFetches.WithLabelValues(name, result).Inc()
 		})
 		if err != nil {

@@ -8,12 +8,15 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
+	"log"
 	"math/big"
 	"net"
 	"net/http"
@@ -87,8 +90,14 @@ type jwksServer struct {
 
 func newJWKSServer(t *testing.T, ks ...testKey) *jwksServer {
 	t.Helper()
+	return startJWKSServer(t, nil, ks...)
+}
+
+// startJWKSServer serves the JWKS over HTTPS with cert when cert is not nil.
+func startJWKSServer(t *testing.T, cert *tls.Certificate, ks ...testKey) *jwksServer {
+	t.Helper()
 	j := &jwksServer{keys: ks, status: http.StatusOK}
-	j.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	j.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		j.hits.Add(1)
 		j.mu.Lock()
 		defer j.mu.Unlock()
@@ -105,6 +114,14 @@ func newJWKSServer(t *testing.T, ks ...testKey) *jwksServer {
 		w.Header().Set("Content-Type", "application/jwk-set+json")
 		_ = json.NewEncoder(w).Encode(out)
 	}))
+	if cert != nil {
+		j.srv.TLS = &tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS12}
+		// Handshakes the gateway refuses are what some tests are about.
+		j.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+		j.srv.StartTLS()
+	} else {
+		j.srv.Start()
+	}
 	t.Cleanup(j.srv.Close)
 	return j
 }
@@ -179,7 +196,18 @@ func bearer(tok string) map[string]string { return map[string]string{"Authorizat
 
 // jwtGateway serves petstore with every route needing the "jwt" scheme (and,
 // for POST, the pets:write scope).
-func jwtGateway(t *testing.T, jb *bundle.JWTBinding, files map[string]string) (*testGateway, *upstream) {
+func jwtGateway(t *testing.T, jb *bundle.JWTBinding, files map[string]string, opts ...gatewayOptions) (*testGateway, *upstream) {
+	t.Helper()
+	api := jwtAPI(t)
+	b := binding()
+	b.Security["jwt"] = bundle.SecurityBinding{JWT: jb}
+	up := newUpstream(t)
+	return startGateway(t, api, b, writeFiles(t, files), up, opts...), up
+}
+
+// jwtAPI is petstore with every route needing the "jwt" scheme (and, for
+// POST, the pets:write scope).
+func jwtAPI(t *testing.T) *bundle.Bundle {
 	t.Helper()
 	api := petstore(t, func(r *bundle.Route) {
 		ref := bundle.SchemeRef{Name: "jwt"}
@@ -189,10 +217,7 @@ func jwtGateway(t *testing.T, jb *bundle.JWTBinding, files map[string]string) (*
 		r.Security = []bundle.SecurityRequirement{{ref}}
 	})
 	api.SecuritySchemes["jwt"] = bundle.SecurityScheme{Type: bundle.SchemeJWT, BearerFormat: "JWT"}
-	b := binding()
-	b.Security["jwt"] = bundle.SecurityBinding{JWT: jb}
-	up := newUpstream(t)
-	return startGateway(t, api, b, writeFiles(t, files), up), up
+	return api
 }
 
 func TestJWTAcceptsEveryKeyType(t *testing.T) {
@@ -545,6 +570,9 @@ func TestJWTBindingErrors(t *testing.T) {
 			map[string]string{"h": strings.Repeat("x", 40)}, "none fits"},
 		{"missing certificate file", bundle.JWTBinding{CertificateFile: "nope.pem"}, nil, "nope.pem"},
 		{"bad jwks url", bundle.JWTBinding{JWKSURL: "file:///etc/passwd"}, nil, "want an http(s) URL"},
+		{"missing jwks CA file", bundle.JWTBinding{JWKSURL: "https://127.0.0.1:1/jwks", CAFile: "nope-ca.crt"}, nil, "nope-ca.crt"},
+		{"jwks CA file without a certificate", bundle.JWTBinding{JWKSURL: "https://127.0.0.1:1/jwks", CAFile: "ca.crt"},
+			map[string]string{"ca.crt": "not a certificate"}, "ca.crt: no PEM certificate"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

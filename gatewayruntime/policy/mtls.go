@@ -3,7 +3,6 @@ package policy
 import (
 	"crypto/sha256"
 	"crypto/x509"
-	"fmt"
 	"net/http"
 	"sync"
 	"time"
@@ -40,13 +39,9 @@ type mtlsEntry struct {
 }
 
 func newMTLSScheme(env filter.Env, name string, mb *bundle.MTLSBinding) (*mtlsScheme, error) {
-	pem, err := readBindingFile(env, mb.ClientCAFile)
+	pool, err := readCAPool(env, mb.ClientCAFile)
 	if err != nil {
 		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s: no PEM certificate", mb.ClientCAFile)
 	}
 	return &mtlsScheme{name: name, roots: pool, cache: map[[sha256.Size]byte]mtlsEntry{}}, nil
 }

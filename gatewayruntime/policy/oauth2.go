@@ -3,8 +3,6 @@ package policy
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -92,17 +90,9 @@ func newIntrospectionScheme(g *generation, name, realm string, ob *bundle.OAuth2
 			return nil, err
 		}
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if ob.CAFile != "" {
-		pem, err := readBindingFile(g.env, ob.CAFile)
-		if err != nil {
-			return nil, err
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%s: no PEM certificate", ob.CAFile)
-		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	tr, err := outboundTransport(g.env, ob.CAFile)
+	if err != nil {
+		return nil, err
 	}
 	s.client = &http.Client{Transport: tr, Timeout: introspectionTimeout}
 	claims, err := parseClaimHeaders(ob.ClaimHeaders)
@@ -110,13 +100,6 @@ func newIntrospectionScheme(g *generation, name, realm string, ob *bundle.OAuth2
 		return nil, err
 	}
 	s.claims = claims
-	if g.env.Context != nil {
-		// Idle keep-alive connections to the authorization server end with the generation.
-		go func() {
-			<-g.env.Context.Done()
-			tr.CloseIdleConnections()
-		}()
-	}
 	return s, nil
 }
 

@@ -1,8 +1,11 @@
 package policy
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -25,8 +28,14 @@ type introspectionServer struct {
 
 func newIntrospectionServer(t *testing.T) *introspectionServer {
 	t.Helper()
+	return startIntrospectionServer(t, nil)
+}
+
+// startIntrospectionServer serves over HTTPS with cert when cert is not nil.
+func startIntrospectionServer(t *testing.T, cert *tls.Certificate) *introspectionServer {
+	t.Helper()
 	s := &introspectionServer{tokens: map[string]map[string]any{}}
-	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.calls.Add(1)
 		s.mu.Lock()
 		down := s.down
@@ -54,6 +63,14 @@ func newIntrospectionServer(t *testing.T) *introspectionServer {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(claims)
 	}))
+	if cert != nil {
+		s.srv.TLS = &tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS12}
+		// Handshakes the gateway refuses are what some tests are about.
+		s.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+		s.srv.StartTLS()
+	} else {
+		s.srv.Start()
+	}
 	t.Cleanup(s.srv.Close)
 	return s
 }
