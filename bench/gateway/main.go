@@ -6,6 +6,10 @@
 // (process start → first 200) for the petstore and box definitions and its
 // idle RSS. The last line is "ratio gateway/nginx: <x.xx>" (median throughput).
 //
+// The machine may be shared: each run also prints the share of cpu 1 that
+// other processes took meanwhile, and a NOISY line says when that was more
+// than 5% in some run (then rerun; the figures move by more than the margins).
+//
 // run.sh builds what it needs and installs nginx and wrk from Debian.
 package main
 
@@ -62,6 +66,9 @@ type bench struct {
 
 type result struct {
 	rps, p50, p99, cpuUS float64
+	// others is the share of cpu 1 (proxy and upstream) and of cpu 0 (wrk)
+	// that other processes used during the run, in percent: the run's noise.
+	others, others0 float64
 }
 
 func (b *bench) run(rounds int) error {
@@ -93,7 +100,7 @@ func (b *bench) run(rounds int) error {
 	if err != nil {
 		return err
 	}
-	_ = upPID
+	upPIDs := func() []int { return withChildren(upPID) }
 	pet, err := b.compile("petstore", filepath.Join(b.corpus, "oas-examples/3.0/petstore.yaml"), "http://"+upAddr, false)
 	if err != nil {
 		return err
@@ -115,21 +122,27 @@ func (b *bench) run(rounds int) error {
 		{"gateway", "http://" + gwAddr + b.path, func() []int { return []int{gwPID} }},
 	}
 	for _, t := range targets { // warm up: connections, pools, caches
-		if _, err := b.wrk(t.url, 1, t.pids()); err != nil {
+		if _, err := b.wrk(t.url, 1, t.pids(), upPIDs()); err != nil {
 			return fmt.Errorf("%s: %w", t.name, err)
 		}
 	}
 	results := map[string][]result{}
+	noisiest := 0.0
 	for round := 1; round <= rounds; round++ {
 		for _, t := range targets {
-			r, err := b.wrk(t.url, b.seconds, t.pids())
+			r, err := b.wrk(t.url, b.seconds, t.pids(), upPIDs())
 			if err != nil {
 				return fmt.Errorf("%s: %w", t.name, err)
 			}
 			results[t.name] = append(results[t.name], r)
-			fmt.Printf("  round %d %-8s %8.0f req/s  p50 %6.3f ms  p99 %6.3f ms  proxy cpu %5.1f µs/req\n",
-				round, t.name, r.rps, r.p50, r.p99, r.cpuUS)
+			noisiest = max(noisiest, r.others, r.others0)
+			fmt.Printf("  round %d %-8s %8.0f req/s  p50 %6.3f ms  p99 %6.3f ms  proxy cpu %5.1f µs/req  others on cpu 1/0 %4.1f%%/%4.1f%%\n",
+				round, t.name, r.rps, r.p50, r.p99, r.cpuUS, r.others, r.others0)
 		}
+	}
+	if noisiest > 5 {
+		fmt.Printf("NOISY: other processes used up to %.0f%% of a cpu in a run (load %s); compare only figures of quiet runs\n",
+			noisiest, loadAvg())
 	}
 	med := map[string]result{}
 	for name, rs := range results {
@@ -374,12 +387,14 @@ var (
 	errRe = regexp.MustCompile(`(Non-2xx or 3xx responses|Socket errors): .*`)
 )
 
-// wrk runs wrk on cpu 0 and measures the CPU the proxy's processes used.
-func (b *bench) wrk(url string, seconds int, pids []int) (result, error) {
-	before := cpuTicks(pids)
-	out, err := exec.Command("taskset", "-c", "0", "wrk", "-t1", fmt.Sprintf("-c%d", b.conns),
-		fmt.Sprintf("-d%ds", seconds), "--latency", url).CombinedOutput()
-	after := cpuTicks(pids)
+// wrk runs wrk on cpu 0 and measures the CPU the proxy's processes used, and
+// how much of cpu 1 neither the proxy nor the upstream used.
+func (b *bench) wrk(url string, seconds int, pids, upstream []int) (result, error) {
+	before, upBefore, cpuBefore := cpuTicks(pids), cpuTicks(upstream), cpuStat()
+	cmd := exec.Command("taskset", "-c", "0", "wrk", "-t1", fmt.Sprintf("-c%d", b.conns),
+		fmt.Sprintf("-d%ds", seconds), "--latency", url)
+	out, err := cmd.CombinedOutput()
+	after, upAfter, cpuAfter := cpuTicks(pids), cpuTicks(upstream), cpuStat()
 	if err != nil {
 		return result{}, fmt.Errorf("wrk: %w\n%s", err, out)
 	}
@@ -410,7 +425,45 @@ func (b *bench) wrk(url string, seconds int, pids []int) (result, error) {
 		}
 	}
 	r.cpuUS = float64(after-before) / float64(clockTicks) * 1e6 / reqs
+	share := func(cpu int, used int64) float64 {
+		total := cpuAfter[cpu].total - cpuBefore[cpu].total
+		if total <= 0 {
+			return 0
+		}
+		return max(0, float64(cpuAfter[cpu].busy-cpuBefore[cpu].busy-used)*100/float64(total))
+	}
+	r.others = share(1, (after-before)+(upAfter-upBefore))
+	if ps := cmd.ProcessState; ps != nil {
+		r.others0 = share(0, int64((ps.UserTime()+ps.SystemTime()).Seconds()*clockTicks))
+	}
 	return r, nil
+}
+
+type cpuTime struct{ busy, total int64 }
+
+// cpuStat returns the busy and total ticks of cpus 0 and 1 from /proc/stat.
+func cpuStat() (t [2]cpuTime) {
+	data, _ := os.ReadFile("/proc/stat")
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 8 || (f[0] != "cpu0" && f[0] != "cpu1") {
+			continue
+		}
+		c := &t[f[0][3]-'0']
+		for i, v := range f[1:] {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			c.total += n
+			if i != 3 && i != 4 { // idle, iowait
+				c.busy += n
+			}
+		}
+	}
+	return t
+}
+
+func loadAvg() string {
+	data, _ := os.ReadFile("/proc/loadavg")
+	return strings.Join(strings.Fields(string(data))[:min(3, len(strings.Fields(string(data))))], " ")
 }
 
 // clockTicks is USER_HZ, 100 on Linux.
