@@ -257,7 +257,7 @@ func (c *conn) idle() bool {
 	if !c.state.CompareAndSwap(stateActive, stateIdle) {
 		return false
 	}
-	now := time.Now()
+	now := monoNow()
 	switch {
 	case c.first:
 		_ = c.nc.SetReadDeadline(now.Add(c.srv.cfg.ReadHeaderTimeout))
@@ -532,6 +532,14 @@ func (c *conn) buildRequest() error {
 }
 
 var chunkedTE = []string{"chunked"}
+
+// clockBase anchors monoNow: time.Since reads only the monotonic clock (one
+// vDSO call), where time.Now also reads the wall clock (two).
+var clockBase = time.Now()
+
+// monoNow is time.Now for deadlines and durations, which only compare
+// monotonic readings; its wall reading is derived, not read.
+func monoNow() time.Time { return clockBase.Add(time.Since(clockBase)) }
 
 // canonicalKey returns name in canonical form, without allocating when it
 // already is (the common case for HTTP/1.1 clients).
