@@ -15,8 +15,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"io"
-	"log"
 	"math/big"
 	"net"
 	"net/http"
@@ -114,15 +112,7 @@ func startJWKSServer(t *testing.T, cert *tls.Certificate, ks ...testKey) *jwksSe
 		w.Header().Set("Content-Type", "application/jwk-set+json")
 		_ = json.NewEncoder(w).Encode(out)
 	}))
-	if cert != nil {
-		j.srv.TLS = &tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS12}
-		// Handshakes the gateway refuses are what some tests are about.
-		j.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
-		j.srv.StartTLS()
-	} else {
-		j.srv.Start()
-	}
-	t.Cleanup(j.srv.Close)
+	startServer(t, j.srv, cert)
 	return j
 }
 

@@ -4,8 +4,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -63,15 +61,7 @@ func startIntrospectionServer(t *testing.T, cert *tls.Certificate) *introspectio
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(claims)
 	}))
-	if cert != nil {
-		s.srv.TLS = &tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS12}
-		// Handshakes the gateway refuses are what some tests are about.
-		s.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
-		s.srv.StartTLS()
-	} else {
-		s.srv.Start()
-	}
-	t.Cleanup(s.srv.Close)
+	startServer(t, s.srv, cert)
 	return s
 }
 

@@ -32,16 +32,23 @@ func start(t *testing.T, cfg Config) (*Server, string) {
 	return s, ln.Addr().String()
 }
 
-// raw sends bytes on a new connection and returns everything read until the
-// server closes it (or the deadline).
-func raw(t *testing.T, addr, req string) string {
+// dial connects to addr with a 5 s deadline; the test closes it at the end.
+func dial(t *testing.T, addr string) net.Conn {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	return c
+}
+
+// raw sends bytes on a new connection and returns everything read until the
+// server closes it (or the deadline).
+func raw(t *testing.T, addr, req string) string {
+	t.Helper()
+	c := dial(t, addr)
 	if _, err := io.WriteString(c, req); err != nil {
 		t.Fatal(err)
 	}
@@ -197,12 +204,7 @@ func TestSlowHeadersAreRefused(t *testing.T) {
 	var mu sync.Mutex
 	_, addr := start(t, Config{Handler: echoHandler(), ReadHeaderTimeout: 200 * time.Millisecond,
 		Rejected: func(s int) { mu.Lock(); rejected = append(rejected, s); mu.Unlock() }})
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	c := dial(t, addr)
 	// A slowloris client: one header line, then nothing.
 	_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n")
 	b, err := io.ReadAll(c)
@@ -221,12 +223,7 @@ func TestSlowHeadersAreRefused(t *testing.T) {
 
 func TestIdleConnectionIsClosed(t *testing.T) {
 	_, addr := start(t, Config{Handler: echoHandler(), IdleTimeout: 200 * time.Millisecond})
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	c := dial(t, addr)
 	_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
 	br := bufio.NewReader(c)
 	resp, err := http.ReadResponse(br, nil)
@@ -414,12 +411,7 @@ func TestRequestArrivingDuringTheHandler(t *testing.T) {
 		_, _ = io.WriteString(w, r.URL.Path)
 	})
 	_, addr := start(t, Config{Handler: h})
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	c := dial(t, addr)
 	br := bufio.NewReader(c)
 	for i := 0; i < 3; i++ {
 		_, _ = io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -448,12 +440,7 @@ func TestRequestArrivingDuringTheHandler(t *testing.T) {
 // serves the first kind inside the socket's raw read and the second outside).
 func TestBodiesAndBodylessRequestsAlternate(t *testing.T) {
 	_, addr := start(t, Config{Handler: echoHandler()})
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	c := dial(t, addr)
 	br := bufio.NewReader(c)
 	reqs := []struct{ wire, body string }{
 		{"GET /a HTTP/1.1\r\nHost: a\r\n\r\n", ""},
