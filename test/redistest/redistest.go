@@ -89,7 +89,7 @@ func (s *Server) start() error {
 		return fmt.Errorf("start redis-server: %w", err)
 	}
 	c := s.Client()
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		if c.Ping(context.Background()).Err() == nil {
 			return nil
