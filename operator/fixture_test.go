@@ -227,8 +227,9 @@ func (f *fixture) waitCondition(t *testing.T, ns, name, typ string, status metav
 		if c == nil {
 			return fmt.Errorf("no %s condition; conditions %s", typ, conditionsString(api))
 		}
-		if c.Status != status || c.Reason != reason {
-			return fmt.Errorf("conditions %s", conditionsString(api))
+		// A condition counts only for the spec it was computed from.
+		if c.Status != status || c.Reason != reason || c.ObservedGeneration != api.Generation {
+			return fmt.Errorf("generation %d, conditions %s", api.Generation, conditionsString(api))
 		}
 		return nil
 	})
