@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/gatekiln/gatekiln/builder/registry"
 )
 
 // CollisionError says a tag already holds an image built from other inputs.
@@ -57,7 +57,7 @@ func NewChecker(opts ...remote.Option) (*Checker, error) {
 func (c *Checker) Check(ctx context.Context, tag name.Tag, inputsDigest string) (string, error) {
 	desc, err := c.puller.Get(ctx, tag)
 	if err != nil {
-		if isNotFound(err) {
+		if registry.IsNotFound(err) {
 			return "", nil
 		}
 		return "", fmt.Errorf("check %s: %w", tag, err)
@@ -109,22 +109,6 @@ func inputsDigestOf(desc *remote.Descriptor) (string, error) {
 		return "", fmt.Errorf("config: %w", err)
 	}
 	return cf.Config.Labels[LabelInputsDigest], nil
-}
-
-func isNotFound(err error) bool {
-	var te *transport.Error
-	if !errors.As(err, &te) {
-		return false
-	}
-	if te.StatusCode == http.StatusNotFound {
-		return true
-	}
-	for _, d := range te.Errors {
-		if d.Code == transport.ManifestUnknownErrorCode || d.Code == transport.NameUnknownErrorCode {
-			return true
-		}
-	}
-	return false
 }
 
 // Skipping wraps a Builder: when the request's tag already holds an image of

@@ -16,6 +16,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/gatekiln/gatekiln/builder/registry"
 )
 
 // Failures a caller (a CI job) tells apart.
@@ -116,7 +118,7 @@ func Promote(ctx context.Context, r Request) (*Result, error) {
 		switch {
 		case err == nil:
 			tagNeedsWrite = cur.Digest != digest
-		case isNotFound(err):
+		case registry.IsNotFound(err):
 			tagNeedsWrite = true
 		default:
 			return nil, classify("destination", dstTag.String(), err)
@@ -239,7 +241,7 @@ func headDigest(ref name.Digest, opts []remote.Option) (bool, error) {
 	if err == nil {
 		return true, nil
 	}
-	if isNotFound(err) {
+	if registry.IsNotFound(err) {
 		return false, nil
 	}
 	return false, err
@@ -251,7 +253,7 @@ func blobExists(ctx context.Context, repo name.Repository, h v1.Hash, opts []rem
 		return false, err
 	}
 	if _, err := l.Size(); err != nil {
-		if isNotFound(err) {
+		if registry.IsNotFound(err) {
 			return false, nil
 		}
 		return false, err
@@ -261,23 +263,6 @@ func blobExists(ctx context.Context, repo name.Repository, h v1.Hash, opts []rem
 
 func withContext(ctx context.Context, opts []remote.Option) []remote.Option {
 	return append(append([]remote.Option(nil), opts...), remote.WithContext(ctx))
-}
-
-func isNotFound(err error) bool {
-	var te *transport.Error
-	if !errors.As(err, &te) {
-		return false
-	}
-	if te.StatusCode == http.StatusNotFound {
-		return true
-	}
-	for _, d := range te.Errors {
-		switch d.Code {
-		case transport.ManifestUnknownErrorCode, transport.NameUnknownErrorCode, transport.BlobUnknownErrorCode:
-			return true
-		}
-	}
-	return false
 }
 
 // classify wraps err with the sentinel a caller can test and says which side
@@ -293,7 +278,7 @@ func classify(side, what string, err error) error {
 		switch {
 		case te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden:
 			return fmt.Errorf("%s %s: %w (HTTP %d): %w", side, what, ErrAuth, te.StatusCode, err)
-		case isNotFound(err):
+		case registry.IsNotFound(err):
 			return fmt.Errorf("%s %s: %w: %w", side, what, ErrNotFound, err)
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
 
 // Config is how to reach registries. The zero value uses the default keychain
@@ -139,4 +140,23 @@ func (h *httpsOnly) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, fmt.Errorf("registry %s: plain HTTP refused (allow it with an insecure-registry setting)", req.URL.Host)
 	}
 	return h.inner.RoundTrip(req)
+}
+
+// IsNotFound says whether err is a registry's answer that the manifest, the
+// repository or the blob does not exist (as opposed to a failure to ask).
+func IsNotFound(err error) bool {
+	var te *transport.Error
+	if !errors.As(err, &te) {
+		return false
+	}
+	if te.StatusCode == http.StatusNotFound {
+		return true
+	}
+	for _, d := range te.Errors {
+		switch d.Code {
+		case transport.ManifestUnknownErrorCode, transport.NameUnknownErrorCode, transport.BlobUnknownErrorCode:
+			return true
+		}
+	}
+	return false
 }

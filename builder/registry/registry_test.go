@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -234,5 +235,23 @@ func TestRealRegistries(t *testing.T) {
 				t.Fatalf("pulled %s, pushed %s", d, want)
 			}
 		})
+	}
+}
+
+func TestIsNotFound(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"404", &transport.Error{StatusCode: http.StatusNotFound}, true},
+		{"manifest unknown", &transport.Error{StatusCode: http.StatusBadRequest, Errors: []transport.Diagnostic{{Code: transport.ManifestUnknownErrorCode}}}, true},
+		{"blob unknown, wrapped", fmt.Errorf("copy: %w", &transport.Error{StatusCode: http.StatusBadRequest, Errors: []transport.Diagnostic{{Code: transport.BlobUnknownErrorCode}}}), true},
+		{"unauthorized", &transport.Error{StatusCode: http.StatusUnauthorized, Errors: []transport.Diagnostic{{Code: transport.UnauthorizedErrorCode}}}, false},
+		{"connection refused", errors.New("dial tcp: connection refused"), false},
+	} {
+		if got := registry.IsNotFound(tc.err); got != tc.want {
+			t.Errorf("%s: IsNotFound = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

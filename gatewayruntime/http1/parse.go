@@ -271,7 +271,10 @@ func validHost(h string) bool {
 	return true
 }
 
-var hostChar = func() (t [256]bool) {
+var hostChar = alnumAnd("-._~:[]%!$&'()*+,;=")
+
+// alnumAnd is a byte table of the ASCII letters and digits plus extra.
+func alnumAnd(extra string) (t [256]bool) {
 	for c := 'a'; c <= 'z'; c++ {
 		t[c] = true
 	}
@@ -281,11 +284,11 @@ var hostChar = func() (t [256]bool) {
 	for c := '0'; c <= '9'; c++ {
 		t[c] = true
 	}
-	for _, c := range "-._~:[]%!$&'()*+,;=" {
+	for _, c := range extra {
 		t[c] = true
 	}
 	return t
-}()
+}
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
@@ -345,21 +348,8 @@ func isTokenBytes(s []byte) bool {
 	return true
 }
 
-var tokenChar = func() (t [256]bool) {
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-	}
-	for c := 'A'; c <= 'Z'; c++ {
-		t[c] = true
-	}
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
+// tokenChar are RFC 9110 tchar.
+var tokenChar = alnumAnd("!#$%&'*+-.^_`|~")
 
 // FieldBytes is one header field of a response, aliasing the head.
 type FieldBytes struct {

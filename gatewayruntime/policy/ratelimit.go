@@ -400,23 +400,30 @@ func (s *localStore) untilFull(tokens float64) time.Duration {
 }
 
 func (s *localStore) sweep(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
+	periodically(ctx, every, func(now time.Time) {
+		for i := range s.shards {
+			sh := &s.shards[i]
+			sh.mu.Lock()
+			for k, l := range sh.m {
+				if l.TokensAt(now) >= float64(s.burst) {
+					delete(sh.m, k)
+				}
+			}
+			sh.mu.Unlock()
+		}
+	})
+}
+
+// periodically calls f with the tick's time every d until ctx ends.
+func periodically(ctx context.Context, d time.Duration, f func(now time.Time)) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			for i := range s.shards {
-				sh := &s.shards[i]
-				sh.mu.Lock()
-				for k, l := range sh.m {
-					if l.TokensAt(now) >= float64(s.burst) {
-						delete(sh.m, k)
-					}
-				}
-				sh.mu.Unlock()
-			}
+			f(now)
 		}
 	}
 }

@@ -207,28 +207,21 @@ func (ls *leases) get(key string) *lease {
 }
 
 func (ls *leases) sweep(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			for i := range ls.shards {
-				sh := &ls.shards[i]
-				sh.mu.Lock()
-				for k, l := range sh.m {
-					l.mu.Lock()
-					idle := now.Sub(l.lastUsed) > every && !l.fetching
-					l.mu.Unlock()
-					if idle {
-						delete(sh.m, k)
-					}
+	periodically(ctx, every, func(now time.Time) {
+		for i := range ls.shards {
+			sh := &ls.shards[i]
+			sh.mu.Lock()
+			for k, l := range sh.m {
+				l.mu.Lock()
+				idle := now.Sub(l.lastUsed) > every && !l.fetching
+				l.mu.Unlock()
+				if idle {
+					delete(sh.m, k)
 				}
-				sh.mu.Unlock()
 			}
+			sh.mu.Unlock()
 		}
-	}
+	})
 }
 
 // takeLeased admits from the key's lease when it has tokens (topping it up in
