@@ -24,7 +24,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -36,6 +35,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gatekiln/gatekiln/bench/load"
 	"github.com/gatekiln/gatekiln/gatewayruntime/bundle"
 )
 
@@ -44,7 +44,7 @@ func main() {
 		gatewayBin = flag.String("gateway", "", "gatekiln-gateway binary")
 		cliBin     = flag.String("gatekiln", "", "gatekiln CLI binary (compiles the definitions)")
 		corpus     = flag.String("corpus", "../shared/corpus", "corpus directory (petstore and box definitions)")
-		seconds    = flag.Int("seconds", envInt("BENCH_SECONDS", 10), "seconds per wrk run (BENCH_SECONDS)")
+		seconds    = flag.Int("seconds", load.EnvInt("BENCH_SECONDS", 10), "seconds per wrk run (BENCH_SECONDS)")
 		rounds     = flag.Int("rounds", 3, "rounds (nginx then gateway in each)")
 		conns      = flag.Int("c", 64, "wrk connections")
 		path       = flag.String("path", "/v2/user/user1", "request path (a public petstore operation)")
@@ -91,7 +91,7 @@ func (b *bench) run(rounds int) error {
 		}
 	}()
 
-	upAddr, nginxAddr, gwAddr := freeAddr(), freeAddr(), freeAddr()
+	upAddr, nginxAddr, gwAddr := load.FreeAddr(), load.FreeAddr(), load.FreeAddr()
 	upPID, err := b.nginx("upstream", upstreamConf(upAddr))
 	if err != nil {
 		return err
@@ -201,9 +201,9 @@ func (b *bench) coldStarts(upAddr string) error {
 }
 
 func (b *bench) coldStart(dir, path string, measureRSS bool) (time.Duration, float64, error) {
-	addr := freeAddr()
+	addr := load.FreeAddr()
 	cmd := exec.Command("taskset", "-c", "1", b.gateway, "-bundle", filepath.Join(dir, "bundle.json"), "-binding-dir", dir,
-		"-addr", addr, "-admin-addr", freeAddr(), "-access-log=false", "-shutdown-delay=-1s", "-log-level=error")
+		"-addr", addr, "-admin-addr", load.FreeAddr(), "-access-log=false", "-shutdown-delay=-1s", "-log-level=error")
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return 0, 0, err
@@ -307,7 +307,7 @@ func (b *bench) compile(name, def, upstream string, validate bool) (string, erro
 
 func (b *bench) startGateway(dir, addr, cpu string) (int, func(), error) {
 	cmd := exec.Command("taskset", "-c", cpu, b.gateway, "-bundle", filepath.Join(dir, "bundle.json"), "-binding-dir", dir,
-		"-addr", addr, "-admin-addr", freeAddr(), "-access-log=false", "-shutdown-delay=-1s", "-log-level=warn")
+		"-addr", addr, "-admin-addr", load.FreeAddr(), "-access-log=false", "-shutdown-delay=-1s", "-log-level=warn")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return 0, nil, err
@@ -380,51 +380,17 @@ func proxyConf(addr, upstream string) string {
 `
 }
 
-var (
-	rpsRe = regexp.MustCompile(`Requests/sec:\s+([\d.]+)`)
-	latRe = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([\d.]+)(us|ms|s)`)
-	reqRe = regexp.MustCompile(`(\d+) requests in`)
-	errRe = regexp.MustCompile(`(Non-2xx or 3xx responses|Socket errors): .*`)
-)
-
 // wrk runs wrk on cpu 0 and measures the CPU the proxy's processes used, and
 // how much of cpu 1 neither the proxy nor the upstream used.
 func (b *bench) wrk(url string, seconds int, pids, upstream []int) (result, error) {
 	before, upBefore, cpuBefore := cpuTicks(pids), cpuTicks(upstream), cpuStat()
-	cmd := exec.Command("taskset", "-c", "0", "wrk", "-t1", fmt.Sprintf("-c%d", b.conns),
-		fmt.Sprintf("-d%ds", seconds), "--latency", url)
-	out, err := cmd.CombinedOutput()
+	w, ps, err := load.Wrk("0", b.conns, seconds, url)
 	after, upAfter, cpuAfter := cpuTicks(pids), cpuTicks(upstream), cpuStat()
 	if err != nil {
-		return result{}, fmt.Errorf("wrk: %w\n%s", err, out)
+		return result{}, err
 	}
-	s := string(out)
-	if m := errRe.FindString(s); m != "" {
-		return result{}, fmt.Errorf("wrk reports %s\n%s", m, s)
-	}
-	var r result
-	m := rpsRe.FindStringSubmatch(s)
-	n := reqRe.FindStringSubmatch(s)
-	if m == nil || n == nil {
-		return result{}, fmt.Errorf("unexpected wrk output:\n%s", s)
-	}
-	r.rps, _ = strconv.ParseFloat(m[1], 64)
-	reqs, _ := strconv.ParseFloat(n[1], 64)
-	for _, l := range latRe.FindAllStringSubmatch(s, -1) {
-		v, _ := strconv.ParseFloat(l[2], 64)
-		switch l[3] {
-		case "us":
-			v /= 1000
-		case "s":
-			v *= 1000
-		}
-		if l[1] == "50" {
-			r.p50 = v
-		} else {
-			r.p99 = v
-		}
-	}
-	r.cpuUS = float64(after-before) / float64(clockTicks) * 1e6 / reqs
+	r := result{rps: w.RPS, p50: w.P50, p99: w.P99}
+	r.cpuUS = float64(after-before) / float64(clockTicks) * 1e6 / w.Requests
 	share := func(cpu int, used int64) float64 {
 		total := cpuAfter[cpu].total - cpuBefore[cpu].total
 		if total <= 0 {
@@ -433,7 +399,7 @@ func (b *bench) wrk(url string, seconds int, pids, upstream []int) (result, erro
 		return max(0, float64(cpuAfter[cpu].busy-cpuBefore[cpu].busy-used)*100/float64(total))
 	}
 	r.others = share(1, (after-before)+(upAfter-upBefore))
-	if ps := cmd.ProcessState; ps != nil {
+	if ps != nil {
 		r.others0 = share(0, int64((ps.UserTime()+ps.SystemTime()).Seconds()*clockTicks))
 	}
 	return r, nil
@@ -539,23 +505,7 @@ func waitHTTP(url string) error {
 	return fmt.Errorf("%s did not answer", url)
 }
 
-func freeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func nginxVersion() string {
 	out, _ := exec.Command("nginx", "-v").CombinedOutput()
 	return strings.TrimSpace(strings.TrimPrefix(string(out), "nginx version: "))
-}
-
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
-		return v
-	}
-	return def
 }

@@ -39,7 +39,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -52,6 +51,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/gatekiln/gatekiln/bench/load"
 	"github.com/gatekiln/gatekiln/gatewayruntime/bundle"
 	"github.com/gatekiln/gatekiln/gatewayruntime/filter"
 	"github.com/gatekiln/gatekiln/gatewayruntime/policy"
@@ -61,7 +61,7 @@ func main() {
 	role := flag.String("role", "", "internal: upstream")
 	listen := flag.String("listen", "127.0.0.1:0", "internal: upstream address")
 	gatewayBin := flag.String("gateway", "", "path to the gatekiln-gateway binary")
-	seconds := flag.Int("seconds", envInt("BENCH_SECONDS", 10), "seconds per throughput run (BENCH_SECONDS)")
+	seconds := flag.Int("seconds", load.EnvInt("BENCH_SECONDS", 10), "seconds per throughput run (BENCH_SECONDS)")
 	rounds := flag.Int("rounds", 3, "rounds of each throughput config")
 	conns := flag.Int("c", 64, "concurrent connections / requests")
 	only := flag.String("only", "", "run only this throughput config (plain, local, redis) and keep its gateway's stderr")
@@ -110,7 +110,7 @@ func run(gatewayBin string, seconds, rounds, conns int) error {
 		}
 	}()
 
-	redisAddr := freeAddr()
+	redisAddr := load.FreeAddr()
 	stop, err := startRedis(redisAddr, work)
 	if err != nil {
 		return err
@@ -121,7 +121,7 @@ func run(gatewayBin string, seconds, rounds, conns int) error {
 	if err != nil {
 		return err
 	}
-	upAddr := freeAddr()
+	upAddr := load.FreeAddr()
 	stop, err = start(exec.Command("taskset", "-c", "1", self, "-role", "upstream", "-listen", upAddr), "http://"+upAddr+"/health")
 	if err != nil {
 		return fmt.Errorf("upstream: %w", err)
@@ -318,7 +318,7 @@ type wrkResult struct{ rps, p50, p99, cpuUS, requests float64 }
 
 // runGateway starts the gateway for c on cpu 1, loads it with wrk on cpu 0 and stops it.
 func runGateway(bin string, c gatewayConfig, token string, seconds, conns int) (wrkResult, error) {
-	addr, admin := freeAddr(), freeAddr()
+	addr, admin := load.FreeAddr(), load.FreeAddr()
 	cmd := exec.Command("taskset", "-c", "1", bin, "-bundle", c.bundle, "-binding-dir", c.bindingDir,
 		"-addr", addr, "-admin-addr", admin, "-access-log=false", "-shutdown-delay=-1s", "-log-level=warn")
 	if onlyConfig != "" {
@@ -376,51 +376,13 @@ func cpuTime(pid int) (time.Duration, error) {
 	return time.Duration(utime+stime) * time.Second / ticks, nil
 }
 
-var (
-	reqRate  = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
-	reqCount = regexp.MustCompile(`(\d+) requests in`)
-	pctLine  = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([0-9.]+)(us|ms|s)\s*$`)
-	non2xx   = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
-	sockErrs = regexp.MustCompile(`Socket errors: (.*)`)
-)
-
+// wrk loads url with the bearer token from cpu 0.
 func wrk(url, token string, seconds, conns int) (wrkResult, error) {
-	out, err := exec.Command("taskset", "-c", "0", "wrk", "-t1", fmt.Sprintf("-c%d", conns), fmt.Sprintf("-d%ds", seconds),
-		"--latency", "-H", "Authorization: Bearer "+token, url).CombinedOutput()
+	w, _, err := load.Wrk("0", conns, seconds, url, "-H", "Authorization: Bearer "+token)
 	if err != nil {
-		return wrkResult{}, fmt.Errorf("wrk: %w: %s", err, out)
+		return wrkResult{}, err
 	}
-	s := string(out)
-	if m := non2xx.FindStringSubmatch(s); m != nil {
-		return wrkResult{}, fmt.Errorf("wrk saw %s non-2xx responses: the gateway refused the bench's requests", m[1])
-	}
-	if m := sockErrs.FindStringSubmatch(s); m != nil {
-		return wrkResult{}, fmt.Errorf("wrk socket errors: %s", m[1])
-	}
-	m := reqRate.FindStringSubmatch(s)
-	if m == nil {
-		return wrkResult{}, fmt.Errorf("wrk output without Requests/sec: %s", s)
-	}
-	var r wrkResult
-	r.rps, _ = strconv.ParseFloat(m[1], 64)
-	if m := reqCount.FindStringSubmatch(s); m != nil {
-		r.requests, _ = strconv.ParseFloat(m[1], 64)
-	}
-	for _, p := range pctLine.FindAllStringSubmatch(s, -1) {
-		v, _ := strconv.ParseFloat(p[2], 64)
-		switch p[3] {
-		case "us":
-			v /= 1000
-		case "s":
-			v *= 1000
-		}
-		if p[1] == "50" {
-			r.p50 = v
-		} else {
-			r.p99 = v
-		}
-	}
-	return r, nil
+	return wrkResult{rps: w.RPS, p50: w.P50, p99: w.P99, requests: w.Requests}, nil
 }
 
 func median(rs []wrkResult) wrkResult {
@@ -692,20 +654,4 @@ func startRedis(addr, dir string) (func(), error) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }, nil
-}
-
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
-		return v
-	}
-	return def
 }

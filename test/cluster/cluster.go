@@ -187,10 +187,15 @@ func (c *Cluster) PushImage(ctx context.Context, ref string, img Image) (string,
 	return lines[len(lines)-1], nil
 }
 
-// make runs a target of hack/cluster.mk from the repository root, outside
-// any make that started this test.
+// make runs a target of hack/cluster.mk.
 func (c *Cluster) make(ctx context.Context, target string) (string, error) {
-	cmd := exec.CommandContext(ctx, "make", "--no-print-directory", "-f", "hack/cluster.mk", target)
+	return c.Make(ctx, "-f", "hack/cluster.mk", target)
+}
+
+// Make runs make with args from the repository root, outside any make that
+// started this test (its MAKEFLAGS would leak into the child).
+func (c *Cluster) Make(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, "make", append([]string{"--no-print-directory"}, args...)...)
 	cmd.Dir = c.Root
 	for _, kv := range os.Environ() {
 		switch strings.SplitN(kv, "=", 2)[0] {

@@ -115,7 +115,7 @@ func TestPipeline(t *testing.T) {
 // install pushes the images to the cluster's registry and installs the
 // operator from config/default with its image pinned by digest.
 func (e *env) install(ctx context.Context, t *testing.T) {
-	out, err := e.make(ctx, "e2e-images", "REGISTRY="+e.c.Registry)
+	out, err := e.c.Make(ctx, "e2e-images", "REGISTRY="+e.c.Registry)
 	if err != nil {
 		t.Fatalf("push images: %v\n%s", err, out)
 	}
@@ -273,16 +273,7 @@ func (e *env) traffic(name string) func(context.Context, *testing.T) {
 func (e *env) trafficOf(ctx context.Context, t *testing.T, name string) {
 	base := e.serviceBase(ctx, t, name)
 	// The Service answers once the Pods are Ready; give kube-proxy a moment.
-	e.eventually(t, time.Minute, func() error {
-		res, err := e.do(ctx, "GET", base+"/v1/status", nil, nil)
-		if err != nil {
-			return err
-		}
-		if res.status != http.StatusOK {
-			return fmt.Errorf("status %d: %s", res.status, res.body)
-		}
-		return nil
-	})
+	e.waitServing(ctx, t, base)
 
 	res := e.mustDo(ctx, t, "GET", base+"/v1/pets", nil, nil)
 	if res.status != http.StatusUnauthorized {
@@ -427,16 +418,7 @@ func (e *env) kaniko(ctx context.Context, t *testing.T) {
 	})
 	e.checkDeployed(ctx, t, api)
 	base := e.serviceBase(ctx, t, "petstore-k")
-	e.eventually(t, time.Minute, func() error {
-		res, err := e.do(ctx, "GET", base+"/v1/status", nil, nil)
-		if err != nil {
-			return err
-		}
-		if res.status != http.StatusOK {
-			return fmt.Errorf("status %d: %s", res.status, res.body)
-		}
-		return nil
-	})
+	e.waitServing(ctx, t, base)
 }
 
 // change edits the Kaniko API's definition (one more operation): exactly one
@@ -677,6 +659,22 @@ func (e *env) mustDo(ctx context.Context, t *testing.T, method, u string, header
 	return res
 }
 
+// waitServing waits until the gateway at base answers GET /v1/status with
+// 200: its Pods are Ready and kube-proxy routes the Service to them.
+func (e *env) waitServing(ctx context.Context, t *testing.T, base string) {
+	t.Helper()
+	e.eventually(t, time.Minute, func() error {
+		res, err := e.do(ctx, "GET", base+"/v1/status", nil, nil)
+		if err != nil {
+			return err
+		}
+		if res.status != http.StatusOK {
+			return fmt.Errorf("status %d: %s", res.status, res.body)
+		}
+		return nil
+	})
+}
+
 // eventually polls f once a second until it succeeds or d passes.
 func (e *env) eventually(t *testing.T, d time.Duration, f func() error) {
 	t.Helper()
@@ -687,23 +685,6 @@ func (e *env) eventually(t *testing.T, d time.Duration, f func() error) {
 		}
 	}
 	t.Fatalf("after %s: %v", d, err)
-}
-
-// make runs a target of the top-level Makefile outside any make that started
-// this test.
-func (e *env) make(ctx context.Context, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, "make", append([]string{"--no-print-directory"}, args...)...)
-	cmd.Dir = e.c.Root
-	for _, kv := range os.Environ() {
-		switch strings.SplitN(kv, "=", 2)[0] {
-		case "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES":
-		default:
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.WaitDelay = 10 * time.Second
-	out, err := cmd.CombinedOutput()
-	return string(out), err
 }
 
 // dumpOnFailure logs what the cluster looks like, for the reader of a failed run.
@@ -907,16 +888,7 @@ stringData: {.dockerconfigjson: %[2]s}
 	}
 
 	base := prod.serviceBase(ctx, t, "petstore")
-	e.eventually(t, time.Minute, func() error {
-		res, err := e.do(ctx, "GET", base+"/v1/status", nil, nil)
-		if err != nil {
-			return err
-		}
-		if res.status != http.StatusOK {
-			return fmt.Errorf("status %d: %s", res.status, res.body)
-		}
-		return nil
-	})
+	e.waitServing(ctx, t, base)
 	if res := e.mustDo(ctx, t, "GET", base+"/v1/pets", map[string]string{"X-API-Key": apiKey}, nil); res.status != http.StatusUnauthorized {
 		t.Errorf("QA key in production: %d %s, want 401", res.status, res.body)
 	}
