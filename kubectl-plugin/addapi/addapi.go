@@ -96,6 +96,11 @@ func (o *Options) Validate() error {
 	if o.Image != "" && (o.Strategy != "" || o.ForceRebuild) {
 		errs = append(errs, errors.New("--image names a prebuilt image: --build-strategy and --force-rebuild do not apply"))
 	}
+	if o.PullSecret != "" {
+		if msgs := validation.IsDNS1123Subdomain(o.PullSecret); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("--pull-secret %q: not a Secret name: %s", o.PullSecret, strings.Join(msgs, "; ")))
+		}
+	}
 	if _, err := ParseEndpoints(o.Endpoints); err != nil {
 		errs = append(errs, err)
 	}

@@ -113,6 +113,8 @@ func TestOptionsValidate(t *testing.T) {
 		{"output", func(o *Options) { o.Output = "wide" }, `-o "wide"`},
 		{"wait with dry run", func(o *Options) { o.Wait, o.DryRun = true, DryRunClient }, "--wait"},
 		{"image with strategy", func(o *Options) { o.Image, o.Strategy = "r/x@sha256:abc", "direct" }, "--image"},
+		{"pull secret", func(o *Options) { o.PullSecret = "regcred" }, ""},
+		{"pull secret not a name", func(o *Options) { o.PullSecret = "Reg Cred" }, `--pull-secret "Reg Cred"`},
 		{"negative replicas", func(o *Options) { r := int32(-1); o.Replicas = &r }, "--replicas -1"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
