@@ -93,6 +93,11 @@ type shared struct {
 	specs map[*bundle.Bundle]specEntry
 }
 
+type specEntry struct {
+	x   *specIndex
+	err error
+}
+
 type generation struct {
 	env filter.Env
 	m   *metrics

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gatekiln/gatekiln/gatewayruntime/bundle"
@@ -114,25 +113,15 @@ func (f *securityFactory) Build(api *bundle.Bundle, route *bundle.Route, b *bund
 // declares nothing.
 func (f *securityFactory) declaredParameter(api *bundle.Bundle, route *bundle.Route, c credentialConsumer) bool {
 	in, name := c.location()
-	doc, err := f.s.spec(api)
+	x, err := f.s.spec(api)
 	if err != nil {
 		return false
 	}
-	rt, err := operationOf(doc, api, route)
+	key, err := x.find(api, route)
 	if err != nil {
 		return false
 	}
-	for _, ps := range []openapi3.Parameters{rt.PathItem.Parameters, rt.Operation.Parameters} {
-		for _, p := range ps {
-			if p.Value == nil || p.Value.In != in {
-				continue
-			}
-			if p.Value.Name == name || in == "header" && strings.EqualFold(p.Value.Name, name) {
-				return true
-			}
-		}
-	}
-	return false
+	return x.declares(key, route.Method, in, name)
 }
 
 // requirement is one scheme of an alternative with the scopes it must grant.

@@ -3,17 +3,15 @@ package policy
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
-	"path"
 	"strings"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
-	"github.com/getkin/kin-openapi/routers"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gatekiln/gatekiln/gatewayruntime/bundle"
@@ -43,17 +41,25 @@ func (f *validationFactory) Build(api *bundle.Bundle, route *bundle.Route, _ *bu
 	if !route.Validation.Request && !route.Validation.Response {
 		return nil, nil
 	}
-	doc, err := f.s.spec(api)
+	x, err := f.s.spec(api)
 	if err != nil {
 		return nil, err
 	}
-	rt, err := operationOf(doc, api, route)
+	key, err := x.find(api, route)
 	if err != nil {
 		return nil, fmt.Errorf("validation of %s %s: %w", route.Method, route.Path, err)
 	}
 	g := f.s.generation(env)
+	log := env.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	v := &validator{
-		route:    rt,
+		spec:     x,
+		op:       x.operation(key, route.Method),
+		key:      key,
+		method:   route.Method,
+		log:      log,
 		request:  route.Validation.Request,
 		response: route.Validation.Response,
 		maxBody:  route.Validation.MaxBodyBytes,
@@ -75,119 +81,30 @@ func (f *validationFactory) Build(api *bundle.Bundle, route *bundle.Route, _ *bu
 	return v.middleware, nil
 }
 
-// spec parses the Bundle's OpenAPI document once per Bundle: it does not change
-// with the Binding.
-func (s *shared) spec(api *bundle.Bundle) (*openapi3.T, error) {
+// spec cuts the Bundle's OpenAPI document up once per Bundle (see specIndex):
+// it does not change with the Binding.
+func (s *shared) spec(api *bundle.Bundle) (*specIndex, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.specs == nil {
 		s.specs = map[*bundle.Bundle]specEntry{}
 	}
 	if e, ok := s.specs[api]; ok {
-		return e.doc, e.err
+		return e.x, e.err
 	}
-	loader := openapi3.NewLoader()
-	loader.IsExternalRefsAllowed = false
-	data, err := leanSpec(api.OpenAPI)
-	var doc *openapi3.T
-	if err == nil {
-		doc, err = loader.LoadFromData(data)
-	}
+	x, err := newSpecIndex(api)
 	if err != nil {
 		err = fmt.Errorf("load the bundle's openapi document: %w", err)
 	}
-	s.specs[api] = specEntry{doc, err}
-	return doc, err
-}
-
-// leanSpec returns the OpenAPI document without what validation never reads:
-// descriptions, summaries, examples and external docs. They are most of a
-// large definition (box: 1.1 MB of JSON, 0.4 MB without them), and the parsed
-// document stays in memory for the gateway's lifetime.
-func leanSpec(raw []byte) ([]byte, error) {
-	d := json.NewDecoder(bytes.NewReader(raw))
-	d.UseNumber() // numbers pass through as written (limits, enums)
-	var v any
-	if err := d.Decode(&v); err != nil {
-		return nil, err
-	}
-	return json.Marshal(lean(v, false))
-}
-
-var (
-	// documentation fields of OpenAPI and JSON Schema objects.
-	documentation = map[string]bool{"description": true, "summary": true, "example": true, "examples": true, "externalDocs": true}
-	// nameKeyed fields map names (properties, status codes, media types,
-	// paths...) to objects: their keys are data, never dropped.
-	nameKeyed = map[string]bool{
-		"properties": true, "patternProperties": true, "definitions": true, "$defs": true, "dependentSchemas": true,
-		"dependentRequired": true, "dependencies": true, "schemas": true, "responses": true, "parameters": true,
-		"requestBodies": true, "headers": true, "securitySchemes": true, "links": true, "callbacks": true,
-		"paths": true, "webhooks": true, "content": true, "encoding": true, "variables": true, "mapping": true, "scopes": true,
-		"pathItems": true,
-	}
-	// instanceValued fields hold values (or requirement lists) that are kept as written.
-	instanceValued = map[string]bool{"enum": true, "const": true, "default": true, "security": true}
-)
-
-// lean drops documentation fields in place. named says v's keys are names.
-func lean(v any, named bool) any {
-	switch t := v.(type) {
-	case map[string]any:
-		for k, x := range t {
-			if !named {
-				if documentation[k] {
-					delete(t, k)
-					continue
-				}
-				if instanceValued[k] || strings.HasPrefix(k, "x-") {
-					continue
-				}
-			}
-			t[k] = lean(x, !named && nameKeyed[k])
-		}
-	case []any:
-		for i, x := range t {
-			t[i] = lean(x, false)
-		}
-	}
-	return v
-}
-
-type specEntry struct {
-	doc *openapi3.T
-	err error
-}
-
-// operationOf finds the route's operation in the document: by its upstream
-// path (the document's own path key), else by the key that gives route.Path
-// under the base path.
-func operationOf(doc *openapi3.T, api *bundle.Bundle, route *bundle.Route) (*routers.Route, error) {
-	if doc.Paths == nil {
-		return nil, errors.New("the openapi document has no paths")
-	}
-	key := route.UpstreamPath
-	item := doc.Paths.Value(key)
-	if item == nil {
-		for k, it := range doc.Paths.Map() {
-			if path.Join("/", api.API.BasePath, k) == path.Join("/", route.Path) {
-				key, item = k, it
-				break
-			}
-		}
-	}
-	if item == nil {
-		return nil, fmt.Errorf("path %s not in the openapi document", route.UpstreamPath)
-	}
-	op := item.GetOperation(strings.ToUpper(route.Method))
-	if op == nil {
-		return nil, fmt.Errorf("path %s has no %s operation", key, route.Method)
-	}
-	return &routers.Route{Spec: doc, Path: key, PathItem: item, Method: strings.ToUpper(route.Method), Operation: op}, nil
+	s.specs[api] = specEntry{x, err}
+	return x, err
 }
 
 type validator struct {
-	route             *routers.Route
+	spec              *specIndex
+	op                *lazyOp
+	key, method       string
+	log               *slog.Logger
 	request, response bool
 	maxBody           int64
 	opts              *openapi3filter.Options
@@ -197,7 +114,14 @@ type validator struct {
 
 func (v *validator) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		in := &openapi3filter.RequestValidationInput{Request: r, Route: v.route, Options: v.opts}
+		rt, err := v.spec.load(v.op, v.key, v.method)
+		if err != nil {
+			// The compiler loaded this document whole: a failure here is a bug.
+			v.log.Error("request validation unavailable", "route", v.method+" "+v.key, "err", err)
+			problem.Write(w, r, http.StatusInternalServerError, "", "The gateway cannot validate this operation's requests.")
+			return
+		}
+		in := &openapi3filter.RequestValidationInput{Request: r, Route: rt, Options: v.opts}
 		if rt := filter.RouteFrom(r.Context()); rt != nil {
 			in.PathParams = rt.Params
 		}
