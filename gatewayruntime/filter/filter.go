@@ -61,6 +61,15 @@ type Factory interface {
 	Build(api *bundle.Bundle, route *bundle.Route, b *bundle.Binding, env Env) (Middleware, error)
 }
 
+// DocumentReader is a Factory that reads the Bundle's OpenAPI document. The
+// gateway calls ReadDocument once, before the first generation is built, and
+// then drops api.OpenAPI (a large definition's is megabytes that would stay
+// resident for nothing): Build must use what ReadDocument kept, not the
+// document. A document that cannot be read is Build's error to report.
+type DocumentReader interface {
+	ReadDocument(api *bundle.Bundle)
+}
+
 // Env is what the gateway hands every Factory.
 type Env struct {
 	// BindingDir is the directory holding binding.json; the Binding's *File

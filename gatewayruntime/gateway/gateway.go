@@ -126,7 +126,14 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.ShutdownGrace <= 0 {
 		cfg.ShutdownGrace = 30 * time.Second
 	}
-	api := cfg.Bundle
+	// The gateway's own copy of the Bundle, without the OpenAPI document once
+	// the factories have read it; the caller's is left as it is.
+	api := new(bundle.Bundle)
+	*api = *cfg.Bundle
+	restoreGC := collectOften()
+	readDocument(api, cfg.Factories)
+	restoreGC()
+	cfg.Bundle = api
 	entries := make([]router.Entry[int], len(api.Routes))
 	names := make([]string, len(api.Routes))
 	for i, r := range api.Routes {
@@ -278,4 +285,15 @@ func (g *Gateway) tlsConfigForClient(*tls.ClientHelloInfo) (*tls.Config, error) 
 		return nil, errors.New("no server certificate in the binding")
 	}
 	return gen.tls, nil
+}
+
+// readDocument lets the factories read the OpenAPI document, then drops it
+// from the Bundle: nothing else reads it (see filter.DocumentReader).
+func readDocument(api *bundle.Bundle, factories []filter.Factory) {
+	for _, f := range factories {
+		if dr, ok := f.(filter.DocumentReader); ok {
+			dr.ReadDocument(api)
+		}
+	}
+	api.OpenAPI = nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/gatekiln/gatekiln/gatewayruntime/bundle"
+	"github.com/gatekiln/gatekiln/gatewayruntime/filter"
 )
 
 // load sends requests from n keep-alive clients until stop, counting
@@ -240,5 +242,49 @@ func TestServerCertificateReload(t *testing.T) {
 	g.Reload()
 	if cn := peer(); cn != "second" {
 		t.Fatalf("after a bad swap the certificate is %q", cn)
+	}
+}
+
+// documentFactory records what a filter.DocumentReader sees of the document.
+type documentFactory struct {
+	read    []string
+	builtOn []int // len(api.OpenAPI) at each Build
+}
+
+func (f *documentFactory) Name() string { return "document" }
+
+func (f *documentFactory) ReadDocument(api *bundle.Bundle) {
+	f.read = append(f.read, string(api.OpenAPI))
+}
+
+func (f *documentFactory) Build(api *bundle.Bundle, _ *bundle.Route, _ *bundle.Binding, _ filter.Env) (filter.Middleware, error) {
+	f.builtOn = append(f.builtOn, len(api.OpenAPI))
+	return nil, nil
+}
+
+// TestDocumentReadOnce: the factories read the OpenAPI document once, before
+// the first generation; the gateway then holds no copy (it can be megabytes),
+// and the caller's Bundle keeps its own.
+func TestDocumentReadOnce(t *testing.T) {
+	up := newUpstream(t, nil)
+	api := testAPI()
+	api.OpenAPI = json.RawMessage(`{"openapi":"3.0.3"}`)
+	f := &documentFactory{}
+	h := newHarness(t, api, bindingTo(up.url), func(c *Config) { c.Factories = []filter.Factory{f} })
+	h.dir.swap(bindingTo(up.url, up.url), nil)
+	h.g.Reload()
+	if len(f.read) != 1 || f.read[0] != `{"openapi":"3.0.3"}` {
+		t.Fatalf("ReadDocument saw %q, want the document once", f.read)
+	}
+	if len(f.builtOn) != 2*len(api.Routes) {
+		t.Fatalf("%d Builds, want two generations of %d routes", len(f.builtOn), len(api.Routes))
+	}
+	for _, n := range f.builtOn {
+		if n != 0 {
+			t.Fatal("Build still sees the document: the gateway keeps it resident")
+		}
+	}
+	if h.g.api.OpenAPI != nil || string(api.OpenAPI) != `{"openapi":"3.0.3"}` {
+		t.Fatal("the gateway's copy should drop the document, the caller's keep it")
 	}
 }

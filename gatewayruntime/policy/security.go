@@ -106,6 +106,10 @@ func (f *securityFactory) Build(api *bundle.Bundle, route *bundle.Route, b *bund
 	return ev.middleware, nil
 }
 
+// ReadDocument indexes the document (filter.DocumentReader): the security
+// filter asks it which parameters an operation declares.
+func (f *securityFactory) ReadDocument(api *bundle.Bundle) { _, _ = f.s.spec(api) }
+
 // declaredParameter reports whether the route's operation declares c's
 // credential as one of its own parameters: then the definition says the
 // upstream takes it, and it is forwarded. (Stripping it would also make a

@@ -3,7 +3,6 @@ package policy
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/url"
 	"path"
@@ -85,70 +84,88 @@ type lazyOp struct {
 // methods are the operation keys of an OpenAPI path item.
 var methods = []string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
-// newSpecIndex cuts api's document up for api's routes.
+// newSpecIndex cuts api's document up for api's routes. It decodes the
+// document piece by piece (each path item, each component an operation
+// reaches): a large definition decoded whole into generic values is over ten
+// times its size, all of it garbage a moment later.
 func newSpecIndex(api *bundle.Bundle) (*specIndex, error) {
-	d := json.NewDecoder(bytes.NewReader(api.OpenAPI))
-	d.UseNumber() // numbers pass through as written (limits, enums)
-	var v any
-	if err := d.Decode(&v); err != nil {
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(api.OpenAPI, &top); err != nil {
 		return nil, err
 	}
-	doc, ok := lean(v, false).(map[string]any)
-	if !ok {
-		return nil, errors.New("the openapi document is not an object")
+	var rawPaths, rawComps map[string]json.RawMessage
+	if err := unmarshalField(top, "paths", &rawPaths); err != nil {
+		return nil, err
 	}
-	x := &specIndex{ops: map[opKey]*lazyOp{}}
-	x.declared = declaredParameters(doc)
-	x.paths = map[string]bool{}
-	for k := range x.declared {
-		x.paths[k.path] = true
+	if err := unmarshalField(top, "components", &rawComps); err != nil {
+		return nil, err
 	}
-	trim(doc, api)
+	kinds := map[string]map[string]json.RawMessage{}
+	for kind := range rawComps {
+		if strings.HasPrefix(kind, "x-") {
+			continue
+		}
+		var m map[string]json.RawMessage
+		if err := unmarshalField(rawComps, kind, &m); err != nil {
+			return nil, fmt.Errorf("components: %w", err)
+		}
+		kinds[kind] = m
+	}
+	params, err := genericEach(kinds["parameters"])
+	if err != nil {
+		return nil, err
+	}
+	pathItems, err := genericEach(kinds["pathItems"])
+	if err != nil {
+		return nil, err
+	}
 
+	x := &specIndex{
+		ops: map[opKey]*lazyOp{}, declared: map[opKey][]paramID{}, paths: map[string]bool{},
+		frame: map[string]json.RawMessage{}, items: map[string]*itemIndex{}, comps: map[compKey]piece{},
+	}
+	vals := newValidations(api)
 	plain := true
 	refsOf := func(v any) []compKey {
 		refs, ok := references(v)
 		plain = plain && ok
 		return refs
 	}
-	x.frame = map[string]json.RawMessage{}
-	for k, v := range doc {
-		if k == "paths" || k == "components" || k == "tags" || strings.HasPrefix(k, "x-") {
+	for k, raw := range top {
+		switch {
+		case k == "paths" || k == "components" || k == "tags" || strings.HasPrefix(k, "x-"):
 			continue
+		case k == "webhooks":
+			plain = false
 		}
-		refsOf(v)
-		raw, err := json.Marshal(v)
+		v, err := generic(raw)
 		if err != nil {
 			return nil, err
 		}
-		x.frame[k] = raw
-	}
-	comps, _ := doc["components"].(map[string]any)
-	all := map[compKey]any{}
-	for kind, v := range comps {
-		entries, ok := v.(map[string]any)
-		if !ok {
-			continue
-		}
-		if kind == "securitySchemes" {
-			raw, err := json.Marshal(entries)
-			if err != nil {
-				return nil, err
-			}
-			x.schemes = raw
-			continue
-		}
-		for name, c := range entries {
-			all[compKey{kind, name}] = c
+		refsOf(v)
+		if x.frame[k], err = json.Marshal(v); err != nil {
+			return nil, err
 		}
 	}
-	x.items = map[string]*itemIndex{}
-	paths, _ := doc["paths"].(map[string]any)
-	for key, v := range paths {
+	if schemes, err := genericEach(kinds["securitySchemes"]); err != nil {
+		return nil, err
+	} else if schemes != nil {
+		if x.schemes, err = json.Marshal(schemes); err != nil {
+			return nil, err
+		}
+	}
+	for key, raw := range rawPaths {
+		v, err := generic(raw)
+		if err != nil {
+			return nil, fmt.Errorf("path %s: %w", key, err)
+		}
 		item, ok := v.(map[string]any)
 		if !ok {
 			continue
 		}
+		x.paths[key] = true
+		declare(x.declared, key, item, params, pathItems)
+		trim(item, vals, key)
 		it := &itemIndex{shared: map[string]json.RawMessage{}, ops: map[string]piece{}}
 		for k, f := range item {
 			raw, err := json.Marshal(f)
@@ -167,8 +184,7 @@ func newSpecIndex(api *bundle.Bundle) (*specIndex, error) {
 		}
 		x.items[key] = it
 	}
-	// Only the components some operation reaches are kept.
-	x.comps = map[compKey]piece{}
+	// Only the components some operation reaches are decoded and kept.
 	var queue []compKey
 	for _, it := range x.items {
 		queue = append(queue, it.refs...)
@@ -176,26 +192,26 @@ func newSpecIndex(api *bundle.Bundle) (*specIndex, error) {
 			queue = append(queue, op.refs...)
 		}
 	}
-	for len(queue) > 0 {
+	for len(queue) > 0 && plain {
 		c := queue[0]
 		queue = queue[1:]
-		v, ok := all[c]
+		raw, ok := kinds[c.kind][c.name]
 		if _, done := x.comps[c]; done || !ok {
 			continue
 		}
-		raw, err := json.Marshal(v)
+		v, err := generic(raw)
 		if err != nil {
+			return nil, fmt.Errorf("components.%s.%s: %w", c.kind, c.name, err)
+		}
+		p := piece{refs: refsOf(v)}
+		if p.raw, err = json.Marshal(v); err != nil {
 			return nil, err
 		}
-		p := piece{raw, refsOf(v)}
 		x.comps[c] = p
 		queue = append(queue, p.refs...)
 	}
-	if _, ok := doc["webhooks"]; ok {
-		plain = false
-	}
 	if !plain {
-		whole, err := json.Marshal(doc)
+		whole, err := wholeDocument(api)
 		if err != nil {
 			return nil, err
 		}
@@ -203,6 +219,62 @@ func newSpecIndex(api *bundle.Bundle) (*specIndex, error) {
 		x.whole = whole
 	}
 	return x, nil
+}
+
+// wholeDocument is the lean document, trimmed for api's routes.
+func wholeDocument(api *bundle.Bundle) ([]byte, error) {
+	v, err := generic(api.OpenAPI)
+	if err != nil {
+		return nil, err
+	}
+	doc, _ := v.(map[string]any)
+	paths, _ := doc["paths"].(map[string]any)
+	vals := newValidations(api)
+	for key, item := range paths {
+		if item, ok := item.(map[string]any); ok {
+			trim(item, vals, key)
+		}
+	}
+	return json.Marshal(doc)
+}
+
+// generic decodes a piece of the document without its documentation.
+func generic(raw []byte) (any, error) {
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber() // numbers pass through as written (limits, enums)
+	var v any
+	if err := d.Decode(&v); err != nil {
+		return nil, err
+	}
+	return lean(v, false), nil
+}
+
+// genericEach decodes each entry of a components map (nil for none).
+func genericEach(raw map[string]json.RawMessage) (map[string]any, error) {
+	if raw == nil {
+		return nil, nil
+	}
+	out := make(map[string]any, len(raw))
+	for name, r := range raw {
+		v, err := generic(r)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		out[name] = v
+	}
+	return out, nil
+}
+
+// unmarshalField decodes obj[key] into v when present.
+func unmarshalField(obj map[string]json.RawMessage, key string, v any) error {
+	raw, ok := obj[key]
+	if !ok {
+		return nil
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("%s: %w", key, err)
+	}
+	return nil
 }
 
 func isMethod(k string) bool {
@@ -343,15 +415,14 @@ func loadDoc(data []byte) (*openapi3.T, error) {
 	return doc, nil
 }
 
-// declaredParameters lists, for every operation of a generic document, the
-// parameters it declares with those of its path item, following references
-// to components.parameters.
-func declaredParameters(doc map[string]any) map[opKey][]paramID {
-	comps, _ := doc["components"].(map[string]any)
-	named, _ := comps["parameters"].(map[string]any)
+// declare records the parameters each operation of a (generic) path item
+// declares with those of the path item, following references to
+// components.parameters (and a path item's own reference to
+// components.pathItems).
+func declare(out map[opKey][]paramID, key string, item, params, pathItems map[string]any) {
 	ids := func(v any) []paramID {
 		list, _ := v.([]any)
-		var out []paramID
+		var ids []paramID
 		for _, p := range list {
 			for range 8 { // a reference to a reference, boundedly
 				m, _ := p.(map[string]any)
@@ -363,37 +434,30 @@ func declaredParameters(doc map[string]any) map[opKey][]paramID {
 				if !ok || kind != "parameters" {
 					break
 				}
-				p = named[name]
+				p = params[name]
 			}
 			m, _ := p.(map[string]any)
 			in, _ := m["in"].(string)
 			name, _ := m["name"].(string)
 			if in != "" && name != "" {
-				out = append(out, paramID{in, name})
+				ids = append(ids, paramID{in, name})
 			}
 		}
-		return out
+		return ids
 	}
-	items, _ := comps["pathItems"].(map[string]any)
-	out := map[opKey][]paramID{}
-	paths, _ := doc["paths"].(map[string]any)
-	for key, v := range paths {
-		item, _ := v.(map[string]any)
-		if ref, _ := item["$ref"].(string); ref != "" {
-			if kind, name, ok := componentRef(ref); ok && kind == "pathItems" {
-				item, _ = items[name].(map[string]any)
-			}
-		}
-		shared := ids(item["parameters"])
-		for _, m := range methods {
-			op, ok := item[m].(map[string]any)
-			if !ok {
-				continue
-			}
-			out[opKey{key, m}] = append(append([]paramID{}, shared...), ids(op["parameters"])...)
+	if ref, _ := item["$ref"].(string); ref != "" {
+		if kind, name, ok := componentRef(ref); ok && kind == "pathItems" {
+			item, _ = pathItems[name].(map[string]any)
 		}
 	}
-	return out
+	shared := ids(item["parameters"])
+	for _, m := range methods {
+		op, ok := item[m].(map[string]any)
+		if !ok {
+			continue
+		}
+		out[opKey{key, m}] = append(append([]paramID{}, shared...), ids(op["parameters"])...)
+	}
 }
 
 // declares reports whether the operation at key and method declares a
@@ -411,13 +475,11 @@ func (x *specIndex) declares(key, method, in, name string) bool {
 // descriptions, summaries, examples and external docs. They are most of a
 // large definition (box: 1.1 MB of JSON, 0.4 MB without them).
 func leanSpec(raw []byte) ([]byte, error) {
-	d := json.NewDecoder(bytes.NewReader(raw))
-	d.UseNumber()
-	var v any
-	if err := d.Decode(&v); err != nil {
+	v, err := generic(raw)
+	if err != nil {
 		return nil, err
 	}
-	return json.Marshal(lean(v, false))
+	return json.Marshal(v)
 }
 
 var (
@@ -460,48 +522,52 @@ func lean(v any, named bool) any {
 	return v
 }
 
-// trim drops what validating api's routes never reads: operations no route
-// validates, and the responses of operations whose responses are not
-// validated (they refer to most of a large definition's schemas).
-func trim(doc map[string]any, api *bundle.Bundle) {
-	paths, _ := doc["paths"].(map[string]any)
-	for key, v := range paths {
-		item, ok := v.(map[string]any)
+// trim drops from a path item what validating api's routes never reads:
+// operations no route validates, and the responses of operations whose
+// responses are not validated (they refer to most of a large definition's
+// schemas).
+func trim(item map[string]any, v validations, key string) {
+	for _, m := range methods {
+		op, ok := item[m].(map[string]any)
 		if !ok {
 			continue
 		}
-		for _, m := range methods {
-			op, ok := item[m].(map[string]any)
-			if !ok {
-				continue
-			}
-			request, response := validated(api, key, m)
-			switch {
-			case !request && !response:
-				delete(item, m)
-			case !response:
-				delete(op, "responses")
-			}
+		val := v.of(key, m)
+		switch {
+		case !val.Request && !val.Response:
+			delete(item, m)
+		case !val.Response:
+			delete(op, "responses")
 		}
 	}
 }
 
-// validated reports whether some route of api validates the request or the
-// response of the document's operation at path key and method m, matched as
-// specIndex.find matches them.
-func validated(api *bundle.Bundle, key, m string) (request, response bool) {
-	for i := range api.Routes {
-		r := &api.Routes[i]
-		if !strings.EqualFold(r.Method, m) {
-			continue
-		}
-		if r.UpstreamPath != key && path.Join("/", api.API.BasePath, key) != path.Join("/", r.Path) {
-			continue
-		}
-		request = request || r.Validation.Request
-		response = response || r.Validation.Response
+// validations says what api's routes validate of each operation, by the
+// document's path key as specIndex.find matches routes to keys: by upstream
+// path, or by the path under the base path.
+type validations struct {
+	base             string
+	byUpstream, full map[opKey]bundle.Validation
+}
+
+func newValidations(api *bundle.Bundle) validations {
+	v := validations{base: api.API.BasePath, byUpstream: map[opKey]bundle.Validation{}, full: map[opKey]bundle.Validation{}}
+	add := func(m map[opKey]bundle.Validation, k opKey, val bundle.Validation) {
+		old := m[k]
+		m[k] = bundle.Validation{Request: old.Request || val.Request, Response: old.Response || val.Response}
 	}
-	return request, response
+	for _, r := range api.Routes {
+		m := strings.ToLower(r.Method)
+		add(v.byUpstream, opKey{r.UpstreamPath, m}, r.Validation)
+		add(v.full, opKey{path.Join("/", r.Path), m}, r.Validation)
+	}
+	return v
+}
+
+func (v validations) of(key, method string) bundle.Validation {
+	a := v.byUpstream[opKey{key, method}]
+	b := v.full[opKey{path.Join("/", v.base, key), method}]
+	return bundle.Validation{Request: a.Request || b.Request, Response: a.Response || b.Response}
 }
 
 // references lists the components v refers to. ok is false when some

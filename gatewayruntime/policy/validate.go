@@ -81,6 +81,9 @@ func (f *validationFactory) Build(api *bundle.Bundle, route *bundle.Route, _ *bu
 	return v.middleware, nil
 }
 
+// ReadDocument indexes the document (filter.DocumentReader).
+func (f *validationFactory) ReadDocument(api *bundle.Bundle) { _, _ = f.s.spec(api) }
+
 // spec cuts the Bundle's OpenAPI document up once per Bundle (see specIndex):
 // it does not change with the Binding.
 func (s *shared) spec(api *bundle.Bundle) (*specIndex, error) {

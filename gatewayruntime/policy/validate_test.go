@@ -180,3 +180,24 @@ func TestLeanSpec(t *testing.T) {
 		})
 	}
 }
+
+// TestValidationAfterDocumentDropped: the gateway drops the document after
+// ReadDocument; later generations build from the index alone.
+func TestValidationAfterDocumentDropped(t *testing.T) {
+	api := petstore(t, func(r *bundle.Route) { r.Validation.Request = true })
+	s := &shared{}
+	v, sec := &validationFactory{s}, &securityFactory{s}
+	v.ReadDocument(api)
+	sec.ReadDocument(api)
+	api.OpenAPI = nil
+	for gen := uint64(1); gen <= 2; gen++ {
+		env := envFor(context.Background(), t.TempDir())
+		env.Generation = gen
+		for i := range api.Routes {
+			mw, err := v.Build(api, &api.Routes[i], binding(), env)
+			if err != nil || mw == nil {
+				t.Fatalf("generation %d, %s %s: %v", gen, api.Routes[i].Method, api.Routes[i].Path, err)
+			}
+		}
+	}
+}
