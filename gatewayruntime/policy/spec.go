@@ -76,9 +76,10 @@ type opKey struct{ path, method string }
 type paramID struct{ in, name string }
 
 type lazyOp struct {
-	once  sync.Once
-	route *routers.Route
-	err   error
+	once   sync.Once
+	route  *routers.Route
+	err    error
+	logged sync.Once
 }
 
 // methods are the operation keys of an OpenAPI path item.

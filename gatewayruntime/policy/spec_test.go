@@ -1,7 +1,10 @@
 package policy
 
 import (
+	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -239,5 +242,31 @@ func TestSpecIndexCorpus(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestValidationUnavailable: an operation whose document does not load (a
+// dangling reference the compiler would have refused) answers 500 and never
+// reaches the upstream.
+func TestValidationUnavailable(t *testing.T) {
+	doc := strings.Replace(specDoc, `"schema": {"$ref": "#/components/schemas/Trace"}`, `"schema": {"$ref": "#/components/schemas/Missing"}`, 1)
+	route := bundle.Route{Method: "GET", Path: "/v1/pets/{id}", UpstreamPath: "/pets/{id}", Validation: bundle.Validation{Request: true}}
+	api := specAPI(doc, route)
+	f := &validationFactory{&shared{}}
+	mw, err := f.Build(api, &route, binding(), envFor(context.Background(), t.TempDir()))
+	if err != nil || mw == nil {
+		t.Fatalf("build: %v", err)
+	}
+	reached := false
+	h := mw(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { reached = true }))
+	for range 2 {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/pets/1", nil))
+		if rec.Code != http.StatusInternalServerError || reached {
+			t.Fatalf("status %d, upstream reached %v", rec.Code, reached)
+		}
+	}
+	if _, err := f.s.specs[api].x.load(f.s.specs[api].x.operation("/pets/{id}", "get"), "/pets/{id}", "get"); err == nil || !strings.Contains(err.Error(), "Missing") {
+		t.Fatalf("load error %v, want one naming the missing component", err)
 	}
 }

@@ -120,7 +120,10 @@ func (v *validator) middleware(next http.Handler) http.Handler {
 		rt, err := v.spec.load(v.op, v.key, v.method)
 		if err != nil {
 			// The compiler loaded this document whole: a failure here is a bug.
-			v.log.Error("request validation unavailable", "route", v.method+" "+v.key, "err", err)
+			// It is logged once; every request of the operation gets the 500.
+			v.op.logged.Do(func() {
+				v.log.Error("request validation unavailable", "route", v.method+" "+v.key, "err", err)
+			})
 			problem.Write(w, r, http.StatusInternalServerError, "", "The gateway cannot validate this operation's requests.")
 			return
 		}
