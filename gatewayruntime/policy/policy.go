@@ -5,7 +5,11 @@
 //
 // Everything a policy needs from the Bundle and the Binding is resolved in Build,
 // once per route and Binding generation: files are read, keys parsed, limiters
-// and clients created. A request then runs precompiled closures.
+// and clients created. A request then runs precompiled closures. One exception:
+// an operation's validation schemas are parsed on its first validated request,
+// from an index of the OpenAPI document made before the first generation (see
+// specIndex), so that a large definition costs neither start time nor memory
+// for operations that see no traffic.
 //
 // What a client sees:
 //
