@@ -16,10 +16,7 @@ import (
 // OpenAPI 3.0 and 3.1, every scheme type), with a Binding that gives each name
 // a value. The contract between build and run holds when none is refused.
 func TestCompilerBundlesBuild(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join("..", "..", "builder", "compile", "testdata", "golden", "*.json"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no compiler golden Bundles under builder/compile/testdata/golden (%v): this test needs them", err)
-	}
+	files := compilerGoldens(t)
 	ca := newCA(t, "clients")
 	dir := writeFiles(t, map[string]string{
 		"hmac":     "0123456789abcdef0123456789abcdef",
@@ -29,20 +26,7 @@ func TestCompilerBundlesBuild(t *testing.T) {
 	})
 	for _, file := range files {
 		t.Run(filepath.Base(file), func(t *testing.T) {
-			raw, err := os.ReadFile(file)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var golden struct {
-				Bundle json.RawMessage `json:"bundle"`
-			}
-			if err := json.Unmarshal(raw, &golden); err != nil {
-				t.Fatal(err)
-			}
-			api, err := bundle.Parse(golden.Bundle)
-			if err != nil {
-				t.Fatalf("parse: %v", err)
-			}
+			api := readGolden(t, file)
 			b := binding()
 			for name, s := range api.SecuritySchemes {
 				switch s.Type {
@@ -88,4 +72,35 @@ func TestCompilerBundlesBuild(t *testing.T) {
 			}
 		})
 	}
+}
+
+// compilerGoldens lists the compiler's golden files: Bundles it made from
+// corpus definitions.
+func compilerGoldens(t *testing.T) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join("..", "..", "builder", "compile", "testdata", "golden", "*.json"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no compiler golden Bundles under builder/compile/testdata/golden (%v): this test needs them", err)
+	}
+	return files
+}
+
+// readGolden parses the Bundle of one compiler golden file.
+func readGolden(t *testing.T, file string) *bundle.Bundle {
+	t.Helper()
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var golden struct {
+		Bundle json.RawMessage `json:"bundle"`
+	}
+	if err := json.Unmarshal(raw, &golden); err != nil {
+		t.Fatal(err)
+	}
+	api, err := bundle.Parse(golden.Bundle)
+	if err != nil {
+		t.Fatalf("parse %s: %v", file, err)
+	}
+	return api
 }

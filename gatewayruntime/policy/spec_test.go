@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -190,26 +189,9 @@ func TestComponentRef(t *testing.T) {
 // own document and checks it against the same operation of the whole
 // document.
 func TestSpecIndexCorpus(t *testing.T) {
-	files, err := filepath.Glob("../../builder/compile/testdata/golden/*.json")
-	if err != nil || len(files) < 10 {
-		t.Fatalf("golden bundles: %v (%d)", err, len(files))
-	}
-	for _, f := range files {
+	for _, f := range compilerGoldens(t) {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			data, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var golden struct {
-				Bundle json.RawMessage `json:"bundle"`
-			}
-			if err := json.Unmarshal(data, &golden); err != nil {
-				t.Fatal(err)
-			}
-			api, err := bundle.Parse(golden.Bundle)
-			if err != nil {
-				t.Fatal(err)
-			}
+			api := readGolden(t, f)
 			for i := range api.Routes {
 				api.Routes[i].Validation = bundle.Validation{Request: true, Response: true}
 			}
