@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"io"
 	"net"
@@ -99,9 +100,12 @@ func (u *Upstream) get(now, deadline time.Time) (*upConn, error) {
 			u.mu.Unlock()
 			break
 		}
-		c := u.idle[n-1]
-		u.idle[n-1] = nil
-		u.idle = u.idle[:n-1]
+		// Oldest first: spreading requests over the upstream's connections
+		// keeps its own batches in arrival order; measured on the gateway
+		// benchmark, p99 was lower than reusing the most recent connection.
+		c := u.idle[0]
+		u.idle[0] = nil
+		u.idle = u.idle[1:]
 		u.mu.Unlock()
 		idle := now.Sub(c.lastUsed)
 		if idle > u.opts.IdleConnTimeout || (idle > staleAfter && !alive(c.nc)) {
@@ -111,15 +115,10 @@ func (u *Upstream) get(now, deadline time.Time) (*upConn, error) {
 		c.reused = true
 		return c, nil
 	}
-	d := net.Dialer{Timeout: u.opts.DialTimeout, Deadline: deadline, KeepAlive: 30 * time.Second}
-	nc, err := d.Dial("tcp", u.addr)
+	nc, err := u.dial(now, deadline)
 	if err != nil {
 		return nil, err
 	}
-	if tc, ok := nc.(*net.TCPConn); ok {
-		_ = tc.SetNoDelay(true)
-	}
-	nc = rawconn.Wrap(nc)
 	x := &exchangeIO{c: nc}
 	x.wtr, _ = nc.(writeThenReader)
 	return &upConn{
@@ -129,6 +128,26 @@ func (u *Upstream) get(now, deadline time.Time) (*upConn, error) {
 		br: http1.NewReader(x, 4<<10, 64<<10),
 		bw: http1.Writer{Writer: bufio.NewWriterSize(x, 4<<10)},
 	}, nil
+}
+
+// dial connects to the upstream by deadline (and within the dial timeout),
+// on the rawconn poller where there is one.
+func (u *Upstream) dial(now, deadline time.Time) (net.Conn, error) {
+	if d := now.Add(u.opts.DialTimeout); deadline.IsZero() || d.Before(deadline) {
+		deadline = d
+	}
+	if rawconn.Polled {
+		return rawconn.Dial(context.Background(), u.addr, deadline, 30*time.Second)
+	}
+	d := net.Dialer{Deadline: deadline, KeepAlive: 30 * time.Second}
+	nc, err := d.Dial("tcp", u.addr)
+	if err != nil {
+		return nil, err
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	return rawconn.Wrap(nc), nil
 }
 
 type writeThenReader interface {

@@ -135,6 +135,12 @@ func (s *Server) ServeTLS(ln net.Listener, cfg *tls.Config) error {
 }
 
 func (s *Server) serve(ln net.Listener, tlsCfg *tls.Config) error {
+	if tl, ok := ln.(*net.TCPListener); ok && tlsCfg == nil && rawconn.Polled {
+		// Plain HTTP/1.1 connections go on the rawconn poller.
+		if pl, err := rawconn.Listen(tl); err == nil {
+			ln = pl
+		}
+	}
 	if !s.track(&ln, true) {
 		ln.Close()
 		return ErrServerClosed
