@@ -4,7 +4,8 @@
 // turn for several rounds. It prints throughput, p50/p99 latency and the
 // proxy's CPU time per request for each, then the gateway's cold start
 // (process start → first 200) for the petstore and box definitions and its
-// idle RSS. The last line is "ratio gateway/nginx: <x.xx>" (median throughput).
+// idle RSS. The last line is "ratio gateway/nginx: <x.xx>": the median of the
+// rounds' throughput ratios (each round runs the two proxies back to back).
 //
 // The machine may be shared: each run also prints the share of cpu 1 that
 // other processes took meanwhile, and a NOISY line says when that was more
@@ -152,12 +153,21 @@ func (b *bench) run(rounds int) error {
 		m := med[t.name]
 		fmt.Printf("median   %-8s %8.0f req/s  p50 %6.3f ms  p99 %6.3f ms  proxy cpu %5.1f µs/req\n", t.name, m.rps, m.p50, m.p99, m.cpuUS)
 	}
-	fmt.Printf("p99 gateway/nginx: %.2f (target <= 1.00)\n", med["gateway"].p99/med["nginx"].p99)
+	// The ratios are taken per round (the two proxies ran back to back, on
+	// the same host weather) and their median reported.
+	var rpsRatios, p99Ratios []float64
+	for i, g := range results["gateway"] {
+		n := results["nginx"][i]
+		rpsRatios = append(rpsRatios, g.rps/n.rps)
+		p99Ratios = append(p99Ratios, g.p99/n.p99)
+	}
+	fmt.Printf("p99 gateway/nginx: %.2f (median of rounds %s; target <= 1.00)\n", medianOf(p99Ratios), list(p99Ratios))
 
 	if err := b.coldStarts(upAddr); err != nil {
 		return err
 	}
-	fmt.Printf("ratio gateway/nginx: %.2f\n", med["gateway"].rps/med["nginx"].rps)
+	fmt.Printf("throughput gateway/nginx by round: %s\n", list(rpsRatios))
+	fmt.Printf("ratio gateway/nginx: %.2f\n", medianOf(rpsRatios))
 	return nil
 }
 
@@ -471,6 +481,20 @@ func rssMiB(pid int) float64 {
 		}
 	}
 	return 0
+}
+
+func medianOf(v []float64) float64 {
+	v = slices.Clone(v)
+	slices.Sort(v)
+	return v[len(v)/2]
+}
+
+func list(v []float64) string {
+	parts := make([]string, len(v))
+	for i, x := range v {
+		parts[i] = fmt.Sprintf("%.2f", x)
+	}
+	return strings.Join(parts, " ")
 }
 
 func median(rs []result) result {
