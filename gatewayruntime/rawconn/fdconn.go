@@ -166,21 +166,11 @@ func (c *FDConn) RawRead(f func(fd uintptr) bool) error {
 
 // ReadFD reads once from fd (see Conn.ReadFD).
 func (c *FDConn) ReadFD(fd uintptr, p []byte) (n int, ok bool, err error) {
-	if len(p) == 0 {
-		return 0, true, nil
-	}
-	for {
-		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-		switch e {
-		case 0:
-			return int(r), true, nil
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			return 0, false, nil
-		}
+	n, ok, e := readFD(fd, p)
+	if e != 0 {
 		return 0, true, c.opError("read", os.NewSyscallError("read", e))
 	}
+	return n, ok, nil
 }
 
 // write writes what it can of p: n, and whether the socket buffer is full.

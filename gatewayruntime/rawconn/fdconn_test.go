@@ -18,14 +18,7 @@ import (
 // one dialled by Dial (on the poller too), connected to each other.
 func polledPair(t *testing.T) (server, client *FDConn) {
 	t.Helper()
-	tl, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := Listen(tl)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := polledListener(t)
 	defer ln.Close()
 	accepted := make(chan net.Conn, 1)
 	go func() {
@@ -35,7 +28,7 @@ func polledPair(t *testing.T) (server, client *FDConn) {
 		}
 		accepted <- c
 	}()
-	client, err = Dial(context.Background(), tl.Addr().String(), time.Now().Add(5*time.Second), time.Minute)
+	client, err := Dial(context.Background(), ln.Addr().String(), time.Now().Add(5*time.Second), time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,15 +171,23 @@ func TestPolledClose(t *testing.T) {
 	}
 }
 
-func TestPolledListenerClose(t *testing.T) {
+// polledListener listens on a loopback port, accepting onto the poller.
+func polledListener(t *testing.T) *Listener {
+	t.Helper()
 	tl, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ln, err := Listen(tl)
 	if err != nil {
+		tl.Close()
 		t.Fatal(err)
 	}
+	return ln
+}
+
+func TestPolledListenerClose(t *testing.T) {
+	ln := polledListener(t)
 	done := make(chan error, 1)
 	go func() {
 		_, err := ln.Accept()

@@ -119,20 +119,29 @@ func (c *Conn) RawRead(f func(fd uintptr) bool) error {
 // ok is false when nothing is available yet; n == 0 with ok and a nil error
 // is the end of the stream.
 func (c *Conn) ReadFD(fd uintptr, p []byte) (n int, ok bool, err error) {
+	n, ok, e := readFD(fd, p)
+	if e != 0 {
+		return 0, true, c.opError("read", os.NewSyscallError("read", e))
+	}
+	return n, ok, nil
+}
+
+// readFD reads once from fd: ok is false when nothing is available yet.
+func readFD(fd uintptr, p []byte) (n int, ok bool, errno syscall.Errno) {
 	if len(p) == 0 {
-		return 0, true, nil
+		return 0, true, 0
 	}
 	for {
 		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
 		switch e {
 		case 0:
-			return int(r), true, nil
+			return int(r), true, 0
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
-			return 0, false, nil
+			return 0, false, 0
 		}
-		return 0, true, c.opError("read", os.NewSyscallError("read", e))
+		return 0, true, e
 	}
 }
 
