@@ -430,7 +430,18 @@ func (l *Listener) Accept() (net.Conn, error) {
 			}
 			return nc, nil
 		case errors.Is(err, syscall.EAGAIN):
-			if err := c.wait(c.w.r, &c.rdl); err != nil {
+			// Whoever owns tl may close it rather than l: the wait is bounded so
+			// that Accept notices, and stops accepting on the duplicate too.
+			c.rdl.set(time.Now().Add(closeCheck))
+			err := c.wait(c.w.r, &c.rdl)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				if l.tlClosed() {
+					_ = c.Close()
+					return nil, c.opError("accept", net.ErrClosed)
+				}
+				continue
+			}
+			if err != nil {
 				return nil, c.opError("accept", err)
 			}
 		case errors.Is(err, syscall.EINTR), errors.Is(err, syscall.ECONNABORTED):
@@ -441,6 +452,14 @@ func (l *Listener) Accept() (net.Conn, error) {
 			return nil, c.opError("accept", os.NewSyscallError("accept4", err))
 		}
 	}
+}
+
+// closeCheck is how often a waiting Accept checks that tl is still open.
+const closeCheck = time.Second
+
+func (l *Listener) tlClosed() bool {
+	rc, err := l.tl.SyscallConn()
+	return err != nil || rc.Control(func(uintptr) {}) != nil
 }
 
 // Close stops accepting and closes the listener.

@@ -207,6 +207,40 @@ func TestPolledListenerClose(t *testing.T) {
 	}
 }
 
+// TestPolledListenerOwnerCloses: closing the net.TCPListener itself (not the
+// Listener) also ends Accept and stops the port accepting.
+func TestPolledListenerOwnerCloses(t *testing.T) {
+	tl, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := Listen(tl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := ln.Accept()
+		done <- err
+	}()
+	addr := tl.Addr().String()
+	if err := tl.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Accept after the owner closed: %v", err)
+		}
+	case <-time.After(10 * closeCheck):
+		t.Fatal("Accept did not notice the listener was closed")
+	}
+	if c, err := net.Dial("tcp", addr); err == nil {
+		c.Close()
+		t.Fatal("the closed listener still accepts connections")
+	}
+}
+
 func TestPolledDialErrors(t *testing.T) {
 	tl, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
