@@ -3,18 +3,13 @@ package gateway
 import (
 	"testing"
 
-	"github.com/gatekiln/gatekiln/gatewayruntime/rawconn"
+	"github.com/gatekiln/gatekiln/gatewayruntime/rawconn/rawconntest"
 )
 
 // TestWithGoNetpoller runs the proxying, resilience and shutdown tests again
 // with -own-poller=false: client and upstream sockets on Go's netpoller.
 func TestWithGoNetpoller(t *testing.T) {
-	if !rawconn.Polled {
-		t.Skip("the other tests already run on Go's netpoller")
-	}
-	rawconn.Polled = false
-	t.Cleanup(func() { rawconn.Polled = true })
-	for name, test := range map[string]func(*testing.T){
+	rawconntest.OnGoNetpoller(t, map[string]func(*testing.T){
 		"ProxyForwardsRequestAndResponse": TestProxyForwardsRequestAndResponse,
 		"RequestBodies":                   TestRequestBodies,
 		"ErrorsAreProblems":               TestErrorsAreProblems,
@@ -23,7 +18,5 @@ func TestWithGoNetpoller(t *testing.T) {
 		"StreamingResponse":               TestStreamingResponse,
 		"WebSocketUpgrade":                TestWebSocketUpgrade,
 		"GracefulShutdownUnderLoad":       TestGracefulShutdownUnderLoad,
-	} {
-		t.Run(name, test)
-	}
+	})
 }

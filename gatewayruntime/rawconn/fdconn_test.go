@@ -186,58 +186,43 @@ func polledListener(t *testing.T) *Listener {
 	return ln
 }
 
+// TestPolledListenerClose: closing the Listener, or the net.TCPListener it
+// took over (its owner may close that one), ends a blocked Accept and stops
+// the port accepting.
 func TestPolledListenerClose(t *testing.T) {
-	ln := polledListener(t)
-	done := make(chan error, 1)
-	go func() {
-		_, err := ln.Accept()
-		done <- err
-	}()
-	time.Sleep(20 * time.Millisecond)
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name  string
+		close func(*Listener) error
+	}{
+		{"Listener.Close", (*Listener).Close},
+		{"the owner closes the net.TCPListener", func(l *Listener) error { return l.tl.Close() }},
 	}
-	if err := <-done; !errors.Is(err, net.ErrClosed) {
-		t.Fatalf("blocked Accept after Close: %v", err)
-	}
-	if c, err := net.Dial("tcp", addr); err == nil {
-		c.Close()
-		t.Fatal("the closed listener still accepts connections")
-	}
-}
-
-// TestPolledListenerOwnerCloses: closing the net.TCPListener itself (not the
-// Listener) also ends Accept and stops the port accepting.
-func TestPolledListenerOwnerCloses(t *testing.T) {
-	tl, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := Listen(tl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() {
-		_, err := ln.Accept()
-		done <- err
-	}()
-	addr := tl.Addr().String()
-	if err := tl.Close(); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-done:
-		if !errors.Is(err, net.ErrClosed) {
-			t.Fatalf("Accept after the owner closed: %v", err)
-		}
-	case <-time.After(10 * closeCheck):
-		t.Fatal("Accept did not notice the listener was closed")
-	}
-	if c, err := net.Dial("tcp", addr); err == nil {
-		c.Close()
-		t.Fatal("the closed listener still accepts connections")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ln := polledListener(t)
+			done := make(chan error, 1)
+			go func() {
+				_, err := ln.Accept()
+				done <- err
+			}()
+			time.Sleep(20 * time.Millisecond)
+			addr := ln.Addr().String()
+			if err := tt.close(ln); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-done:
+				if !errors.Is(err, net.ErrClosed) {
+					t.Fatalf("blocked Accept after the close: %v", err)
+				}
+			case <-time.After(10 * closeCheck):
+				t.Fatal("Accept did not notice the close")
+			}
+			if c, err := net.Dial("tcp", addr); err == nil {
+				c.Close()
+				t.Fatal("the closed listener still accepts connections")
+			}
+		})
 	}
 }
 
