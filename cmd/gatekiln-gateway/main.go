@@ -33,6 +33,7 @@ func main() {
 	flag.StringVar(&cfg.TLSAddr, "tls-addr", "", "HTTPS and HTTP/2 listen address, with the Binding's server certificate (empty: none)")
 	flag.StringVar(&cfg.AdminAddr, "admin-addr", ":9090", "admin listen address: /metrics, /healthz, /readyz")
 	flag.BoolVar(&cfg.Pprof, "pprof", false, "serve /debug/pprof/ on the admin address")
+	flag.BoolVar(&rawconn.Loop, "event-loop", rawconn.Loop, "serve plain HTTP/1.1 requests whose route's policies never wait as coroutines of the own epoll loop (needs -own-poller)")
 	flag.BoolVar(&rawconn.Polled, "own-poller", rawconn.Polled, "wait for plain HTTP client and upstream sockets in the gateway's own epoll loop (oldest first); false: Go's netpoller")
 	flag.BoolVar(&accessLog, "access-log", true, "write a JSON access log line per request to stdout")
 	flag.TextVar(&logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")

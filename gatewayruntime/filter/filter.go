@@ -70,6 +70,18 @@ type DocumentReader interface {
 	ReadDocument(api *bundle.Bundle)
 }
 
+// LoopSafe is implemented by a Factory whose middleware only computes on the
+// routes it names: it never waits on anything (a network call, a file, a lock
+// another request may hold while waiting) and never runs for long. The
+// gateway serves the requests of a route whose every middleware is loop-safe
+// on its event loop (coroutines of the rawconn poller, in the order their
+// sockets became ready); any other route's requests leave the loop before
+// their chain runs. A Factory that does not implement LoopSafe is taken to
+// wait on the routes it builds middleware for.
+type LoopSafe interface {
+	LoopSafe(api *bundle.Bundle, route *bundle.Route, b *bundle.Binding) bool
+}
+
 // Env is what the gateway hands every Factory.
 type Env struct {
 	// BindingDir is the directory holding binding.json; the Binding's *File

@@ -175,6 +175,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	sc := cfg.Server
 	sc.Handler = g
+	// The gateway's handler leaves the loop before anything that may wait
+	// (a route whose policies are not filter.LoopSafe, net/http upstreams).
+	sc.Loop = true
 	sc.Logger = cfg.Logger
 	sc.Rejected = func(status int) { g.metrics.Rejected.WithLabelValues(fmt.Sprint(status)).Inc() }
 	g.srv = server.New(sc)

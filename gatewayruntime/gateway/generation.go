@@ -53,6 +53,10 @@ type compiledRoute struct {
 	chain   http.Handler
 	maxBody int64
 	metrics *metrics.Route
+	// loopSafe: every middleware of the chain is filter.LoopSafe, so the
+	// request stays on the event loop (the proxy leaves it by itself when
+	// it must wait on something else).
+	loopSafe bool
 }
 
 // build makes a generation from a Binding. It is pure apart from reading the
@@ -98,7 +102,7 @@ func (g *Gateway) build(b *bundle.Binding, prev *generation) (*generation, error
 	seen := map[string]bool{}
 	for i := range g.api.Routes {
 		r := &g.api.Routes[i]
-		h, err := g.chain(r, ups, b, env)
+		h, loopSafe, err := g.chain(r, ups, b, env)
 		if err != nil {
 			// The route answers 503 and readiness says why; whether the whole
 			// generation is acceptable is reload's decision.
@@ -119,7 +123,7 @@ func (g *Gateway) build(b *bundle.Binding, prev *generation) (*generation, error
 		} else {
 			rm = g.metrics.Route(r.Path, r.Method)
 		}
-		gen.routes[i] = compiledRoute{bundle: r, name: g.names[i], chain: h, maxBody: maxBody, metrics: rm}
+		gen.routes[i] = compiledRoute{bundle: r, name: g.names[i], chain: h, maxBody: maxBody, metrics: rm, loopSafe: loopSafe}
 	}
 	gen.missing = append(b.Missing(g.api), gen.routeErrs...)
 	if g.cfg.TLSAddr != "" && gen.tls == nil {
@@ -129,23 +133,28 @@ func (g *Gateway) build(b *bundle.Binding, prev *generation) (*generation, error
 }
 
 // chain builds one route's handler: the proxy wrapped by each Factory's
-// middleware, the first Factory outermost.
-func (g *Gateway) chain(r *bundle.Route, ups *proxy.Upstreams, b *bundle.Binding, env filter.Env) (http.Handler, error) {
-	h, err := ups.Handler(g.api, r)
+// middleware, the first Factory outermost. loopSafe says whether every
+// middleware is filter.LoopSafe.
+func (g *Gateway) chain(r *bundle.Route, ups *proxy.Upstreams, b *bundle.Binding, env filter.Env) (h http.Handler, loopSafe bool, err error) {
+	h, err = ups.Handler(g.api, r)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
+	loopSafe = true
 	for j := len(g.cfg.Factories) - 1; j >= 0; j-- {
 		f := g.cfg.Factories[j]
 		mw, err := f.Build(g.api, r, b, env)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", f.Name(), err)
+			return nil, false, fmt.Errorf("%s: %w", f.Name(), err)
 		}
 		if mw != nil {
 			h = mw(h)
+			if ls, ok := f.(filter.LoopSafe); !ok || !ls.LoopSafe(g.api, r, b) {
+				loopSafe = false
+			}
 		}
 	}
-	return h, nil
+	return h, loopSafe, nil
 }
 
 // unavailable serves a route whose chain could not be built from the Binding.

@@ -14,6 +14,7 @@ import (
 	"github.com/gatekiln/gatekiln/gatewayruntime/filter"
 	"github.com/gatekiln/gatekiln/gatewayruntime/metrics"
 	"github.com/gatekiln/gatekiln/gatewayruntime/problem"
+	"github.com/gatekiln/gatekiln/gatewayruntime/rawconn"
 	"github.com/gatekiln/gatekiln/gatewayruntime/router"
 )
 
@@ -112,6 +113,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cr = &gen.routes[res.Value]
+	if !cr.loopSafe {
+		rawconn.Detach(r.Context())
+	}
 	st.Route = filter.Route{API: g.api, Bundle: cr.bundle, Name: cr.name}
 	if len(params) > 0 {
 		m := st.ParamMap()

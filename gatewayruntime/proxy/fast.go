@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -151,7 +152,7 @@ func (p *routeProxy) attempt(r *http.Request, u *Upstream, fwd *forwarded, rest 
 	if canRetry {
 		strict = staleAfter
 	}
-	uc, err := u.getConn(start, tryDeadline, strict)
+	uc, err := u.getConn(r.Context(), start, tryDeadline, strict)
 	if err != nil {
 		return nil, classify(err), false, err
 	}
@@ -199,12 +200,12 @@ func isStale(err error) bool {
 }
 
 // getConn is get with a stricter idle check for requests that cannot be retried.
-func (u *Upstream) getConn(now, deadline time.Time, checkAfter time.Duration) (*upConn, error) {
+func (u *Upstream) getConn(ctx context.Context, now, deadline time.Time, checkAfter time.Duration) (*upConn, error) {
 	if checkAfter >= staleAfter {
-		return u.get(now, deadline)
+		return u.get(ctx, now, deadline)
 	}
 	for {
-		uc, err := u.get(now, deadline)
+		uc, err := u.get(ctx, now, deadline)
 		if err != nil || !uc.reused || now.Sub(uc.lastUsed) < checkAfter || alive(uc.nc) {
 			return uc, err
 		}
@@ -215,8 +216,7 @@ func (u *Upstream) getConn(now, deadline time.Time, checkAfter time.Duration) (*
 // dropIdle closes the pool's idle connections.
 func (u *Upstream) dropIdle() {
 	u.mu.Lock()
-	idle := u.idle
-	u.idle = nil
+	idle := u.takeIdle()
 	u.mu.Unlock()
 	for _, c := range idle {
 		c.nc.Close()

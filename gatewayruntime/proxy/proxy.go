@@ -45,6 +45,7 @@ import (
 	"github.com/gatekiln/gatekiln/gatewayruntime/filter"
 	"github.com/gatekiln/gatekiln/gatewayruntime/http1"
 	"github.com/gatekiln/gatekiln/gatewayruntime/problem"
+	"github.com/gatekiln/gatekiln/gatewayruntime/rawconn"
 )
 
 // Handler returns the proxy for one route of the Bundle Build was given.
@@ -114,6 +115,8 @@ func (p *routeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if c.ups[0].https || r.Header.Get("Upgrade") != "" {
+		// net/http's client waits on Go's netpoller: off the event loop.
+		rawconn.Detach(r.Context())
 		p.reverseProxy().ServeHTTP(w, r)
 		return
 	}

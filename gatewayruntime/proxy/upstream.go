@@ -43,8 +43,12 @@ type Upstream struct {
 	m        *metrics.Upstream
 	inflight atomic.Int64
 
-	mu     sync.Mutex
-	idle   []*upConn
+	mu sync.Mutex
+	// idle holds the pooled connections by the rawconn poller they wait in
+	// (one queue when there is none), so that a coroutine of a poller gets
+	// one whose events come to that poller.
+	idle   []connQueue
+	nidle  int
 	closed bool
 
 	trOnce sync.Once
@@ -91,31 +95,30 @@ type upConn struct {
 	deadline time.Time
 }
 
-// get returns an idle connection or dials a new one by deadline.
-func (u *Upstream) get(now, deadline time.Time) (*upConn, error) {
+// get returns an idle connection or dials a new one by deadline. Its waits
+// are attached to ctx's rawconn coroutine, if any.
+func (u *Upstream) get(ctx context.Context, now, deadline time.Time) (*upConn, error) {
+	home := rawconn.Home(ctx)
 	for {
 		u.mu.Lock()
-		n := len(u.idle)
-		if n == 0 {
-			u.mu.Unlock()
-			break
-		}
 		// Oldest first: spreading requests over the upstream's connections
 		// keeps its own batches in arrival order; measured on the gateway
 		// benchmark, p99 was lower than reusing the most recent connection.
-		c := u.idle[0]
-		u.idle[0] = nil
-		u.idle = u.idle[1:]
+		c := u.popIdle(home)
 		u.mu.Unlock()
+		if c == nil {
+			break
+		}
 		idle := now.Sub(c.lastUsed)
 		if idle > u.opts.IdleConnTimeout || (idle > staleAfter && !alive(c.nc)) {
 			c.nc.Close()
 			continue
 		}
 		c.reused = true
+		rawconn.Attach(c.nc, ctx)
 		return c, nil
 	}
-	nc, err := u.dial(now, deadline)
+	nc, err := u.dial(ctx, now, deadline)
 	if err != nil {
 		return nil, err
 	}
@@ -132,12 +135,14 @@ func (u *Upstream) get(now, deadline time.Time) (*upConn, error) {
 
 // dial connects to the upstream by deadline (and within the dial timeout),
 // on the rawconn poller where there is one.
-func (u *Upstream) dial(now, deadline time.Time) (net.Conn, error) {
+func (u *Upstream) dial(ctx context.Context, now, deadline time.Time) (net.Conn, error) {
 	if d := now.Add(u.opts.DialTimeout); deadline.IsZero() || d.Before(deadline) {
 		deadline = d
 	}
 	if rawconn.Polled {
-		return rawconn.Dial(context.Background(), u.addr, deadline, 30*time.Second)
+		// A client that goes away does not cancel the dial: the
+		// connection is pooled for others.
+		return rawconn.Dial(context.WithoutCancel(ctx), u.addr, deadline, 30*time.Second)
 	}
 	d := net.Dialer{Deadline: deadline, KeepAlive: 30 * time.Second}
 	nc, err := d.Dial("tcp", u.addr)
@@ -200,21 +205,91 @@ func (x *exchangeIO) Read(p []byte) (int, error) {
 // lastUsed was set when the response head arrived.
 func (u *Upstream) put(c *upConn) {
 	u.mu.Lock()
-	if u.closed || len(u.idle) >= u.opts.MaxIdlePerUpstream {
+	if u.closed || u.nidle >= u.opts.MaxIdlePerUpstream {
 		u.mu.Unlock()
 		c.nc.Close()
 		return
 	}
-	u.idle = append(u.idle, c)
+	i := max(rawconn.PollerOf(c.nc), 0)
+	if i >= len(u.idle) {
+		u.idle = append(u.idle, make([]connQueue, i+1-len(u.idle))...)
+	}
+	u.idle[i].push(c)
+	u.nidle++
 	u.mu.Unlock()
+}
+
+// popIdle takes the oldest idle connection of poller home, or of any poller
+// when home is -1 (not on a coroutine). Under u.mu.
+func (u *Upstream) popIdle(home int) *upConn {
+	if u.nidle == 0 {
+		return nil
+	}
+	if home >= 0 {
+		if home >= len(u.idle) {
+			return nil
+		}
+		if c := u.idle[home].pop(); c != nil {
+			u.nidle--
+			return c
+		}
+		return nil
+	}
+	for i := range u.idle {
+		if c := u.idle[i].pop(); c != nil {
+			u.nidle--
+			return c
+		}
+	}
+	return nil
+}
+
+// takeIdle empties the pool. Under u.mu.
+func (u *Upstream) takeIdle() []*upConn {
+	var all []*upConn
+	for i := range u.idle {
+		for c := u.idle[i].pop(); c != nil; c = u.idle[i].pop() {
+			all = append(all, c)
+		}
+	}
+	u.nidle = 0
+	return all
+}
+
+// connQueue is a FIFO of idle connections: a ring, grown when full.
+type connQueue struct {
+	buf     []*upConn
+	head, n int
+}
+
+func (q *connQueue) push(c *upConn) {
+	if q.n == len(q.buf) {
+		nb := make([]*upConn, max(8, 2*len(q.buf)))
+		for i := range q.n {
+			nb[i] = q.buf[(q.head+i)%len(q.buf)]
+		}
+		q.buf, q.head = nb, 0
+	}
+	q.buf[(q.head+q.n)%len(q.buf)] = c
+	q.n++
+}
+
+func (q *connQueue) pop() *upConn {
+	if q.n == 0 {
+		return nil
+	}
+	c := q.buf[q.head]
+	q.buf[q.head] = nil
+	q.head = (q.head + 1) % len(q.buf)
+	q.n--
+	return c
 }
 
 // close drops the pool; connections in use are closed when they come back.
 func (u *Upstream) close() {
 	u.mu.Lock()
 	u.closed = true
-	idle := u.idle
-	u.idle = nil
+	idle := u.takeIdle()
 	u.mu.Unlock()
 	for _, c := range idle {
 		c.nc.Close()

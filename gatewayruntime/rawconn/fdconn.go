@@ -35,6 +35,9 @@ type FDConn struct {
 	// number is never read by a stale one.
 	state    atomic.Int64
 	rdl, wdl deadline
+	// co is the coroutine whose waits on c yield (nil: waits block the
+	// goroutine); set by Go and Attach.
+	co *Coro
 }
 
 const stateClosed = 1 << 40
@@ -47,6 +50,7 @@ func newFDConn(p *poller, fd int, laddr, raddr *net.TCPAddr) (*FDConn, error) {
 	c := &FDConn{fd: fd, p: p, slot: slot, w: w, laddr: laddr, raddr: raddr}
 	c.state.Store(1)
 	c.rdl.ch, c.wdl.ch = w.r, w.w
+	c.rdl.co, c.wdl.co = &w.rco, &w.wco
 	return c, nil
 }
 
@@ -82,8 +86,8 @@ func (c *FDConn) Close() error {
 	}
 	c.rdl.stop()
 	c.wdl.stop()
-	signal(c.w.r)
-	signal(c.w.w)
+	wake(c.w.r, &c.w.rco, nil)
+	wake(c.w.w, &c.w.wco, nil)
 	c.release()
 	return nil
 }
@@ -94,7 +98,11 @@ func (c *FDConn) wait(ch chan struct{}, d *deadline) error {
 	if err := c.check(d); err != nil {
 		return err
 	}
-	<-ch
+	if co := c.co; co.active() {
+		co.park(ch, d.co)
+	} else {
+		<-ch
+	}
 	return c.check(d)
 }
 
@@ -305,6 +313,7 @@ func (r rawConn) Write(f func(fd uintptr) bool) error {
 // marks the direction expired and wakes its waiter.
 type deadline struct {
 	ch      chan struct{}
+	co      *atomic.Pointer[Coro]
 	expired atomic.Bool
 
 	mu    sync.Mutex
@@ -329,7 +338,7 @@ func (d *deadline) set(t time.Time) {
 			d.timer.Stop()
 		}
 		d.expired.Store(true)
-		signal(d.ch)
+		wake(d.ch, d.co, nil)
 		return
 	}
 	d.expired.Store(false)
@@ -353,7 +362,7 @@ func (d *deadline) fire() {
 		return
 	}
 	d.expired.Store(true)
-	signal(d.ch)
+	wake(d.ch, d.co, nil)
 }
 
 func (d *deadline) stop() {
@@ -423,7 +432,12 @@ func (l *Listener) Accept() (net.Conn, error) {
 		switch {
 		case err == nil:
 			_ = syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
-			nc, err := newFDConn(c.p, fd, localAddr(fd, c.laddr), sockaddrTCP(sa))
+			p, err := nextPoller()
+			if err != nil {
+				_ = syscall.Close(fd)
+				return nil, c.opError("accept", err)
+			}
+			nc, err := newFDConn(p, fd, localAddr(fd, c.laddr), sockaddrTCP(sa))
 			if err != nil {
 				_ = syscall.Close(fd)
 				return nil, c.opError("accept", err)
@@ -479,11 +493,19 @@ func (temporary) Temporary() bool { return true }
 func (t temporary) Unwrap() error { return t.error }
 
 // Dial connects to addr (host:port) by deadline, on the poller. The host is
-// resolved first; each of its addresses is tried in turn.
+// resolved first; each of its addresses is tried in turn. Called by a
+// coroutine (ctx from WithCoro), the connection's waits yield it, and the
+// name lookup runs off the poller.
 func Dial(ctx context.Context, addr string, deadline time.Time, keepAlive time.Duration) (*FDConn, error) {
-	p, err := defaultPoller()
-	if err != nil {
-		return nil, err
+	co := CoroFrom(ctx)
+	var p *poller
+	if co.active() {
+		p = co.p // its events resume co without a hop
+	} else {
+		var err error
+		if p, err = nextPoller(); err != nil {
+			return nil, err
+		}
 	}
 	opErr := func(a net.Addr, err error) error { return &net.OpError{Op: "dial", Net: "tcp", Addr: a, Err: err} }
 	host, port, err := net.SplitHostPort(addr)
@@ -502,7 +524,7 @@ func Dial(ctx context.Context, addr string, deadline time.Time, keepAlive time.D
 		if !deadline.IsZero() {
 			rctx, cancel = context.WithDeadline(ctx, deadline)
 		}
-		ips, err = net.DefaultResolver.LookupNetIP(rctx, "ip", host)
+		co.Offload(func() { ips, err = net.DefaultResolver.LookupNetIP(rctx, "ip", host) })
 		cancel()
 		if err != nil {
 			return nil, opErr(nil, err)
@@ -511,7 +533,7 @@ func Dial(ctx context.Context, addr string, deadline time.Time, keepAlive time.D
 	var first error
 	for _, ip := range ips {
 		ra := net.TCPAddrFromAddrPort(netip.AddrPortFrom(ip.Unmap(), uint16(portNum)))
-		c, err := connect(p, ra, deadline, keepAlive)
+		c, err := connect(p, co, ra, deadline, keepAlive)
 		if err == nil {
 			return c, nil
 		}
@@ -525,7 +547,7 @@ func Dial(ctx context.Context, addr string, deadline time.Time, keepAlive time.D
 	return nil, first
 }
 
-func connect(p *poller, ra *net.TCPAddr, deadline time.Time, keepAlive time.Duration) (*FDConn, error) {
+func connect(p *poller, co *Coro, ra *net.TCPAddr, deadline time.Time, keepAlive time.Duration) (*FDConn, error) {
 	family, sa := syscall.AF_INET, syscall.Sockaddr(nil)
 	if ip4 := ra.IP.To4(); ip4 != nil {
 		s := &syscall.SockaddrInet4{Port: ra.Port}
@@ -554,6 +576,7 @@ func connect(p *poller, ra *net.TCPAddr, deadline time.Time, keepAlive time.Dura
 		_ = syscall.Close(fd)
 		return nil, err
 	}
+	c.co = co
 	c.wdl.set(deadline)
 	for err = syscall.Connect(fd, sa); err != nil; {
 		if !errors.Is(err, syscall.EINPROGRESS) && !errors.Is(err, syscall.EALREADY) && !errors.Is(err, syscall.EINTR) {

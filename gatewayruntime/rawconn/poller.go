@@ -4,6 +4,7 @@ package rawconn
 
 import (
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -25,36 +26,89 @@ import (
 // the netpoller-based gateway served 0.94× at 1.26×.
 
 type poller struct {
+	id   int
 	epfd int
 
 	mu    sync.Mutex
 	slots atomic.Pointer[[]*waiters] // by slot id; grows under mu
 	free  []int32
 
+	// evfd (an eventfd in the epoll set) wakes the loop for coroutines made
+	// ready elsewhere (deadlines, Close, new connections, Offload), queued
+	// in remote.
+	evfd     int
+	rmu      sync.Mutex
+	remote   []*Coro
+	notified bool
+
 	// Owned by the loop goroutine.
 	events []syscall.EpollEvent
-	wake   []chan struct{}
+	wake   []waker
+	run    []*Coro
 }
 
 // waiters is one registered descriptor's wake-up channels (one token each:
 // "ready since you last looked") and the generation of its slot, so that a
 // stale event for a slot that was reused is ignored.
 type waiters struct {
-	gen    atomic.Int32
-	r, w   chan struct{}
-	queued uint8 // loop only: which channels are in the wake list
+	gen  atomic.Int32
+	r, w chan struct{}
+	// rco, wco: the coroutine parked on each direction, resumed by the loop.
+	rco, wco atomic.Pointer[Coro]
+	queued   uint8 // loop only: which channels are in the wake list
 }
+
+// evSlot is the event data of the eventfd.
+const evSlot = -1
 
 var (
 	pollOnce sync.Once
-	thePoll  *poller
+	pollers  []*poller
 	pollErr  error
+	pollNext atomic.Uint32
 )
 
-// defaultPoller starts the process's poller on first use.
+// startPollers starts the process's pollers on first use: one per P, so
+// that coroutines (each poller runs its own one after the other) use every
+// CPU the process may.
+func startPollers() error {
+	pollOnce.Do(func() {
+		for i := range max(runtime.GOMAXPROCS(0), 1) {
+			p, err := newPoller()
+			if err != nil {
+				pollErr = err
+				return
+			}
+			p.id = i
+			pollers = append(pollers, p)
+		}
+	})
+	return pollErr
+}
+
+// defaultPoller is the first poller (listening sockets wait there).
 func defaultPoller() (*poller, error) {
-	pollOnce.Do(func() { thePoll, pollErr = newPoller() })
-	return thePoll, pollErr
+	if err := startPollers(); err != nil {
+		return nil, err
+	}
+	return pollers[0], nil
+}
+
+// nextPoller spreads new connections over the pollers, in turn.
+func nextPoller() (*poller, error) {
+	if err := startPollers(); err != nil {
+		return nil, err
+	}
+	return pollers[int(pollNext.Add(1))%len(pollers)], nil
+}
+
+// Pollers is the number of pollers (0 before the first is started); Home
+// indexes them.
+func Pollers() int {
+	if startPollers() != nil {
+		return 0
+	}
+	return len(pollers)
 }
 
 func newPoller() (*poller, error) {
@@ -73,6 +127,10 @@ func newPoller() (*poller, error) {
 		return nil, err
 	}
 	p := &poller{epfd: epfd, events: make([]syscall.EpollEvent, 256)}
+	if err := p.addEventFD(); err != nil {
+		f.Close()
+		return nil, err
+	}
 	slots := make([]*waiters, 0, 1024)
 	p.slots.Store(&slots)
 	go func() {
@@ -95,11 +153,16 @@ func (p *poller) poll(uintptr) bool {
 			return false
 		}
 		slots := *p.slots.Load()
-		wake := p.wake[:0]
+		wakes := p.wake[:0]
+		remote := false
 		for i := range p.events[:n] {
 			ev := &p.events[i]
 			// The data word carries the slot (Fd) and its generation (Pad).
-			if int(ev.Fd) >= len(slots) {
+			if ev.Fd == evSlot {
+				remote = true
+				continue
+			}
+			if ev.Fd < 0 || int(ev.Fd) >= len(slots) {
 				continue
 			}
 			w := slots[ev.Fd]
@@ -108,29 +171,46 @@ func (p *poller) poll(uintptr) bool {
 			}
 			if ev.Events&(syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 && w.queued&1 == 0 {
 				w.queued |= 1
-				wake = append(wake, w.r)
+				if w.rco.Load() != nil {
+					wake(w.r, &w.rco, p)
+				} else {
+					wakes = append(wakes, waker{w.r, &w.rco})
+				}
 			}
 			if ev.Events&(syscall.EPOLLOUT|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 && w.queued&2 == 0 {
 				w.queued |= 2
-				wake = append(wake, w.w)
+				if w.wco.Load() != nil {
+					wake(w.w, &w.wco, p)
+				} else {
+					wakes = append(wakes, waker{w.w, &w.wco})
+				}
 			}
 		}
 		for i := range p.events[:n] {
-			if s := p.events[i].Fd; int(s) < len(slots) && slots[s] != nil {
+			if s := p.events[i].Fd; s >= 0 && int(s) < len(slots) && slots[s] != nil {
 				slots[s].queued = 0
 			}
 		}
+		if remote {
+			p.takeRemote()
+		}
+		// Coroutines run now, on this goroutine, oldest event first.
+		for i := 0; i < len(p.run); i++ {
+			p.resume(p.run[i])
+		}
+		clear(p.run)
+		p.run = p.run[:0]
 		// A woken goroutine goes to the scheduler's "run next" slot and
 		// pushes the previous one to the back of the queue: waking the 2nd to
 		// the last, then the 1st, runs them 1st, 2nd, ... last.
-		for i := 1; i < len(wake); i++ {
-			signal(wake[i])
+		for i := 1; i < len(wakes); i++ {
+			wakes[i].wake()
 		}
-		if len(wake) > 0 {
-			signal(wake[0])
+		if len(wakes) > 0 {
+			wakes[0].wake()
 		}
-		clear(wake)
-		p.wake = wake
+		clear(wakes)
+		p.wake = wakes
 		// Park: the woken goroutines run now, and the netpoller brings the
 		// loop back when the epoll descriptor has more.
 		return false
@@ -139,6 +219,56 @@ func (p *poller) poll(uintptr) bool {
 
 // epollET is EPOLLET as the uint32 it is (syscall declares it negative).
 const epollET = 1 << 31
+
+// waker is a direction to wake after the batch's coroutines have run. A
+// coroutine of another poller may park on it meanwhile: wake resumes it there.
+type waker struct {
+	ch   chan struct{}
+	slot *atomic.Pointer[Coro]
+}
+
+// addEventFD adds the eventfd that wakes the loop for remote readiness.
+func (p *poller) addEventFD() error {
+	r, _, e := syscall.RawSyscall(syscall.SYS_EVENTFD2, 0, syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if e != 0 {
+		return os.NewSyscallError("eventfd2", e)
+	}
+	p.evfd = int(r)
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | epollET, Fd: evSlot}
+	if _, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_CTL, uintptr(p.epfd), syscall.EPOLL_CTL_ADD, uintptr(p.evfd),
+		uintptr(unsafe.Pointer(&ev)), 0, 0); e != 0 {
+		_ = syscall.Close(p.evfd)
+		return os.NewSyscallError("epoll_ctl", e)
+	}
+	return nil
+}
+
+func (w waker) wake() { wake(w.ch, w.slot, nil) }
+
+// readyRemote queues co to be resumed by the loop; any goroutine may call it.
+func (p *poller) readyRemote(co *Coro) {
+	p.rmu.Lock()
+	p.remote = append(p.remote, co)
+	notified := p.notified
+	p.notified = true
+	p.rmu.Unlock()
+	if !notified {
+		one := uint64(1)
+		_, _, _ = syscall.RawSyscall(syscall.SYS_WRITE, uintptr(p.evfd), uintptr(unsafe.Pointer(&one)), 8)
+	}
+}
+
+// takeRemote moves the queued coroutines to the run list (loop only).
+func (p *poller) takeRemote() {
+	var buf uint64
+	_, _, _ = syscall.RawSyscall(syscall.SYS_READ, uintptr(p.evfd), uintptr(unsafe.Pointer(&buf)), 8)
+	p.rmu.Lock()
+	p.run = append(p.run, p.remote...)
+	clear(p.remote)
+	p.remote = p.remote[:0]
+	p.notified = false
+	p.rmu.Unlock()
+}
 
 func signal(ch chan struct{}) {
 	select {

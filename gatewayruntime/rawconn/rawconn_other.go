@@ -30,3 +30,30 @@ func Listen(*net.TCPListener) (*Listener, error) { return nil, errUnsupported }
 func Dial(context.Context, string, time.Time, time.Duration) (*FDConn, error) {
 	return nil, errUnsupported
 }
+
+// Coro is not available outside Linux: connections run as goroutines.
+type Coro struct{}
+
+// Loop has no effect outside Linux.
+var Loop = false
+
+// Go runs f as a goroutine.
+func Go(_ net.Conn, f func(co *Coro)) { go f(nil) }
+
+// WithCoro returns ctx.
+func WithCoro(ctx context.Context, _ *Coro) context.Context { return ctx }
+
+// CoroFrom returns nil.
+func CoroFrom(context.Context) *Coro { return nil }
+
+// Detach does nothing.
+func (*Coro) Detach() {}
+
+// Detach does nothing.
+func Detach(context.Context) {}
+
+// Offload calls f.
+func (*Coro) Offload(f func()) { f() }
+
+// Attach does nothing.
+func Attach(net.Conn, context.Context) {} //nolint:revive // matches the Linux signature

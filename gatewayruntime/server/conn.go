@@ -18,6 +18,7 @@ import (
 
 	"github.com/gatekiln/gatekiln/gatewayruntime/filter"
 	"github.com/gatekiln/gatekiln/gatewayruntime/http1"
+	"github.com/gatekiln/gatekiln/gatewayruntime/rawconn"
 )
 
 const (
@@ -85,7 +86,9 @@ func (c *conn) closeIfIdle() {
 	}
 }
 
-func (c *conn) serve() {
+// serve serves the connection; co is its coroutine of the rawconn poller
+// (nil when it runs as a goroutine).
+func (c *conn) serve(co *rawconn.Coro) {
 	defer c.srv.trackConn(c, false)
 	defer func() {
 		if !c.hijacked {
@@ -115,7 +118,7 @@ func (c *conn) serve() {
 	c.bw = http1.Writer{Writer: bufio.NewWriterSize(c.nc, writeBufSize)}
 	c.hdr = make(http.Header, 8)
 	c.st = filter.NewState(nil)
-	ctx := filter.WithState(c.srv.baseCtx, c.st)
+	ctx := filter.WithState(rawconn.WithCoro(c.srv.baseCtx, co), c.st)
 	c.req = new(http.Request).WithContext(ctx)
 	c.resp.c = c
 	c.bodyCL.c = c

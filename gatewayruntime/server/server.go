@@ -51,6 +51,13 @@ type Config struct {
 	// Rejected, if set, is told the status of every request refused before it
 	// reached the Handler (malformed, oversized or timed-out heads).
 	Rejected func(status int)
+	// Loop serves plain HTTP/1.1 connections as coroutines of the rawconn
+	// poller (see rawconn.Coro) when rawconn.Loop allows it. Only for a
+	// Handler that waits on nothing but the request's connections, its own
+	// rawconn upstream connections and short locks, or calls
+	// rawconn.Detach(r.Context()) first: anything else holds up every
+	// connection of the loop.
+	Loop bool
 }
 
 const (
@@ -171,7 +178,11 @@ func (s *Server) serve(ln net.Listener, tlsCfg *tls.Config) error {
 			nc.Close()
 			continue
 		}
-		go c.serve()
+		if s.cfg.Loop {
+			rawconn.Go(nc, c.serve)
+		} else {
+			go c.serve(nil)
+		}
 	}
 }
 

@@ -1,0 +1,205 @@
+//go:build linux
+
+package rawconn
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// coroPair returns the two ends of a stream socket pair: one an FDConn on the
+// first poller (so that every coroutine of a test shares one loop), the other
+// an ordinary net.Conn for the test to drive.
+func coroPair(t *testing.T) (*FDConn, net.Conn) {
+	t.Helper()
+	p, err := defaultPoller()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc, err := newFDConn(p, fds[0], nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(fds[1]), "peer")
+	peer, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fc.Close(); peer.Close() })
+	return fc, peer
+}
+
+// serveCoro runs f for c as a coroutine and reports f's end on the channel.
+func serveCoro(t *testing.T, c *FDConn, f func(co *Coro, c *FDConn)) <-chan struct{} {
+	t.Helper()
+	done := make(chan struct{})
+	Go(c, func(co *Coro) {
+		defer close(done)
+		if co == nil {
+			t.Error("Go ran f as a goroutine")
+			return
+		}
+		f(co, c)
+	})
+	return done
+}
+
+// echo answers every read with the same bytes until the connection ends.
+func echo(_ *Coro, c *FDConn) {
+	buf := make([]byte, 512)
+	for {
+		n, err := c.Read(buf)
+		if err != nil {
+			return
+		}
+		if _, err := c.Write(buf[:n]); err != nil {
+			return
+		}
+	}
+}
+
+// roundTrip writes msg to peer and reads the same back, within a second.
+func roundTrip(t *testing.T, peer net.Conn, msg string) {
+	t.Helper()
+	_ = peer.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := io.WriteString(peer, msg); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(peer, got); err != nil || string(got) != msg {
+		t.Fatalf("echo of %q: %q, %v", msg, got, err)
+	}
+}
+
+func TestCoroEcho(t *testing.T) {
+	const conns = 20
+	peers := make([]net.Conn, conns)
+	for i := range peers {
+		c, peer := coroPair(t)
+		peers[i] = peer
+		serveCoro(t, c, echo)
+	}
+	// Every coroutine is parked on its read; interleave the exchanges.
+	for round := range 3 {
+		for i, peer := range peers {
+			roundTrip(t, peer, string(rune('a'+i))+string(rune('0'+round)))
+		}
+	}
+}
+
+func TestCoroDeadlineAndClose(t *testing.T) {
+	c, _ := coroPair(t)
+	errs := make(chan error, 2)
+	done := serveCoro(t, c, func(_ *Coro, c *FDConn) {
+		_ = c.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
+		_, err := c.Read(make([]byte, 1))
+		errs <- err
+		_ = c.SetReadDeadline(time.Time{})
+		_, err = c.Read(make([]byte, 1)) // until Close
+		errs <- err
+	})
+	if err := <-errs; !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read past its deadline: %v", err)
+	}
+	time.Sleep(20 * time.Millisecond) // let the coroutine park again
+	c.Close()
+	if err := <-errs; !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("read of a closed connection: %v", err)
+	}
+	<-done
+}
+
+// TestCoroLeaving checks that a coroutine that waits on something else
+// after Detach, or inside Offload, does not hold up the loop: another
+// connection of the same poller is served meanwhile.
+func TestCoroLeaving(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		leave func(co *Coro, wait func())
+	}{
+		{"detach", func(co *Coro, wait func()) { co.Detach(); wait() }},
+		{"offload", func(co *Coro, wait func()) { co.Offload(wait) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			other, otherPeer := coroPair(t)
+			serveCoro(t, other, echo)
+			c, peer := coroPair(t)
+			release := make(chan struct{})
+			done := serveCoro(t, c, func(co *Coro, c *FDConn) {
+				if _, err := c.Read(make([]byte, 1)); err != nil {
+					t.Error(err)
+					return
+				}
+				tc.leave(co, func() { <-release })
+				_, _ = io.WriteString(c, "done")
+			})
+			_, _ = io.WriteString(peer, "x")
+			time.Sleep(20 * time.Millisecond) // c's coroutine now waits on release
+			roundTrip(t, otherPeer, "still served")
+			close(release)
+			got := make([]byte, 4)
+			_ = peer.SetReadDeadline(time.Now().Add(2 * time.Second))
+			if _, err := io.ReadFull(peer, got); err != nil || string(got) != "done" {
+				t.Fatalf("after leaving: %q, %v", got, err)
+			}
+			<-done
+		})
+	}
+}
+
+func TestCoroDial(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		up, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer up.Close()
+		_, _ = io.Copy(up, up)
+	}()
+	c, peer := coroPair(t)
+	result := make(chan string, 1)
+	serveCoro(t, c, func(co *Coro, _ *FDConn) {
+		ctx := WithCoro(context.Background(), co)
+		if Home(ctx) != co.p.id {
+			result <- "Home is not the coroutine's poller"
+			return
+		}
+		up, err := Dial(ctx, ln.Addr().String(), time.Now().Add(2*time.Second), 0)
+		if err != nil {
+			result <- err.Error()
+			return
+		}
+		defer up.Close()
+		if PollerOf(up) != co.p.id {
+			result <- "dialled connection on another poller"
+			return
+		}
+		buf := make([]byte, 4)
+		_, _, err = up.WriteThenRead([]byte("ping"), buf)
+		if err != nil {
+			result <- err.Error()
+			return
+		}
+		result <- string(buf)
+	})
+	_ = peer
+	if got := <-result; got != "ping" {
+		t.Fatal(got)
+	}
+}
