@@ -122,3 +122,82 @@ func TestRouteThatCannotBeBuilt(t *testing.T) {
 		t.Fatalf("warnings %s", buf.String())
 	}
 }
+
+// waitingFactory's middleware waits on a channel when asked to (?wait=1):
+// a policy that may wait, so it does not declare filter.LoopSafe.
+type waitingFactory struct {
+	entered, release chan struct{}
+}
+
+func (f *waitingFactory) Name() string { return "waiting" }
+
+func (f *waitingFactory) Build(_ *bundle.Bundle, route *bundle.Route, _ *bundle.Binding, _ filter.Env) (filter.Middleware, error) {
+	if route.Method != "GET" {
+		return nil, nil
+	}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Query().Get("wait") == "1" {
+				f.entered <- struct{}{}
+				<-f.release
+			}
+			next.ServeHTTP(w, r)
+		})
+	}, nil
+}
+
+// safeFactory declares its middleware loop-safe.
+type safeFactory struct{ recordingFactory }
+
+func (*safeFactory) LoopSafe(*bundle.Bundle, *bundle.Route, *bundle.Binding) bool { return true }
+
+// TestWaitingPolicyLeavesTheLoop: a request held up inside a policy that may
+// wait does not hold up the other connections of its event loop.
+func TestWaitingPolicyLeavesTheLoop(t *testing.T) {
+	up := newUpstream(t, nil)
+	wf := &waitingFactory{entered: make(chan struct{}), release: make(chan struct{})}
+	h := newHarness(t, testAPI(), bindingTo(up.url), func(c *Config) {
+		c.Factories = []filter.Factory{&safeFactory{recordingFactory{name: "safe"}}, wf}
+	})
+	// Which routes stay on the loop: GET routes have the waiting policy.
+	for _, cr := range h.g.gen.Load().routes {
+		if want := cr.bundle.Method != "GET"; cr.loopSafe != want {
+			t.Errorf("%s: loopSafe %v, want %v", cr.name, cr.loopSafe, want)
+		}
+	}
+	held := make(chan int, 1)
+	go func() {
+		resp, err := client.Get(h.url + "/v1/items/1?wait=1")
+		if err != nil {
+			held <- 0
+			return
+		}
+		resp.Body.Close()
+		held <- resp.StatusCode
+	}()
+	<-wf.entered
+	// New connections are spread over the pollers in turn: among four, some
+	// share the held request's loop.
+	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 3 * time.Second}
+	for i := range 4 {
+		for _, path := range []string{"/v1/items", "/v1/items/2"} {
+			method := "GET"
+			if path == "/v1/items/2" {
+				method = "PUT" // a loop-safe route
+			}
+			req, _ := http.NewRequest(method, h.url+path, nil)
+			resp, err := fresh.Do(req)
+			if err != nil {
+				t.Fatalf("connection %d, %s %s while a request waits in a policy: %v", i, method, path, err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("%s %s: %d", method, path, resp.StatusCode)
+			}
+		}
+	}
+	close(wf.release)
+	if s := <-held; s != 200 {
+		t.Fatalf("the held request: %d", s)
+	}
+}

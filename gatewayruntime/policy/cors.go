@@ -24,6 +24,9 @@ type corsFactory struct{}
 
 func (corsFactory) Name() string { return "cors" }
 
+// LoopSafe (filter.LoopSafe): CORS only computes.
+func (corsFactory) LoopSafe(*bundle.Bundle, *bundle.Route, *bundle.Binding) bool { return true }
+
 func (corsFactory) Build(api *bundle.Bundle, route *bundle.Route, _ *bundle.Binding, _ filter.Env) (filter.Middleware, error) {
 	c := route.CORS
 	if c == nil {

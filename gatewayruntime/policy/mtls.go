@@ -111,6 +111,9 @@ type mtlsFactory struct{ s *shared }
 
 func (f *mtlsFactory) Name() string { return "mtls" }
 
+// LoopSafe (filter.LoopSafe): the certificate was verified in the handshake.
+func (f *mtlsFactory) LoopSafe(*bundle.Bundle, *bundle.Route, *bundle.Binding) bool { return true }
+
 func (f *mtlsFactory) Build(api *bundle.Bundle, route *bundle.Route, b *bundle.Binding, env filter.Env) (filter.Middleware, error) {
 	if len(route.Security) == 0 {
 		return nil, nil

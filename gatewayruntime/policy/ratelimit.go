@@ -71,6 +71,17 @@ type rateLimitFactory struct{ s *shared }
 
 func (f *rateLimitFactory) Name() string { return "ratelimit" }
 
+// LoopSafe (filter.LoopSafe): local buckets are computed; a Redis store is
+// a network call.
+func (f *rateLimitFactory) LoopSafe(_ *bundle.Bundle, route *bundle.Route, b *bundle.Binding) bool {
+	for _, name := range route.RateLimits {
+		if b != nil && b.RateLimits[name].Store == bundle.StoreRedis {
+			return false
+		}
+	}
+	return true
+}
+
 func (f *rateLimitFactory) Build(api *bundle.Bundle, route *bundle.Route, b *bundle.Binding, env filter.Env) (filter.Middleware, error) {
 	if len(route.RateLimits) == 0 {
 		return nil, nil

@@ -89,6 +89,30 @@ type securityFactory struct{ s *shared }
 
 func (f *securityFactory) Name() string { return "security" }
 
+// LoopSafe (filter.LoopSafe): API keys and JWTs verified with the Binding's
+// own keys are computed; a JWKS fetch and token introspection are network
+// calls, and a Basic password check (bcrypt) takes milliseconds of CPU.
+func (f *securityFactory) LoopSafe(api *bundle.Bundle, route *bundle.Route, b *bundle.Binding) bool {
+	for _, alt := range route.Security {
+		for _, ref := range alt {
+			var sb bundle.SecurityBinding
+			if b != nil {
+				sb = b.Security[ref.Name]
+			}
+			switch api.SecuritySchemes[ref.Name].Type {
+			case bundle.SchemeAPIKey:
+			case bundle.SchemeJWT, bundle.SchemeOAuth2:
+				if sb.OAuth2 != nil || sb.JWT == nil || sb.JWT.JWKSURL != "" {
+					return false
+				}
+			default:
+				return false
+			}
+		}
+	}
+	return true
+}
+
 func (f *securityFactory) Build(api *bundle.Bundle, route *bundle.Route, b *bundle.Binding, env filter.Env) (filter.Middleware, error) {
 	if len(route.Security) == 0 {
 		return nil, nil

@@ -37,6 +37,12 @@ type validationFactory struct{ s *shared }
 
 func (f *validationFactory) Name() string { return "validation" }
 
+// LoopSafe (filter.LoopSafe): validation computes; a body is read from the
+// client's connection, which a loop waits on.
+func (f *validationFactory) LoopSafe(*bundle.Bundle, *bundle.Route, *bundle.Binding) bool {
+	return true
+}
+
 func (f *validationFactory) Build(api *bundle.Bundle, route *bundle.Route, _ *bundle.Binding, env filter.Env) (filter.Middleware, error) {
 	if !route.Validation.Request && !route.Validation.Response {
 		return nil, nil

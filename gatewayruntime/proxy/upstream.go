@@ -36,8 +36,10 @@ type Upstream struct {
 	// basePath is the URL's path without a trailing slash, prefixed to every request path.
 	basePath string
 	https    bool
-	tlsCfg   *tls.Config
-	opts     *Options
+	// polled: dial onto the rawconn poller (rawconn.Polled when built).
+	polled bool
+	tlsCfg *tls.Config
+	opts   *Options
 
 	br       *breaker
 	m        *metrics.Upstream
@@ -72,6 +74,7 @@ func newUpstream(key, endpoint string, u *url.URL, tlsCfg *tls.Config, cb breake
 		host:     u.Host,
 		basePath: strings.TrimSuffix(u.EscapedPath(), "/"),
 		https:    u.Scheme == "https",
+		polled:   rawconn.Polled,
 		tlsCfg:   tlsCfg,
 		opts:     opts,
 	}
@@ -139,7 +142,7 @@ func (u *Upstream) dial(ctx context.Context, now, deadline time.Time) (net.Conn,
 	if d := now.Add(u.opts.DialTimeout); deadline.IsZero() || d.Before(deadline) {
 		deadline = d
 	}
-	if rawconn.Polled {
+	if u.polled {
 		// A client that goes away does not cancel the dial: the
 		// connection is pooled for others.
 		return rawconn.Dial(context.WithoutCancel(ctx), u.addr, deadline, 30*time.Second)

@@ -36,8 +36,11 @@ const (
 )
 
 type conn struct {
-	srv    *Server
-	nc     net.Conn
+	srv *Server
+	nc  net.Conn
+	// raw is the accepted connection (nc becomes its TLS layer): Close and
+	// Shutdown close it from other goroutines.
+	raw    net.Conn
 	tlsCfg *tls.Config
 	tls    *tls.ConnectionState
 	remote string
@@ -73,7 +76,7 @@ type conn struct {
 }
 
 func newConn(s *Server, nc net.Conn, tlsCfg *tls.Config) *conn {
-	c := &conn{srv: s, nc: nc, tlsCfg: tlsCfg, remote: nc.RemoteAddr().String(), first: true}
+	c := &conn{srv: s, nc: nc, raw: nc, tlsCfg: tlsCfg, remote: nc.RemoteAddr().String(), first: true}
 	c.state.Store(stateActive)
 	return c
 }
@@ -82,7 +85,7 @@ func newConn(s *Server, nc net.Conn, tlsCfg *tls.Config) *conn {
 // Shutdown under s.mu.
 func (c *conn) closeIfIdle() {
 	if c.state.CompareAndSwap(stateIdle, stateClosed) {
-		c.nc.Close()
+		c.raw.Close()
 	}
 }
 

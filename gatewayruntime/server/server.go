@@ -265,7 +265,7 @@ func (s *Server) Close() {
 	for c := range s.conns {
 		// Close waits for the connection's reads to return, and a handler
 		// running inside its raw read (serveInline) returns when it is done.
-		go c.nc.Close()
+		go c.raw.Close()
 	}
 	_ = s.h2.Close()
 	s.cancel()
