@@ -242,21 +242,24 @@ func skipRequestField(k string) bool {
 func (p *routeProxy) writeRequest(uc *upConn, r *http.Request, fwd *forwarded, rest string) error {
 	bw := uc.bw
 	u := uc.u
-	bw.Put(r.Method)
-	bw.PutByte(' ')
-	bw.Put(u.basePath)
+	// The head is appended in the buffer's free space and written at once
+	// (a large head spills into a new slice, which Write copies).
+	b := bw.AvailableBuffer()
+	b = append(b, r.Method...)
+	b = append(b, ' ')
+	b = append(b, u.basePath...)
 	if rest != "" {
-		bw.Put(rest)
+		b = append(b, rest...)
 	} else if u.basePath == "" {
-		bw.PutByte('/')
+		b = append(b, '/')
 	}
 	if r.URL.RawQuery != "" {
-		bw.PutByte('?')
-		bw.Put(r.URL.RawQuery)
+		b = append(b, '?')
+		b = append(b, r.URL.RawQuery...)
 	}
-	bw.Put(" HTTP/1.1\r\nHost: ")
-	bw.Put(u.host)
-	bw.Put("\r\n")
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = append(b, u.host...)
+	b = append(b, "\r\n"...)
 	var listed []string
 	if conn := r.Header["Connection"]; len(conn) > 0 {
 		for _, v := range conn {
@@ -272,13 +275,14 @@ func (p *routeProxy) writeRequest(uc *upConn, r *http.Request, fwd *forwarded, r
 			continue
 		}
 		for _, v := range vs {
-			bw.Put(k)
-			bw.Put(": ")
-			bw.Put(sanitize(v))
-			bw.Put("\r\n")
+			b = append(b, k...)
+			b = append(b, ": "...)
+			b = append(b, sanitize(v)...)
+			b = append(b, "\r\n"...)
 		}
 	}
-	fwd.writeTo(bw)
+	b = fwd.appendTo(b)
+	_, _ = bw.Write(b)
 	n := r.ContentLength
 	body := hasBody(r)
 	switch {

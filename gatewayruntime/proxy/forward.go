@@ -64,40 +64,41 @@ func peerHost(remote string) string {
 	return h
 }
 
-// writeTo writes the fields as HTTP/1.1 header lines.
-func (f *forwarded) writeTo(bw http1.Writer) {
-	bw.Put("X-Forwarded-For: ")
+// appendTo appends the fields as HTTP/1.1 header lines.
+func (f *forwarded) appendTo(b []byte) []byte {
+	b = append(b, "X-Forwarded-For: "...)
 	for _, p := range f.priorFor {
-		bw.Put(sanitize(p))
-		bw.Put(", ")
+		b = append(b, sanitize(p)...)
+		b = append(b, ", "...)
 	}
-	bw.Put(f.peer)
-	bw.Put("\r\nX-Forwarded-Host: ")
-	bw.Put(sanitize(f.host))
-	bw.Put("\r\nX-Forwarded-Proto: ")
-	bw.Put(f.proto)
-	bw.Put("\r\nForwarded: ")
+	b = append(b, f.peer...)
+	b = append(b, "\r\nX-Forwarded-Host: "...)
+	b = append(b, sanitize(f.host)...)
+	b = append(b, "\r\nX-Forwarded-Proto: "...)
+	b = append(b, f.proto...)
+	b = append(b, "\r\nForwarded: "...)
 	for _, p := range f.priorFwd {
-		bw.Put(sanitize(p))
-		bw.Put(", ")
+		b = append(b, sanitize(p)...)
+		b = append(b, ", "...)
 	}
-	f.writeElement(bw)
-	bw.Put("\r\n")
+	b = f.appendElement(b)
+	return append(b, "\r\n"...)
 }
 
-func (f *forwarded) writeElement(bw interface{ Put(string) }) {
-	bw.Put("for=")
+// appendElement appends this hop's RFC 7239 element.
+func (f *forwarded) appendElement(b []byte) []byte {
+	b = append(b, "for="...)
 	if strings.IndexByte(f.peer, ':') >= 0 {
-		bw.Put(`"[`)
-		bw.Put(f.peer)
-		bw.Put(`]"`)
+		b = append(b, `"[`...)
+		b = append(b, f.peer...)
+		b = append(b, `]"`...)
 	} else {
-		bw.Put(f.peer)
+		b = append(b, f.peer...)
 	}
-	bw.Put(`;host="`)
-	bw.Put(strings.ReplaceAll(sanitize(f.host), `"`, ""))
-	bw.Put(`";proto=`)
-	bw.Put(f.proto)
+	b = append(b, `;host="`...)
+	b = append(b, strings.ReplaceAll(sanitize(f.host), `"`, "")...)
+	b = append(b, `";proto=`...)
+	return append(b, f.proto...)
 }
 
 // set writes the fields into a header map (the ReverseProxy path).
@@ -112,19 +113,13 @@ func (f *forwarded) set(h http.Header) {
 	h["X-Forwarded-For"] = []string{xff}
 	h["X-Forwarded-Host"] = []string{f.host}
 	h["X-Forwarded-Proto"] = []string{f.proto}
-	var b strings.Builder
+	var b []byte
 	for _, p := range f.priorFwd {
-		b.WriteString(p)
-		b.WriteString(", ")
+		b = append(b, p...)
+		b = append(b, ", "...)
 	}
-	f.writeElement(builder{&b})
-	h["Forwarded"] = []string{b.String()}
+	h["Forwarded"] = []string{string(f.appendElement(b))}
 }
-
-// builder gives a strings.Builder the Put method writeElement uses.
-type builder struct{ *strings.Builder }
-
-func (b builder) Put(s string) { b.WriteString(s) }
 
 // sanitize replaces characters that would break a header line.
 func sanitize(v string) string {

@@ -130,19 +130,21 @@ func (w *response) commit(final bool) {
 		bw.Put("\r\n")
 	}
 	bw.Put(framing)
-	w.writeConnection()
+	bw.PutBytes(w.appendConnection(bw.AvailableBuffer()))
 	bw.Put("\r\n")
 }
 
-func (w *response) writeConnection() {
+// appendConnection appends the Connection field the response needs, if any.
+func (w *response) appendConnection(b []byte) []byte {
 	if w.c.srv.draining.Load() {
 		w.closeAfter = true
 	}
 	if w.closeAfter {
-		w.c.bw.Put("Connection: close\r\n")
+		return append(b, "Connection: close\r\n"...)
 	} else if w.minor == 0 {
-		w.c.bw.Put("Connection: keep-alive\r\n")
+		return append(b, "Connection: keep-alive\r\n"...)
 	}
+	return b
 }
 
 // WriteUpstreamHead writes a proxied response head without building a Header
@@ -155,42 +157,44 @@ func (w *response) WriteUpstreamHead(status int, fields []http1.FieldBytes, cont
 	w.status = status
 	w.bodyAllowed = http1.BodyAllowed(w.req.Method, status)
 	bw := w.c.bw
-	bw.Put(statusLine(status))
+	// Appended in the buffer's free space, written at once.
+	b := append(bw.AvailableBuffer(), statusLine(status)...)
 	// The handler's fields, remembered so that the upstream's same-named ones
 	// are skipped (one map walk, not one per upstream field).
 	var setBuf [8]string
 	set := setBuf[:0]
 	for k, vs := range w.header {
 		set = append(set, k)
-		writeValues(bw, k, vs)
+		b = appendValues(b, k, vs)
 	}
 	for i := range fields {
 		f := &fields[i]
 		if f.Hop || (len(set) > 0 && contains(set, f.Name)) {
 			continue
 		}
-		bw.PutBytes(f.Name)
-		bw.Put(": ")
-		bw.PutBytes(f.Value)
-		bw.Put("\r\n")
+		b = append(b, f.Name...)
+		b = append(b, ": "...)
+		b = append(b, f.Value...)
+		b = append(b, "\r\n"...)
 	}
 	switch {
 	case status == http.StatusNoContent:
 	case !w.bodyAllowed || contentLength >= 0:
 		if contentLength >= 0 {
 			w.cl = contentLength
-			bw.Put("Content-Length: ")
-			bw.PutInt(contentLength, 10)
-			bw.Put("\r\n")
+			b = append(b, "Content-Length: "...)
+			b = strconv.AppendInt(b, contentLength, 10)
+			b = append(b, "\r\n"...)
 		}
 	case w.minor >= 1:
 		w.chunked = true
-		bw.Put("Transfer-Encoding: chunked\r\n")
+		b = append(b, "Transfer-Encoding: chunked\r\n"...)
 	default:
 		w.closeAfter = true
 	}
-	w.writeConnection()
-	bw.Put("\r\n")
+	b = w.appendConnection(b)
+	b = append(b, "\r\n"...)
+	_, _ = bw.Write(b)
 }
 
 func contains(set []string, name []byte) bool {
@@ -356,12 +360,17 @@ func writeHeader(bw http1.Writer, h http.Header) {
 }
 
 func writeValues(bw http1.Writer, k string, vs []string) {
+	_, _ = bw.Write(appendValues(bw.AvailableBuffer(), k, vs))
+}
+
+// appendValues appends k's field lines; a value's CR, LF and NUL become spaces.
+func appendValues(b []byte, k string, vs []string) []byte {
 	if !validFieldName(k) {
-		return
+		return b
 	}
 	for _, v := range vs {
-		bw.Put(k)
-		bw.Put(": ")
+		b = append(b, k...)
+		b = append(b, ": "...)
 		if !http1.SafeFieldValue(v) {
 			v = strings.Map(func(r rune) rune {
 				if r == '\r' || r == '\n' || r == 0 {
@@ -370,9 +379,10 @@ func writeValues(bw http1.Writer, k string, vs []string) {
 				return r
 			}, v)
 		}
-		bw.Put(v)
-		bw.Put("\r\n")
+		b = append(b, v...)
+		b = append(b, "\r\n"...)
 	}
+	return b
 }
 
 func validFieldName(k string) bool {
