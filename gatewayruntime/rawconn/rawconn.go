@@ -12,6 +12,13 @@
 // which wakes, contends for the same CPU and is switched out again. Measured
 // on the gateway benchmark that hand-off churn was a third of its context
 // switches. A raw call keeps the P where it is.
+//
+// The package also has the gateway's own readiness loops (poller.go): one
+// epoll instance and goroutine per P for the plain HTTP/1.1 client and
+// upstream sockets (FDConn, Listener, Dial). A loop wakes the goroutines
+// waiting on its sockets in the order the kernel reported them, and runs
+// connections served as coroutines (coro.go: Go, Detach, Offload) itself, one
+// after the other, like an event loop.
 package rawconn
 
 import (
