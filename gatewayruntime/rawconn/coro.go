@@ -69,7 +69,7 @@ func CoroFrom(ctx context.Context) *Coro {
 	return co
 }
 
-// Home is the index (below Pollers) of the poller whose coroutine ctx's
+// Home is the index of the poller whose coroutine ctx's
 // code runs in, or -1 outside one: connection pools keep connections per
 // poller so that a coroutine's upstream events come to its own poller.
 func Home(ctx context.Context) int {

@@ -102,15 +102,6 @@ func nextPoller() (*poller, error) {
 	return pollers[int(pollNext.Add(1))%len(pollers)], nil
 }
 
-// Pollers is the number of pollers (0 before the first is started); Home
-// indexes them.
-func Pollers() int {
-	if startPollers() != nil {
-		return 0
-	}
-	return len(pollers)
-}
-
 func newPoller() (*poller, error) {
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {

@@ -57,3 +57,9 @@ func (*Coro) Offload(f func()) { f() }
 
 // Attach does nothing.
 func Attach(net.Conn, context.Context) {} //nolint:revive // matches the Linux signature
+
+// Home is -1: there are no pollers.
+func Home(context.Context) int { return -1 }
+
+// PollerOf is -1: there are no pollers.
+func PollerOf(net.Conn) int { return -1 }
