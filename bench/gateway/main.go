@@ -7,9 +7,10 @@
 // idle RSS. The last line is "ratio gateway/nginx: <x.xx>": the median of the
 // rounds' throughput ratios (each round runs the two proxies back to back).
 //
-// The machine may be shared: each run also prints the share of cpu 1 that
-// other processes took meanwhile, and a NOISY line says when that was more
-// than 5% in some run (then rerun; the figures move by more than the margins).
+// The machine may be shared: each run also prints the share of cpus 1 and 0
+// that other processes took meanwhile and that the hypervisor gave to other
+// machines (steal), and a NOISY line says when either was more than 5% in
+// some run (then rerun; the figures move by more than the margins).
 //
 // run.sh builds what it needs and installs nginx and wrk from Debian.
 package main
@@ -68,8 +69,9 @@ type bench struct {
 type result struct {
 	rps, p50, p99, cpuUS float64
 	// others is the share of cpu 1 (proxy and upstream) and of cpu 0 (wrk)
-	// that other processes used during the run, in percent: the run's noise.
-	others, others0 float64
+	// that other processes used during the run, and steal the share the
+	// hypervisor gave to other machines, in percent: the run's noise.
+	others, others0, steal, steal0 float64
 }
 
 func (b *bench) run(rounds int) error {
@@ -136,13 +138,13 @@ func (b *bench) run(rounds int) error {
 				return fmt.Errorf("%s: %w", t.name, err)
 			}
 			results[t.name] = append(results[t.name], r)
-			noisiest = max(noisiest, r.others, r.others0)
-			fmt.Printf("  round %d %-8s %8.0f req/s  p50 %6.3f ms  p99 %6.3f ms  proxy cpu %5.1f µs/req  others on cpu 1/0 %4.1f%%/%4.1f%%\n",
-				round, t.name, r.rps, r.p50, r.p99, r.cpuUS, r.others, r.others0)
+			noisiest = max(noisiest, r.others, r.others0, r.steal, r.steal0)
+			fmt.Printf("  round %d %-8s %8.0f req/s  p50 %6.3f ms  p99 %6.3f ms  proxy cpu %5.1f µs/req  others on cpu 1/0 %4.1f%%/%4.1f%%  steal %4.1f%%/%4.1f%%\n",
+				round, t.name, r.rps, r.p50, r.p99, r.cpuUS, r.others, r.others0, r.steal, r.steal0)
 		}
 	}
 	if noisiest > 5 {
-		fmt.Printf("NOISY: other processes used up to %.0f%% of a cpu in a run (load %s); compare only figures of quiet runs\n",
+		fmt.Printf("NOISY: other processes or the hypervisor (steal) took up to %.0f%% of a cpu in a run (load %s); compare only figures of quiet runs\n",
 			noisiest, loadAvg())
 	}
 	med := map[string]result{}
@@ -409,15 +411,24 @@ func (b *bench) wrk(url string, seconds int, pids, upstream []int) (result, erro
 		return max(0, float64(cpuAfter[cpu].busy-cpuBefore[cpu].busy-used)*100/float64(total))
 	}
 	r.others = share(1, (after-before)+(upAfter-upBefore))
+	stolen := func(cpu int) float64 {
+		total := cpuAfter[cpu].total - cpuBefore[cpu].total
+		if total <= 0 {
+			return 0
+		}
+		return float64(cpuAfter[cpu].steal-cpuBefore[cpu].steal) * 100 / float64(total)
+	}
+	r.steal, r.steal0 = stolen(1), stolen(0)
 	if ps != nil {
 		r.others0 = share(0, int64((ps.UserTime()+ps.SystemTime()).Seconds()*clockTicks))
 	}
 	return r, nil
 }
 
-type cpuTime struct{ busy, total int64 }
+type cpuTime struct{ busy, total, steal int64 }
 
-// cpuStat returns the busy and total ticks of cpus 0 and 1 from /proc/stat.
+// cpuStat returns the busy (not idle, waiting or stolen), stolen and total
+// ticks of cpus 0 and 1 from /proc/stat.
 func cpuStat() (t [2]cpuTime) {
 	data, _ := os.ReadFile("/proc/stat")
 	for _, line := range strings.Split(string(data), "\n") {
@@ -429,7 +440,11 @@ func cpuStat() (t [2]cpuTime) {
 		for i, v := range f[1:] {
 			n, _ := strconv.ParseInt(v, 10, 64)
 			c.total += n
-			if i != 3 && i != 4 { // idle, iowait
+			switch i {
+			case 3, 4: // idle, iowait
+			case 7:
+				c.steal += n
+			default:
 				c.busy += n
 			}
 		}
