@@ -35,7 +35,7 @@ FUZZ_TARGETS ?= $(shell grep -rl --include='*_test.go' '^func Fuzz' . | xargs -r
 fuzz-short: ## run each fuzz target for FUZZ_TIME
 	@for d in $(FUZZ_TARGETS); do \
 	  for f in $$(grep -h '^func Fuzz' $$d/*_test.go | sed -E 's/func (Fuzz[A-Za-z0-9_]*).*/\1/'); do \
-	    echo "fuzz $$d $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZ_TIME) $$d; \
+	    echo "fuzz $$d $$f"; GO=$(GO) hack/fuzz.sh $$d $$f $(FUZZ_TIME) || exit 1; \
 	  done; \
 	done
 
