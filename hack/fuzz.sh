@@ -7,6 +7,10 @@
 # fixed in Go 1.27). Such a run found nothing and wrote no failing input, so it
 # is run once more; any other failure, or a failing input, fails.
 set -uo pipefail
+if [ $# -ne 3 ]; then
+  echo "usage: hack/fuzz.sh DIR TARGET FUZZTIME (e.g. ./gatewayruntime/router FuzzRouter 10s)" >&2
+  exit 2
+fi
 dir=$1 target=$2 fuzztime=$3
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

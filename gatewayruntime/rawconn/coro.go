@@ -21,7 +21,10 @@ import (
 // While it is a coroutine, the code may only wait on FDConns (it yields then)
 // or briefly (a mutex never held across a wait): anything else holds up every
 // connection of the poller. Code that may wait on anything else calls Detach
-// first (the rest of it runs as an ordinary goroutine) or Offload.
+// first (the rest of it runs as an ordinary goroutine) or Offload. Detach,
+// Offload and the waits that yield must run in the coroutine itself: a
+// goroutine the code starts must not take the coroutine's context into Dial
+// or Attach.
 type Coro struct {
 	p     *poller
 	next  func() (struct{}, bool)
@@ -129,8 +132,9 @@ func Attach(nc net.Conn, ctx context.Context) { //nolint:revive // context secon
 
 // park yields until the socket direction whose token channel is ch is ready
 // (or closed, or its deadline passed). slot names co as the one to resume: a
-// waker sends the token first and then takes slot, so either co sees the
-// token before yielding (and takes slot back) or the waker resumes it.
+// waker either takes slot (and resumes co), or finds it empty, leaves a token
+// and looks at slot again; so co either sees the token before yielding (and
+// takes slot back) or is resumed.
 func (co *Coro) park(ch chan struct{}, slot *atomic.Pointer[Coro]) {
 	slot.Store(co)
 	if len(ch) > 0 && slot.CompareAndSwap(co, nil) {
