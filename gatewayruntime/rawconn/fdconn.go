@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 )
 
 // FDConn is a TCP connection on a descriptor the poller owns (never Go's
@@ -184,7 +183,7 @@ func (c *FDConn) ReadFD(fd uintptr, p []byte) (n int, ok bool, err error) {
 // write writes what it can of p: n, and whether the socket buffer is full.
 func (c *FDConn) write(p []byte) (n int, full bool, err error) {
 	for n < len(p) {
-		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(c.fd), uintptr(unsafe.Pointer(&p[n])), uintptr(len(p)-n))
+		r, e := send(uintptr(c.fd), p[n:])
 		switch e {
 		case 0:
 			n += int(r)

@@ -70,7 +70,7 @@ func Wrap(c net.Conn) net.Conn {
 
 func (c *Conn) read(fd uintptr) bool {
 	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&c.rbuf[0])), uintptr(len(c.rbuf)))
+		n, e := recv(fd, c.rbuf)
 		switch e {
 		case 0:
 			c.rn = int(n)
@@ -139,7 +139,7 @@ func readFD(fd uintptr, p []byte) (n int, ok bool, errno syscall.Errno) {
 		return 0, true, 0
 	}
 	for {
-		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		r, e := recv(fd, p)
 		switch e {
 		case 0:
 			return int(r), true, 0
@@ -155,7 +155,7 @@ func readFD(fd uintptr, p []byte) (n int, ok bool, errno syscall.Errno) {
 func (c *Conn) write(fd uintptr) bool {
 	for c.wn < len(c.wbuf) {
 		p := c.wbuf[c.wn:]
-		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		n, e := send(fd, p)
 		switch e {
 		case 0:
 			c.wn += int(n)
@@ -237,4 +237,18 @@ func (c *Conn) WriteThenRead(w, r []byte) (written, n int, err error) {
 
 func (c *Conn) opError(op string, err error) error {
 	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+}
+
+// recv and send are read and write for sockets: recvfrom and sendto reach
+// the socket without the file layer's checks (position lock, permission hooks),
+// as nginx's recv and send do; MSG_NOSIGNAL makes a closed peer an EPIPE
+// error without a SIGPIPE. p must not be empty.
+func recv(fd uintptr, p []byte) (uintptr, syscall.Errno) {
+	n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), 0, 0, 0)
+	return n, e
+}
+
+func send(fd uintptr, p []byte) (uintptr, syscall.Errno) {
+	n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), syscall.MSG_NOSIGNAL, 0, 0)
+	return n, e
 }
