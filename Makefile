@@ -24,6 +24,7 @@ build: ## build every binary into bin/
 
 test: $(TEST_DEPS) ## run every test (what CI runs): unit, envtest, cluster, end to end, fuzz
 	$(GO) test $(GO_TEST_FLAGS) ./...
+	$(GO) test -tags pprof $(GO_TEST_FLAGS) -run TestPprof ./gatewayruntime/gateway
 	$(MAKE) --no-print-directory test-e2e
 	$(MAKE) --no-print-directory fuzz-short
 
@@ -48,6 +49,7 @@ tools: $(BIN)/golangci-lint $(BIN)/controller-gen ## build pinned tools into bin
 lint: $(BIN)/golangci-lint ## gofmt, go vet and golangci-lint
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
+	$(GO) vet -tags pprof ./gatewayruntime/gateway
 	$(BIN)/golangci-lint run ./...
 
 generate: $(BIN)/controller-gen ## regenerate deepcopy, CRDs and RBAC

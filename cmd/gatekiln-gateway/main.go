@@ -32,7 +32,7 @@ func main() {
 	flag.StringVar(&cfg.Addr, "addr", ":8080", "plain HTTP listen address (empty: none)")
 	flag.StringVar(&cfg.TLSAddr, "tls-addr", "", "HTTPS and HTTP/2 listen address, with the Binding's server certificate (empty: none)")
 	flag.StringVar(&cfg.AdminAddr, "admin-addr", ":9090", "admin listen address: /metrics, /healthz, /readyz")
-	flag.BoolVar(&cfg.Pprof, "pprof", false, "serve /debug/pprof/ on the admin address")
+	flag.BoolVar(&cfg.Pprof, "pprof", false, "serve /debug/pprof/ on the admin address (in a binary built with -tags pprof)")
 	flag.BoolVar(&rawconn.Loop, "event-loop", rawconn.Loop, "serve plain HTTP/1.1 requests whose route's policies never wait as coroutines of the own epoll loop (needs -own-poller)")
 	flag.BoolVar(&rawconn.Polled, "own-poller", rawconn.Polled, "wait for plain HTTP client and upstream sockets in the gateway's own epoll loop (oldest first); false: Go's netpoller")
 	flag.BoolVar(&accessLog, "access-log", true, "write a JSON access log line per request to stdout")

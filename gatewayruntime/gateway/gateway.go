@@ -42,7 +42,8 @@ type Config struct {
 	// with the Binding's server certificate ("" disables it; when set, the
 	// gateway is not ready until the Binding has a certificate).
 	Addr, TLSAddr string
-	// AdminAddr serves /metrics, /healthz, /readyz (and /debug/pprof/ with Pprof).
+	// AdminAddr serves /metrics, /healthz, /readyz (and /debug/pprof/ with
+	// Pprof, in a binary built with the pprof tag: see PprofBuilt).
 	AdminAddr string
 	Pprof     bool
 	// Factories are the policies, in the order package filter documents.
@@ -108,6 +109,9 @@ type Gateway struct {
 func New(cfg Config) (*Gateway, error) {
 	if cfg.Bundle == nil {
 		return nil, errors.New("gateway: no bundle")
+	}
+	if cfg.Pprof && !PprofBuilt {
+		return nil, errors.New("gateway: pprof asked for, but this binary was built without it (go build -tags pprof)")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
