@@ -48,6 +48,7 @@ func main() {
 	flag.DurationVar(&cfg.ReloadInterval, "reload-interval", 0, "how often the Binding directory is checked (default 1s)")
 	flag.DurationVar(&cfg.ShutdownDelay, "shutdown-delay", 0, "not-ready time before closing listeners on SIGTERM (default 5s; negative: none)")
 	flag.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", 0, "longest drain of in-flight requests (default 30s)")
+	flag.Uint64Var(&cfg.HeapFloor, "gc-heap-floor", gateway.DefaultHeapFloor, "bytes the heap may grow to before the GC runs, when twice the live heap is less: fewer collections under load for a few MB more memory (0: the GOGC target alone)")
 	flag.StringVar(&otlpEndpoint, "otlp-endpoint", os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), "OTLP/HTTP traces endpoint URL; tracing is off when empty")
 	flag.Parse()
 

@@ -66,6 +66,10 @@ type Config struct {
 	ShutdownDelay, ShutdownGrace time.Duration
 	// Tracer, when non-nil, starts a server span per request and propagates W3C traceparent upstream.
 	Tracer Tracer
+	// HeapFloor, when set, raises the process's GC target after each Binding
+	// load so that the heap goal is at least this many bytes (see tuneGC).
+	// It changes a process-wide setting: for the command, not for libraries.
+	HeapFloor uint64
 }
 
 // Tracer is the tracing hook (package tracing provides the OpenTelemetry one).
@@ -98,6 +102,8 @@ type Gateway struct {
 	srv      *server.Server
 	admin    *http.Server
 	ids      requestIDs
+	// gcBase is the GC target the operator set, which HeapFloor raises.
+	gcBase int
 	// preflightAPI is set when some route has a CORS policy.
 	preflightAPI    bool
 	unmatchedRoutes map[string]*metrics.Route
@@ -134,6 +140,7 @@ func New(cfg Config) (*Gateway, error) {
 	// the factories have read it; the caller's is left as it is.
 	api := new(bundle.Bundle)
 	*api = *cfg.Bundle
+	gcBase := gcPercent()
 	restoreGC := collectOften()
 	readDocument(api, cfg.Factories)
 	restoreGC()
@@ -159,6 +166,7 @@ func New(cfg Config) (*Gateway, error) {
 		ctx:     ctx,
 		cancel:  cancel,
 		ids:     newRequestIDs(),
+		gcBase:  gcBase,
 	}
 	g.unmatchedRoutes = map[string]*metrics.Route{"": g.metrics.Route("", "OTHER")}
 	for _, m := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"} {

@@ -309,8 +309,12 @@ func (g *Gateway) reload(force bool) {
 	g.updateReady()
 	// Building a generation (parsing definitions, keys) leaves garbage far
 	// larger than what stays live; hand it back now rather than keep it
-	// resident until the scavenger gets to it. Reloads are rare.
-	go debug.FreeOSMemory()
+	// resident until the scavenger gets to it. Reloads are rare. Then the GC
+	// target is set from what stays live.
+	go func() {
+		debug.FreeOSMemory()
+		tuneGC(g.gcBase, g.cfg.HeapFloor)
+	}()
 }
 
 // buildGCPercent is the GC target while a generation is built.

@@ -1,0 +1,71 @@
+package gateway
+
+import (
+	"runtime/debug"
+	"testing"
+	"time"
+)
+
+func TestFloorPercent(t *testing.T) {
+	const mb = 1 << 20
+	for _, tt := range []struct {
+		name        string
+		base        int
+		live, floor uint64
+		want        int
+	}{
+		{"small live heap: the goal is the floor", 100, 2 * mb, 16 * mb, 700},
+		{"live heap half the floor: the base target suffices", 100, 8 * mb, 16 * mb, 100},
+		{"live heap over the floor: the base target", 100, 64 * mb, 16 * mb, 100},
+		{"a higher base target is kept", 1000, 2 * mb, 16 * mb, 1000},
+		{"a lower base target is raised", 50, 4 * mb, 16 * mb, 300},
+		{"no live heap reading yet: taken as 1 MB", 100, 0, 16 * mb, 1500},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := floorPercent(tt.base, tt.live, tt.floor); got != tt.want {
+				t.Errorf("floorPercent(%d, %d, %d) = %d, want %d", tt.base, tt.live, tt.floor, got, tt.want)
+			}
+		})
+	}
+}
+
+// With HeapFloor, loading the Binding raises the process's GC target to the
+// floor; with the GC off (GOGC=off) it is left off.
+func TestHeapFloor(t *testing.T) {
+	old := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(old) })
+	for _, tt := range []struct {
+		name string
+		base int
+		want func(int) bool
+	}{
+		{"raised", 100, func(p int) bool { return p > 100 }},
+		{"GC off stays off", -1, func(p int) bool { return p == -1 }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			debug.SetGCPercent(tt.base)
+			up := newUpstream(t, nil)
+			newHarness(t, testAPI(), bindingTo(up.url), func(c *Config) { c.HeapFloor = 1 << 30 })
+			deadline := time.Now().Add(10 * time.Second)
+			for !tt.want(gcPercent()) {
+				if time.Now().After(deadline) {
+					t.Fatalf("GC target %d after the Binding loaded", gcPercent())
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if tt.base < 0 {
+				// Still off once the load's collection and tuning have had time.
+				for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+					if p := gcPercent(); p != -1 {
+						t.Fatalf("GC target %d, want it left off", p)
+					}
+				}
+				return
+			}
+			// The floor (1 GiB) over a live heap of a few MB: hundreds of times.
+			if p := gcPercent(); p < 1000 {
+				t.Fatalf("GC target %d, want the heap goal at the 1 GiB floor", p)
+			}
+		})
+	}
+}
