@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net/url"
 	"path"
+	"runtime/debug"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/routers"
@@ -349,8 +351,33 @@ func (x *specIndex) load(op *lazyOp, key, method string) (*routers.Route, error)
 			return
 		}
 		op.route = &routers.Route{Spec: doc, Path: key, PathItem: item, Method: strings.ToUpper(method), Operation: o}
+		releaseSoon()
 	})
 	return op.route, op.err
+}
+
+// releaseDelay is how long lazy loads must pause before their garbage is
+// handed back.
+const releaseDelay = time.Second
+
+var release struct {
+	sync.Mutex
+	t *time.Timer
+}
+
+// releaseSoon hands the garbage of operation loads back to the OS once they
+// pause for releaseDelay. A load makes several times more garbage than it
+// keeps (parsing the operation's document); with a raised GC target
+// (gateway.Config.HeapFloor) a gateway that then idles might not collect it
+// for a long time, and it would stay resident.
+func releaseSoon() {
+	release.Lock()
+	defer release.Unlock()
+	if release.t == nil {
+		release.t = time.AfterFunc(releaseDelay, debug.FreeOSMemory)
+		return
+	}
+	release.t.Reset(releaseDelay)
 }
 
 // document assembles the document of one operation: the frame, the path item
