@@ -147,6 +147,41 @@ func TestDryRunServerWritesNothing(t *testing.T) {
 	e.nothingWritten(t, ns)
 }
 
+// --pull-secret naming a Secret that is missing, or is not an image pull
+// Secret, is warned about before anything is applied; a right one is not.
+func TestPullSecretChecked(t *testing.T) {
+	e := needCluster(t)
+	ns := e.namespace(t, "pull-secret")
+	add := func() string {
+		t.Helper()
+		return e.mustKubectl(t, "add", "api", "petstore", "-n", ns, "--from-file="+e.sample(),
+			"--endpoint", "petstore-backend=http://petstore-backend:8080", "--pull-secret", "regcred", "--dry-run=server").stderr
+	}
+	create := func(typ corev1.SecretType, data map[string][]byte) {
+		t.Helper()
+		_ = e.kube.CoreV1().Secrets(ns).Delete(context.Background(), "regcred", metav1.DeleteOptions{})
+		if _, err := e.kube.CoreV1().Secrets(ns).Create(context.Background(), &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: "regcred"}, Type: typ, Data: data}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := add(); !strings.Contains(got, `warning: --pull-secret: there is no Secret "regcred" in namespace `+ns) {
+		t.Errorf("missing Secret: stderr lacks the warning:\n%s", got)
+	}
+	create(corev1.SecretTypeOpaque, map[string][]byte{"password": []byte("s3cret-value")})
+	got := add()
+	if !strings.Contains(got, `has type "Opaque"`) {
+		t.Errorf("Opaque Secret: stderr lacks the warning:\n%s", got)
+	}
+	if strings.Contains(got, "s3cret-value") {
+		t.Errorf("the Secret's data was printed:\n%s", got)
+	}
+	create(corev1.SecretTypeDockerConfigJson, map[string][]byte{corev1.DockerConfigJsonKey: []byte(`{"auths":{}}`)})
+	if got := add(); strings.Contains(got, "--pull-secret") {
+		t.Errorf("a dockerconfigjson Secret was warned about:\n%s", got)
+	}
+}
+
 func TestGoldenApply(t *testing.T) {
 	e := needCluster(t)
 	ns := e.namespace(t, "shop")

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -15,6 +17,7 @@ import (
 )
 
 var (
+	secretResource    = corev1.SchemeGroupVersion.WithResource("secrets")
 	rateLimitResource = v1alpha1.GroupVersion.WithResource("ratelimits")
 	securityResource  = v1alpha1.GroupVersion.WithResource("securities")
 )
@@ -93,6 +96,9 @@ func endpointURLs(eps []EndpointURL) map[string][]string {
 // RateLimit the definition names). It refuses nothing: the objects may well
 // be created after the API, and the operator resolves again when they are.
 func (c *cluster) preflight(ctx context.Context, w io.Writer, plan *Plan, files []compile.File) {
+	if msg := c.pullSecretProblem(ctx, plan.Namespace, plan.Spec.PullSecret); msg != "" {
+		fmt.Fprintln(w, "warning:", msg)
+	}
 	k, err := c.kinds(ctx, plan.Namespace, plan.Endpoints)
 	if err != nil {
 		fmt.Fprintf(w, "warning: cannot check what the definition names in namespace %s: %v\n", plan.Namespace, err)
@@ -106,4 +112,25 @@ func (c *cluster) preflight(ctx context.Context, w io.Writer, plan *Plan, files 
 	for _, p := range ps {
 		fmt.Fprintf(w, "warning: the operator will not resolve the API until this is fixed (%s): %s\n", p.Code, p.Error())
 	}
+}
+
+// pullSecretProblem says why the gateway Pods could not pull with the
+// --pull-secret Secret ("" when they can, or when none is named): the API is
+// applied anyway, since the Secret may be created next, but its Pods would
+// sit in ImagePullBackOff until then. Only the Secret's type is read.
+func (c *cluster) pullSecretProblem(ctx context.Context, namespace, name string) string {
+	if name == "" {
+		return ""
+	}
+	u, err := c.dyn.Resource(secretResource).Namespace(namespace).Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return fmt.Sprintf("--pull-secret: there is no Secret %q in namespace %s; the gateway Pods cannot pull the image until it exists (kubectl create secret docker-registry %s ...)", name, namespace, name)
+	case err != nil:
+		return fmt.Sprintf("--pull-secret: cannot check Secret %q in namespace %s: %v", name, namespace, err)
+	}
+	if t, _, _ := unstructured.NestedString(u.Object, "type"); t != string(corev1.SecretTypeDockerConfigJson) {
+		return fmt.Sprintf("--pull-secret: Secret %q in namespace %s has type %q; image pull secrets are %s (kubectl create secret docker-registry)", name, namespace, t, corev1.SecretTypeDockerConfigJson)
+	}
+	return ""
 }
