@@ -26,6 +26,7 @@ func main() {
 		accessLog    bool
 		logLevel     slog.Level
 		otlpEndpoint string
+		heapFloor    gateway.ByteSize
 	)
 	flag.StringVar(&bundlePath, "bundle", bundle.Path, "the Bundle to serve")
 	flag.StringVar(&cfg.BindingDir, "binding-dir", bundle.BindingDir, "directory holding binding.json and the files it names (watched for changes)")
@@ -48,9 +49,10 @@ func main() {
 	flag.DurationVar(&cfg.ReloadInterval, "reload-interval", 0, "how often the Binding directory is checked (default 1s)")
 	flag.DurationVar(&cfg.ShutdownDelay, "shutdown-delay", 0, "not-ready time before closing listeners on SIGTERM (default 5s; negative: none)")
 	flag.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", 0, "longest drain of in-flight requests (default 30s)")
-	flag.Uint64Var(&cfg.HeapFloor, "gc-heap-floor", gateway.DefaultHeapFloor, "bytes the heap may grow to before the GC runs, when twice the live heap is less: fewer collections under load for a few MB more memory (0: the GOGC target alone)")
+	flag.TextVar(&heapFloor, "gc-heap-floor", gateway.ByteSize(gateway.DefaultHeapFloor), "heap size the GC lets the heap grow to when twice the live heap is less, e.g. 16MiB: fewer collections under load for a few MB more memory (0: the GOGC target alone)")
 	flag.StringVar(&otlpEndpoint, "otlp-endpoint", os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), "OTLP/HTTP traces endpoint URL; tracing is off when empty")
 	flag.Parse()
+	cfg.HeapFloor = uint64(heapFloor)
 
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}))
 	if err := run(cfg, bundlePath, accessLog, otlpEndpoint, logger); err != nil {

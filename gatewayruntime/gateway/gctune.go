@@ -1,13 +1,21 @@
 package gateway
 
 import (
+	"fmt"
+	"math"
 	"runtime/debug"
 	"runtime/metrics"
+	"strconv"
+	"strings"
 )
 
 // DefaultHeapFloor is the heap size below which the command's gateway does
 // not collect (Config.HeapFloor).
 const DefaultHeapFloor = 16 << 20
+
+// maxGCPercent caps the raised target (a goal a million times the live heap
+// is no goal at all).
+const maxGCPercent = 1e8
 
 // The proxy's steady state allocates little (about 70 bytes a request: the
 // request head's strings and the request id) over a small live heap (a few
@@ -43,8 +51,10 @@ func floorPercent(base int, live, floor uint64) int {
 	if live >= floor {
 		return base
 	}
-	p := int((floor - live) * 100 / live)
-	return max(p, base)
+	// In float, capped: a floor near 2^64 must not wrap to a negative
+	// target, which would turn the GC off.
+	p := min(float64(floor-live)*100/float64(live), maxGCPercent)
+	return max(int(p), base)
 }
 
 // gcPercent is the GC target in force.
@@ -55,4 +65,41 @@ func gcPercent() int {
 		return 100
 	}
 	return int(int64(s[0].Value.Uint64())) // GC off reads as -1
+}
+
+// ByteSize is a flag value in bytes, written as GOMEMLIMIT is: a number with
+// an optional B, KiB, MiB, GiB or TiB suffix ("16MiB").
+type ByteSize uint64
+
+var byteUnits = []struct {
+	suffix string
+	shift  uint
+}{{"TiB", 40}, {"GiB", 30}, {"MiB", 20}, {"KiB", 10}, {"B", 0}}
+
+// UnmarshalText parses a size; anything else is an error naming what is accepted.
+func (b *ByteSize) UnmarshalText(text []byte) error {
+	s := strings.TrimSpace(string(text))
+	num, shift := s, uint(0)
+	for _, u := range byteUnits {
+		if n, ok := strings.CutSuffix(s, u.suffix); ok {
+			num, shift = n, u.shift
+			break
+		}
+	}
+	n, err := strconv.ParseUint(num, 10, 64)
+	if err != nil || n > math.MaxUint64>>shift {
+		return fmt.Errorf("%q is not a size: want bytes, optionally with a B, KiB, MiB, GiB or TiB suffix (16MiB)", s)
+	}
+	*b = ByteSize(n << shift)
+	return nil
+}
+
+// MarshalText writes the size in the largest unit that divides it.
+func (b ByteSize) MarshalText() ([]byte, error) {
+	for _, u := range byteUnits {
+		if u.shift > 0 && b != 0 && uint64(b)%(1<<u.shift) == 0 {
+			return []byte(strconv.FormatUint(uint64(b)>>u.shift, 10) + u.suffix), nil
+		}
+	}
+	return []byte(strconv.FormatUint(uint64(b), 10)), nil
 }

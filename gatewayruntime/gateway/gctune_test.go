@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"runtime/debug"
+	"strings"
 	"testing"
 	"time"
 )
@@ -20,6 +21,7 @@ func TestFloorPercent(t *testing.T) {
 		{"a higher base target is kept", 1000, 2 * mb, 16 * mb, 1000},
 		{"a lower base target is raised", 50, 4 * mb, 16 * mb, 300},
 		{"no live heap reading yet: taken as 1 MB", 100, 0, 16 * mb, 1500},
+		{"a floor near 2^64 is capped, not wrapped", 100, 1, 1<<64 - 1, 1e8},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := floorPercent(tt.base, tt.live, tt.floor); got != tt.want {
@@ -65,6 +67,44 @@ func TestHeapFloor(t *testing.T) {
 			// The floor (1 GiB) over a live heap of a few MB: hundreds of times.
 			if p := gcPercent(); p < 1000 {
 				t.Fatalf("GC target %d, want the heap goal at the 1 GiB floor", p)
+			}
+		})
+	}
+}
+
+func TestByteSize(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want ByteSize
+		text string // MarshalText of want; "" for an error
+	}{
+		{"16MiB", 16 << 20, "16MiB"},
+		{"0", 0, "0"},
+		{"1536KiB", 1536 << 10, "1536KiB"},
+		{"100", 100, "100"},
+		{"2048B", 2048, "2KiB"},
+		{" 1GiB ", 1 << 30, "1GiB"},
+		{"1TiB", 1 << 40, "1TiB"},
+		{"16MB", 0, ""},
+		{"-1", 0, ""},
+		{"MiB", 0, ""},
+		{"1.5GiB", 0, ""},
+		{"99999999TiB", 0, ""},
+	} {
+		t.Run(tt.in, func(t *testing.T) {
+			var b ByteSize
+			err := b.UnmarshalText([]byte(tt.in))
+			if tt.text == "" {
+				if err == nil || !strings.Contains(err.Error(), "not a size") {
+					t.Fatalf("UnmarshalText(%q) = %d, %v; want an error saying it is not a size", tt.in, b, err)
+				}
+				return
+			}
+			if err != nil || b != tt.want {
+				t.Fatalf("UnmarshalText(%q) = %d, %v; want %d", tt.in, b, err, tt.want)
+			}
+			if got, _ := b.MarshalText(); string(got) != tt.text {
+				t.Errorf("MarshalText(%d) = %q, want %q", b, got, tt.text)
 			}
 		})
 	}

@@ -311,8 +311,12 @@ func (g *Gateway) reload(force bool) {
 	// larger than what stays live; hand it back now rather than keep it
 	// resident until the scavenger gets to it. Reloads are rare. Then the GC
 	// target is set from what stays live.
+	// reloadMu orders the tuning after this build's GC target is restored
+	// (deferred above) and keeps it out of the next build's.
 	go func() {
 		debug.FreeOSMemory()
+		g.reloadMu.Lock()
+		defer g.reloadMu.Unlock()
 		tuneGC(g.gcBase, g.cfg.HeapFloor)
 	}()
 }
