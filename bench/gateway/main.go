@@ -5,7 +5,14 @@
 // proxy's CPU time per request for each, then the gateway's cold start
 // (process start → first 200) for the petstore and box definitions and its
 // idle RSS. The last line is "ratio gateway/nginx: <x.xx>": the median of the
-// rounds' throughput ratios (each round runs the two proxies back to back).
+// rounds' throughput ratios.
+//
+// Within a round the two proxies take turns in short slices (-slice, 2 s),
+// in ABBA order (nginx, gateway, gateway, nginx, …), and each proxy's slices
+// are pooled: requests summed, latency percentiles over all of its requests.
+// This host's speed drifts by 10% and more over tens of seconds; two long runs
+// back to back saw different weather, and the ratio moved with it. Slices
+// interleaved in ABBA order see the same weather, and a steady drift cancels.
 //
 // The machine may be shared: each run also prints the share of cpus 1 and 0
 // that other processes took meanwhile and that the hypervisor gave to other
@@ -46,13 +53,14 @@ func main() {
 		gatewayBin = flag.String("gateway", "", "gatekiln-gateway binary")
 		cliBin     = flag.String("gatekiln", "", "gatekiln CLI binary (compiles the definitions)")
 		corpus     = flag.String("corpus", "../shared/corpus", "corpus directory (petstore and box definitions)")
-		seconds    = flag.Int("seconds", load.EnvInt("BENCH_SECONDS", 10), "seconds per wrk run (BENCH_SECONDS)")
-		rounds     = flag.Int("rounds", 3, "rounds (nginx then gateway in each)")
+		seconds    = flag.Int("seconds", load.EnvInt("BENCH_SECONDS", 10), "seconds of load per proxy and round (BENCH_SECONDS)")
+		slice      = flag.Int("slice", 2, "seconds per wrk run: a round interleaves the proxies in slices this long")
+		rounds     = flag.Int("rounds", 3, "rounds (each proxy in turn, in slices)")
 		conns      = flag.Int("c", 64, "wrk connections")
 		path       = flag.String("path", "/v2/user/user1", "request path (a public petstore operation)")
 	)
 	flag.Parse()
-	b := &bench{gateway: *gatewayBin, cli: *cliBin, corpus: *corpus, seconds: *seconds, conns: *conns, path: *path}
+	b := &bench{gateway: *gatewayBin, cli: *cliBin, corpus: *corpus, seconds: *seconds, slice: *slice, conns: *conns, path: *path}
 	if err := b.run(*rounds); err != nil {
 		fmt.Fprintln(os.Stderr, "gateway-bench:", err)
 		os.Exit(1)
@@ -61,13 +69,14 @@ func main() {
 
 type bench struct {
 	gateway, cli, corpus, path string
-	seconds, conns             int
-	work                       string
+	seconds, slice, conns      int
+	work, script               string
 	stops                      []func()
 }
 
 type result struct {
-	rps, p50, p99, cpuUS float64
+	load.Result
+	cpuUS float64
 	// others is the share of cpu 1 (proxy and upstream) and of cpu 0 (wrk)
 	// that other processes used during the run, and steal the share the
 	// hypervisor gave to other machines, in percent: the run's noise.
@@ -114,13 +123,15 @@ func (b *bench) run(rounds int) error {
 	}
 	b.stops = append(b.stops, stop)
 
-	fmt.Printf("gatekiln-gateway vs nginx %s as reverse proxies of one nginx upstream; proxy + upstream on cpu 1, wrk -t1 -c%d on cpu 0; %d s × %d rounds\n",
-		nginxVersion(), b.conns, b.seconds, rounds)
-	targets := []struct {
-		name string
-		url  string
-		pids func() []int
-	}{
+	k := max(1, b.seconds/max(1, b.slice)) // slices per proxy and round
+	sliceSeconds := b.seconds / k
+	fmt.Printf("gatekiln-gateway vs nginx %s as reverse proxies of one nginx upstream; proxy + upstream on cpu 1, wrk -t1 -c%d on cpu 0; %d rounds of %d × %d s per proxy, interleaved ABBA\n",
+		nginxVersion(), b.conns, rounds, k, sliceSeconds)
+	b.script = filepath.Join(b.work, "quantiles.lua")
+	if err := os.WriteFile(b.script, []byte(load.QuantileScript), 0o644); err != nil {
+		return err
+	}
+	targets := []target{
 		{"nginx", "http://" + nginxAddr + b.path, func() []int { return withChildren(nginxPID) }},
 		{"gateway", "http://" + gwAddr + b.path, func() []int { return []int{gwPID} }},
 	}
@@ -132,15 +143,26 @@ func (b *bench) run(rounds int) error {
 	results := map[string][]result{}
 	noisiest := 0.0
 	for round := 1; round <= rounds; round++ {
-		for _, t := range targets {
-			r, err := b.wrk(t.url, b.seconds, t.pids(), upPIDs())
-			if err != nil {
-				return fmt.Errorf("%s: %w", t.name, err)
+		bySlice := map[string][]result{}
+		for i := range k {
+			order := targets
+			if (round+i)%2 == 0 {
+				order = []target{targets[1], targets[0]}
 			}
+			for _, t := range order {
+				r, err := b.wrk(t.url, sliceSeconds, t.pids(), upPIDs())
+				if err != nil {
+					return fmt.Errorf("%s: %w", t.name, err)
+				}
+				bySlice[t.name] = append(bySlice[t.name], r)
+			}
+		}
+		for _, t := range targets {
+			r := pool(bySlice[t.name])
 			results[t.name] = append(results[t.name], r)
 			noisiest = max(noisiest, r.others, r.others0, r.steal, r.steal0)
 			fmt.Printf("  round %d %-8s %8.0f req/s  p50 %6.3f ms  p99 %6.3f ms  proxy cpu %5.1f µs/req  others on cpu 1/0 %4.1f%%/%4.1f%%  steal %4.1f%%/%4.1f%%\n",
-				round, t.name, r.rps, r.p50, r.p99, r.cpuUS, r.others, r.others0, r.steal, r.steal0)
+				round, t.name, r.RPS, r.P50, r.P99, r.cpuUS, r.others, r.others0, r.steal, r.steal0)
 		}
 	}
 	if noisiest > 5 {
@@ -153,15 +175,15 @@ func (b *bench) run(rounds int) error {
 	}
 	for _, t := range targets {
 		m := med[t.name]
-		fmt.Printf("median   %-8s %8.0f req/s  p50 %6.3f ms  p99 %6.3f ms  proxy cpu %5.1f µs/req\n", t.name, m.rps, m.p50, m.p99, m.cpuUS)
+		fmt.Printf("median   %-8s %8.0f req/s  p50 %6.3f ms  p99 %6.3f ms  proxy cpu %5.1f µs/req\n", t.name, m.RPS, m.P50, m.P99, m.cpuUS)
 	}
-	// The ratios are taken per round (the two proxies ran back to back, on
+	// The ratios are taken per round (the two proxies' slices interleaved, in
 	// the same host weather) and their median reported.
 	var rpsRatios, p99Ratios []float64
 	for i, g := range results["gateway"] {
 		n := results["nginx"][i]
-		rpsRatios = append(rpsRatios, g.rps/n.rps)
-		p99Ratios = append(p99Ratios, g.p99/n.p99)
+		rpsRatios = append(rpsRatios, g.RPS/n.RPS)
+		p99Ratios = append(p99Ratios, g.P99/n.P99)
 	}
 	fmt.Printf("p99 gateway/nginx: %.2f (median of rounds %s; target <= 1.00)\n", medianOf(p99Ratios), list(p99Ratios))
 
@@ -396,12 +418,12 @@ func proxyConf(addr, upstream string) string {
 // how much of cpu 1 neither the proxy nor the upstream used.
 func (b *bench) wrk(url string, seconds int, pids, upstream []int) (result, error) {
 	before, upBefore, cpuBefore := cpuTicks(pids), cpuTicks(upstream), cpuStat()
-	w, ps, err := load.Wrk("0", b.conns, seconds, url)
+	w, ps, err := load.Wrk("0", b.conns, seconds, url, "-s", b.script)
 	after, upAfter, cpuAfter := cpuTicks(pids), cpuTicks(upstream), cpuStat()
 	if err != nil {
 		return result{}, err
 	}
-	r := result{rps: w.RPS, p50: w.P50, p99: w.P99}
+	r := result{Result: w}
 	r.cpuUS = float64(after-before) / float64(clockTicks) * 1e6 / w.Requests
 	share := func(cpu int, used int64) float64 {
 		total := cpuAfter[cpu].total - cpuBefore[cpu].total
@@ -512,6 +534,34 @@ func list(v []float64) string {
 	return strings.Join(parts, " ")
 }
 
+type target struct {
+	name string
+	url  string
+	pids func() []int
+}
+
+// pool merges one proxy's slices of a round: requests and latencies as
+// load.Pool does, CPU per request over all the requests, and the noise shares
+// averaged (the slices are equally long).
+func pool(rs []result) result {
+	ws := make([]load.Result, len(rs))
+	var p result
+	for i, r := range rs {
+		ws[i] = r.Result
+		p.others += r.others / float64(len(rs))
+		p.others0 += r.others0 / float64(len(rs))
+		p.steal += r.steal / float64(len(rs))
+		p.steal0 += r.steal0 / float64(len(rs))
+	}
+	p.Result = load.Pool(ws)
+	for _, r := range rs {
+		if p.Requests > 0 {
+			p.cpuUS += r.cpuUS * r.Requests / p.Requests
+		}
+	}
+	return p
+}
+
 func median(rs []result) result {
 	pick := func(f func(result) float64) float64 {
 		v := make([]float64, len(rs))
@@ -522,9 +572,11 @@ func median(rs []result) result {
 		return v[len(v)/2]
 	}
 	return result{
-		rps:   pick(func(r result) float64 { return r.rps }),
-		p50:   pick(func(r result) float64 { return r.p50 }),
-		p99:   pick(func(r result) float64 { return r.p99 }),
+		Result: load.Result{
+			RPS: pick(func(r result) float64 { return r.RPS }),
+			P50: pick(func(r result) float64 { return r.P50 }),
+			P99: pick(func(r result) float64 { return r.P99 }),
+		},
 		cpuUS: pick(func(r result) float64 { return r.cpuUS }),
 	}
 }
