@@ -28,7 +28,7 @@ type statusWriter interface {
 // ServeHTTP is the data plane: request id, metrics and access log, routing,
 // body limit, then the route's precompiled chain.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := monoNow()
+	start := rawconn.Now(r.Context())
 	gen := g.gen.Load()
 	st := filter.StateFrom(r.Context())
 	if st == nil {
@@ -146,7 +146,7 @@ func (g *Gateway) unmatched(method string) *metrics.Route {
 }
 
 func (g *Gateway) observe(r *http.Request, cr *compiledRoute, status int, written int64, start time.Time) {
-	d := time.Since(start)
+	d := rawconn.Now(r.Context()).Sub(start)
 	if status == 0 && written == 0 {
 		// Nothing written yet: the server answers 200 with an empty body.
 		status = http.StatusOK
@@ -164,14 +164,6 @@ func (g *Gateway) observe(r *http.Request, cr *compiledRoute, status int, writte
 		g.access.log(r, route, status, written, d)
 	}
 }
-
-// clockBase anchors monoNow: time.Since reads only the monotonic clock (one
-// vDSO call), where time.Now also reads the wall clock (two).
-var clockBase = time.Now()
-
-// monoNow is time.Now for deadlines and durations, which only compare
-// monotonic readings; its wall reading is derived, not read.
-func monoNow() time.Time { return clockBase.Add(time.Since(clockBase)) }
 
 // escapedPath is the request path as sent, for routing: the request-target
 // up to its query (both servers keep it in RequestURI), or the URL's escaped

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gatekiln/gatekiln/gatewayruntime/http1"
+	"github.com/gatekiln/gatekiln/gatewayruntime/rawconn"
 )
 
 // headWriter is implemented by the gateway's HTTP/1.1 server ResponseWriter:
@@ -35,7 +36,7 @@ func (p *routeProxy) serveFast(w http.ResponseWriter, r *http.Request) {
 	c := p.cluster
 	c.active.Add(1)
 	defer c.active.Add(-1)
-	now := monoNow()
+	now := rawconn.Now(r.Context())
 	deadline := now.Add(p.timeout)
 	canRetry := retryableMethod(r.Method) && !hasBody(r)
 	fwd := newForwarded(r, p.trusted)
@@ -65,7 +66,7 @@ func (p *routeProxy) serveFast(w http.ResponseWriter, r *http.Request) {
 		}
 		u.inflight.Add(1)
 		if retries > 0 || staleRetry {
-			now = monoNow()
+			now = rawconn.Now(r.Context())
 		}
 		uc, f, stale, err := p.attempt(r, u, &fwd, rest, now, deadline, canRetry)
 		if f == ok {
@@ -190,7 +191,7 @@ func (p *routeProxy) attempt(r *http.Request, u *Upstream, fwd *forwarded, rest 
 		}
 		break
 	}
-	uc.lastUsed = monoNow()
+	uc.lastUsed = rawconn.Now(r.Context())
 	u.m.Latency.Observe(uc.lastUsed.Sub(start).Seconds())
 	return uc, ok, false, nil
 }
@@ -506,14 +507,6 @@ func (e *exactReader) Read(p []byte) (int, error) {
 	}
 	return m, err
 }
-
-// clockBase anchors monoNow: time.Since reads only the monotonic clock (one
-// vDSO call), where time.Now also reads the wall clock (two).
-var clockBase = time.Now()
-
-// monoNow is time.Now for deadlines and durations, which only compare
-// monotonic readings; its wall reading is derived, not read.
-func monoNow() time.Time { return clockBase.Add(time.Since(clockBase)) }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 

@@ -7,6 +7,7 @@ import (
 	"iter"
 	"net"
 	"sync/atomic"
+	"time"
 )
 
 // A Coro runs one connection's code as a coroutine of the poller: the
@@ -90,6 +91,23 @@ func PollerOf(nc net.Conn) int {
 	}
 	return -1
 }
+
+// Now is the time for co's code. On the poller it is when the batch of events
+// that resumed co began: the loop reads the clock once per batch, as nginx
+// caches its clock once per loop turn, instead of each request reading it
+// several times (a clock read is ~30 ns here, about 1% of a proxied
+// request). It is behind the clock by at most the time the batch's
+// coroutines have run so far, microseconds under load. Off the poller (nil,
+// detached) it is Mono. Nil-safe.
+func (co *Coro) Now() time.Time {
+	if co.active() {
+		return co.p.now
+	}
+	return Mono()
+}
+
+// Now is Coro.Now for the coroutine of ctx (Mono outside one).
+func Now(ctx context.Context) time.Time { return CoroFrom(ctx).Now() }
 
 // active reports whether co is a coroutine still on the poller.
 func (co *Coro) active() bool { return co != nil && !co.detached }

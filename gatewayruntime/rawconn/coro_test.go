@@ -203,3 +203,48 @@ func TestCoroDial(t *testing.T) {
 		t.Fatal(got)
 	}
 }
+
+// TestNow: a coroutine reads the time its batch began, not the clock: two
+// reads in one run agree, and a run after a wait reads a later time; off the
+// poller (detached, or no coroutine) Now is the clock.
+func TestNow(t *testing.T) {
+	c, peer := coroPair(t)
+	type reading struct{ first, second, after, detached time.Time }
+	got := make(chan reading, 1)
+	done := serveCoro(t, c, func(co *Coro, c *FDConn) {
+		var r reading
+		r.first = co.Now()
+		time.Sleep(2 * time.Millisecond) // the clock moves; the batch's time does not
+		r.second = Now(WithCoro(context.Background(), co))
+		buf := make([]byte, 8)
+		if _, err := c.Read(buf); err != nil { // yields until the test writes
+			t.Error(err)
+		}
+		r.after = co.Now()
+		co.Detach()
+		r.detached = co.Now()
+		got <- r
+	})
+	time.Sleep(5 * time.Millisecond)
+	if _, err := peer.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	r := <-got
+	if !r.second.Equal(r.first) {
+		t.Errorf("two reads in one run differ: %v then %v", r.first, r.second)
+	}
+	if d := r.after.Sub(r.first); d < 4*time.Millisecond {
+		t.Errorf("the run after the read is only %v later than the first; want about 5ms (a new batch, a new reading)", d)
+	}
+	if d := time.Until(r.detached); d > 0 || d < -time.Second {
+		t.Errorf("detached Now is %v from the clock", d)
+	}
+	var none *Coro
+	if d := time.Since(none.Now()); d < 0 || d > time.Second {
+		t.Errorf("nil Coro's Now is %v from the clock", d)
+	}
+	if d := time.Since(Now(context.Background())); d < 0 || d > time.Second {
+		t.Errorf("Now without a coroutine is %v from the clock", d)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -45,6 +46,7 @@ type poller struct {
 	events []syscall.EpollEvent
 	wake   []waker
 	run    []*Coro
+	now    time.Time // when the coroutines' batch began (Coro.Now)
 }
 
 // waiters is one registered descriptor's wake-up channels (one token each:
@@ -186,6 +188,9 @@ func (p *poller) poll(uintptr) bool {
 			p.takeRemote()
 		}
 		// Coroutines run now, on this goroutine, oldest event first.
+		if len(p.run) > 0 {
+			p.now = Mono()
+		}
 		for i := 0; i < len(p.run); i++ {
 			p.resume(p.run[i])
 		}

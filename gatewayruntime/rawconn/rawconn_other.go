@@ -46,6 +46,12 @@ func WithCoro(ctx context.Context, _ *Coro) context.Context { return ctx }
 // CoroFrom returns nil.
 func CoroFrom(context.Context) *Coro { return nil }
 
+// Now is Mono.
+func (*Coro) Now() time.Time { return Mono() }
+
+// Now is Mono.
+func Now(context.Context) time.Time { return Mono() }
+
 // Detach does nothing.
 func (*Coro) Detach() {}
 

@@ -45,6 +45,7 @@ type conn struct {
 	tls    *tls.ConnectionState
 	remote string
 	state  atomic.Int32
+	co     *rawconn.Coro // nil when the connection runs as a goroutine
 
 	br *http1.Reader
 	bw http1.Writer
@@ -92,6 +93,7 @@ func (c *conn) closeIfIdle() {
 // serve serves the connection; co is its coroutine of the rawconn poller
 // (nil when it runs as a goroutine).
 func (c *conn) serve(co *rawconn.Coro) {
+	c.co = co
 	defer c.srv.trackConn(c, false)
 	defer func() {
 		if !c.hijacked {
@@ -263,7 +265,7 @@ func (c *conn) idle() bool {
 	if !c.state.CompareAndSwap(stateActive, stateIdle) {
 		return false
 	}
-	now := monoNow()
+	now := c.co.Now()
 	switch {
 	case c.first:
 		_ = c.nc.SetReadDeadline(now.Add(c.srv.cfg.ReadHeaderTimeout))
@@ -538,14 +540,6 @@ func (c *conn) buildRequest() error {
 }
 
 var chunkedTE = []string{"chunked"}
-
-// clockBase anchors monoNow: time.Since reads only the monotonic clock (one
-// vDSO call), where time.Now also reads the wall clock (two).
-var clockBase = time.Now()
-
-// monoNow is time.Now for deadlines and durations, which only compare
-// monotonic readings; its wall reading is derived, not read.
-func monoNow() time.Time { return clockBase.Add(time.Since(clockBase)) }
 
 // canonicalKey returns name in canonical form, without allocating when it
 // already is (the common case for HTTP/1.1 clients).
