@@ -1,63 +1,264 @@
 package gateway
 
 import (
-	"bufio"
-	"context"
 	"io"
-	"log/slog"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
-// accessLog writes one JSON line per request through slog, into a buffer that
-// is flushed every second (and when full), so logging costs no write syscall
-// per request.
+// accessLog writes one JSON line per request, the shape slog's JSON handler
+// gives (time, level, msg, then the request's fields), but encoded by hand
+// into a shared buffer: slog took ~1.8 µs and two allocations a line, a tenth
+// of a proxied request's CPU; this takes a few hundred nanoseconds and none.
+//
+// The event loop only appends. Full buffers (64 KiB), and every second the
+// partial one, go to a writer goroutine, so the loop makes no write system
+// call and a slow log reader (a full stdout pipe) does not hold it up while
+// the writer has a buffer to spare. When all of them are queued the loop
+// waits: lines are never dropped, as nginx's buffered access log never drops
+// them either. After close, lines are written at once (requests that outlive
+// the drain).
 type accessLog struct {
 	mu     sync.Mutex
-	bw     *bufio.Writer
-	logger *slog.Logger
+	buf    []byte
+	closed bool
+	free   chan []byte // empty buffers
+	full   chan []byte // buffers for the writer, in order; nil asks for an acknowledgement
+	done   chan struct{}
+	out    io.Writer
+	// flushed carries the writer's acknowledgements of flush requests.
+	flushed chan struct{}
+	stop    chan struct{}
 }
 
+const (
+	accessBufSize = 64 << 10
+	accessBuffers = 4
+)
+
 func newAccessLog(w io.Writer) *accessLog {
-	a := &accessLog{}
-	a.bw = bufio.NewWriterSize(w, 64<<10)
-	a.logger = slog.New(slog.NewJSONHandler(lockedWriter{a}, nil))
-	go func() {
-		for range time.Tick(time.Second) {
-			a.flush()
-		}
-	}()
+	a := &accessLog{
+		out:     w,
+		free:    make(chan []byte, accessBuffers),
+		full:    make(chan []byte, accessBuffers),
+		done:    make(chan struct{}),
+		flushed: make(chan struct{}),
+		stop:    make(chan struct{}),
+	}
+	a.buf = make([]byte, 0, accessBufSize)
+	for range accessBuffers - 1 {
+		a.free <- make([]byte, 0, accessBufSize)
+	}
+	go a.write()
+	go a.tick()
 	return a
 }
 
-type lockedWriter struct{ a *accessLog }
-
-// Write is called by the JSON handler, which serialises its own writes; the
-// mutex orders them against flush.
-func (l lockedWriter) Write(p []byte) (int, error) {
-	l.a.mu.Lock()
-	defer l.a.mu.Unlock()
-	return l.a.bw.Write(p)
+// write writes the queued buffers in order; a nil buffer is a flush request,
+// acknowledged once everything before it is written.
+func (a *accessLog) write() {
+	defer close(a.done)
+	for b := range a.full {
+		if b == nil {
+			a.flushed <- struct{}{}
+			continue
+		}
+		// A failed write (a closed stdout) loses those lines; nothing else
+		// can be done with them.
+		_, _ = a.out.Write(b)
+		a.free <- b[:0]
+	}
 }
 
+// tick hands the partial buffer to the writer every second, so that a quiet
+// gateway's lines do not wait for the buffer to fill.
+func (a *accessLog) tick() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			a.mu.Lock()
+			if len(a.buf) > 0 && !a.closed {
+				a.handOff()
+			}
+			a.mu.Unlock()
+		case <-a.stop:
+			return
+		}
+	}
+}
+
+// handOff queues the current buffer for the writer and takes an empty one,
+// waiting for one when the writer is behind. mu is held.
+func (a *accessLog) handOff() {
+	a.full <- a.buf
+	a.buf = <-a.free
+}
+
+// flush writes every line logged so far and returns when they are written.
 func (a *accessLog) flush() {
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	_ = a.bw.Flush()
+	if a.closed {
+		a.mu.Unlock()
+		return
+	}
+	if len(a.buf) > 0 {
+		a.handOff()
+	}
+	a.full <- nil
+	a.mu.Unlock()
+	<-a.flushed
+}
+
+// close writes every line logged so far and stops the goroutines; lines
+// logged after it are written at once.
+func (a *accessLog) close() {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return
+	}
+	if len(a.buf) > 0 {
+		a.handOff()
+	}
+	a.closed = true
+	close(a.full)
+	a.mu.Unlock()
+	<-a.done
+	close(a.stop)
 }
 
 func (a *accessLog) log(r *http.Request, route string, status int, written int64, d time.Duration) {
-	a.logger.LogAttrs(context.Background(), slog.LevelInfo, "request",
-		slog.String("request_id", r.Header.Get("X-Request-Id")),
-		slog.String("remote", r.RemoteAddr),
-		slog.String("method", r.Method),
-		slog.String("path", r.URL.EscapedPath()),
-		slog.String("route", route),
-		slog.Int("status", status),
-		slog.Int64("bytes", written),
-		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
-		slog.String("proto", r.Proto),
-		slog.String("user_agent", r.UserAgent()),
-	)
+	now := time.Now()
+	var id string
+	if v := r.Header["X-Request-Id"]; len(v) > 0 {
+		id = v[0]
+	}
+	var ua string
+	if v := r.Header["User-Agent"]; len(v) > 0 {
+		ua = v[0]
+	}
+	a.mu.Lock()
+	b := a.buf
+	b = append(b, `{"time":"`...)
+	b = now.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","level":"INFO","msg":"request","request_id":`...)
+	b = appendJSONString(b, id)
+	b = append(b, `,"remote":`...)
+	b = appendJSONString(b, r.RemoteAddr)
+	b = append(b, `,"method":`...)
+	b = appendJSONString(b, r.Method)
+	b = append(b, `,"path":`...)
+	b = appendJSONString(b, r.URL.EscapedPath())
+	b = append(b, `,"route":`...)
+	b = appendJSONString(b, route)
+	b = append(b, `,"status":`...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, `,"bytes":`...)
+	b = strconv.AppendInt(b, written, 10)
+	b = append(b, `,"duration_ms":`...)
+	b = appendMillis(b, d)
+	b = append(b, `,"proto":`...)
+	b = appendJSONString(b, r.Proto)
+	b = append(b, `,"user_agent":`...)
+	b = appendJSONString(b, ua)
+	b = append(b, "}\n"...)
+	switch {
+	case a.closed:
+		_, _ = a.out.Write(b)
+		b = b[:0]
+	case len(b) >= accessBufSize-1024:
+		a.buf = b
+		a.handOff()
+		a.mu.Unlock()
+		return
+	}
+	a.buf = b
+	a.mu.Unlock()
 }
+
+// appendMillis appends d in milliseconds to the microsecond, as the shortest
+// decimal (1.7, 2, 0.001), the form encoding/json gives the same float.
+func appendMillis(b []byte, d time.Duration) []byte {
+	us := d.Microseconds()
+	if us < 0 {
+		b = append(b, '-')
+		us = -us
+	}
+	b = strconv.AppendInt(b, us/1000, 10)
+	frac := us % 1000
+	if frac == 0 {
+		return b
+	}
+	digits := [3]byte{byte('0' + frac/100), byte('0' + frac/10%10), byte('0' + frac%10)}
+	n := 3
+	for digits[n-1] == '0' {
+		n--
+	}
+	b = append(b, '.')
+	return append(b, digits[:n]...)
+}
+
+// appendJSONString appends s as a JSON string with the escapes slog's JSON
+// handler uses: quote, backslash and control characters escaped, invalid
+// UTF-8 replaced by U+FFFD, and U+2028/U+2029 escaped (they end lines in
+// JavaScript). Client-sent values (User-Agent, the path) cannot break the
+// line or the JSON.
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			i++
+			continue
+		}
+		var esc string
+		size := 1
+		switch {
+		case c == '"':
+			esc = `\"`
+		case c == '\\':
+			esc = `\\`
+		case c == '\n':
+			esc = `\n`
+		case c == '\r':
+			esc = `\r`
+		case c == '\t':
+			esc = `\t`
+		case c < 0x20:
+			b = append(b, s[start:i]...)
+			b = append(b, `\u00`...)
+			b = append(b, hexDigits[c>>4], hexDigits[c&0xf])
+			i++
+			start = i
+			continue
+		default:
+			r, n := utf8.DecodeRuneInString(s[i:])
+			size = n
+			switch {
+			case r == utf8.RuneError && n == 1:
+				esc = `\ufffd`
+			case r == '\u2028':
+				esc = `\u2028`
+			case r == '\u2029':
+				esc = `\u2029`
+			default:
+				i += n
+				continue
+			}
+		}
+		b = append(b, s[start:i]...)
+		b = append(b, esc...)
+		i += size
+		start = i
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+const hexDigits = "0123456789abcdef"

@@ -266,6 +266,9 @@ func (g *Gateway) Shutdown() error {
 	if gen := g.gen.Load(); gen != nil {
 		gen.retire(nil)
 	}
+	if g.access != nil {
+		g.access.close() // the buffered lines, before the process exits
+	}
 	if err != nil {
 		return fmt.Errorf("drain: %w", err)
 	}
@@ -282,7 +285,7 @@ func (g *Gateway) Close() {
 	}
 	g.cancel()
 	if g.access != nil {
-		g.access.flush()
+		g.access.close()
 	}
 }
 
