@@ -24,6 +24,7 @@ import (
 type accessLog struct {
 	mu     sync.Mutex
 	buf    []byte
+	made   int // buffers made, at most accessBuffers
 	closed bool
 	free   chan []byte // empty buffers
 	full   chan []byte // buffers for the writer, in order; nil asks for an acknowledgement
@@ -48,10 +49,10 @@ func newAccessLog(w io.Writer) *accessLog {
 		flushed: make(chan struct{}),
 		stop:    make(chan struct{}),
 	}
-	a.buf = make([]byte, 0, accessBufSize)
-	for range accessBuffers - 1 {
-		a.free <- make([]byte, 0, accessBufSize)
-	}
+	// Buffers are made as the writer falls behind, and grow as lines are
+	// appended: a quiet gateway's log costs a few KiB, not 256.
+	a.buf = make([]byte, 0, 4<<10)
+	a.made = 1
 	go a.write()
 	go a.tick()
 	return a
@@ -96,7 +97,16 @@ func (a *accessLog) tick() {
 // waiting for one when the writer is behind. mu is held.
 func (a *accessLog) handOff() {
 	a.full <- a.buf
-	a.buf = <-a.free
+	select {
+	case a.buf = <-a.free:
+	default:
+		if a.made < accessBuffers {
+			a.made++
+			a.buf = make([]byte, 0, 4<<10)
+			return
+		}
+		a.buf = <-a.free
+	}
 }
 
 // flush writes every line logged so far and returns when they are written.

@@ -237,6 +237,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		go func() { errc <- serve() }()
 	}
 	go g.watch()
+	go releaseIdle(g.ctx, idleEvery)
 	g.log.Info("gateway started", "api", g.api.API.Title, "routes", len(g.api.Routes),
 		"addr", g.cfg.Addr, "tls_addr", g.cfg.TLSAddr, "admin_addr", g.cfg.AdminAddr)
 	select {

@@ -1,12 +1,14 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"runtime/debug"
 	"runtime/metrics"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // DefaultHeapFloor is the heap size below which the command's gateway does
@@ -55,6 +57,56 @@ func floorPercent(base int, live, floor uint64) int {
 	// target, which would turn the GC off.
 	p := min(float64(floor-live)*100/float64(live), maxGCPercent)
 	return max(int(p), base)
+}
+
+// A raised GC target has a cost at idle: the runtime's background scavenger
+// keeps free heap memory up to about the heap goal mapped, so garbage made
+// after the last release (the first requests' lazy loads, a reload, a burst)
+// stays resident while the gateway idles, 1–2 MB of its RSS. releaseIdle
+// hands it back once allocation has paused.
+
+const (
+	idleEvery   = 500 * time.Millisecond // how often releaseIdle looks
+	idleAllocs  = 256 << 10              // allocated in a look's interval: still idle
+	releaseFrom = 1 << 20                // free heap worth a collection to release
+)
+
+// releaseHeap is debug.FreeOSMemory (a test counts the calls).
+var releaseHeap = debug.FreeOSMemory
+
+// releaseIdle returns the free heap to the OS (debug.FreeOSMemory: a
+// collection, then a full scavenge) when less than idleAllocs was allocated
+// since the last look and releaseFrom more is free than a release left, until
+// ctx ends. Under load it does nothing (allocation never pauses); at idle it
+// acts once. (Some free memory a release cannot return: a few hundred KiB,
+// sometimes 1–2 MB, the runtime keeps; it is not released again and again.)
+func releaseIdle(ctx context.Context, every time.Duration) {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}, {Name: "/memory/classes/heap/free:bytes"}}
+	read := func() (allocs, free uint64) {
+		metrics.Read(s)
+		if s[0].Value.Kind() != metrics.KindUint64 || s[1].Value.Kind() != metrics.KindUint64 {
+			return 0, 0
+		}
+		return s[0].Value.Uint64(), s[1].Value.Uint64()
+	}
+	last, _ := read()
+	var kept uint64 // free after the last release
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		allocs, free := read()
+		idle := allocs-last < idleAllocs
+		last = allocs
+		if idle && free >= kept+releaseFrom {
+			releaseHeap()
+			last, kept = read()
+		}
+	}
 }
 
 // gcPercent is the GC target in force.

@@ -1,8 +1,12 @@
 package gateway
 
 import (
+	"context"
+	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -108,4 +112,97 @@ func TestByteSize(t *testing.T) {
 			}
 		})
 	}
+}
+
+// heapFree is the free heap memory the runtime keeps mapped.
+func heapFree() uint64 {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/free:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+var sink [][]byte
+
+// TestReleaseIdle: with a raised GC target (as the heap floor sets) the
+// scavenger keeps freed memory mapped; once allocation pauses releaseIdle
+// hands it back.
+func TestReleaseIdle(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(10000))
+	debug.FreeOSMemory()
+	for range 96 {
+		sink = append(sink, make([]byte, 64<<10))
+	}
+	sink = nil
+	runtime.GC() // 6 MiB freed, not released
+	before := heapFree()
+	if before < 4<<20 {
+		t.Skipf("only %d bytes free after the collection: nothing to test", before)
+	}
+	stop := startReleaseIdle(20 * time.Millisecond)
+	defer stop()
+	// Most of the 6 MiB goes (the runtime keeps some free memory it does
+	// not return: a few hundred KiB, at times a few MB).
+	deadline := time.Now().Add(5 * time.Second)
+	for heapFree() > before-3<<20 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d bytes of free heap still mapped after 5s idle", heapFree(), before)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestReleaseIdleBusy: while the process keeps allocating, releaseIdle does
+// not collect (a collection under load is what the floor avoids).
+func TestReleaseIdleBusy(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(10000))
+	var calls atomic.Int32
+	defer func(f func()) { releaseHeap = f }(releaseHeap)
+	releaseHeap = func() { calls.Add(1) }
+	for range 96 { // free memory for it to want
+		sink = append(sink, make([]byte, 64<<10))
+	}
+	sink = nil
+	runtime.GC()
+	stop := startReleaseIdle(50 * time.Millisecond)
+	for end := time.Now().Add(500 * time.Millisecond); time.Now().Before(end); {
+		sink = append(sink[:0], make([]byte, 64<<10)) // ~6 MiB per interval
+		time.Sleep(500 * time.Microsecond)
+	}
+	stop()
+	sink = nil
+	if n := calls.Load(); n != 0 {
+		t.Errorf("released %d times while allocating", n)
+	}
+}
+
+// TestReleaseIdleOnce: free memory that a release could not return does
+// not make releaseIdle collect again at every look.
+func TestReleaseIdleOnce(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(10000))
+	var calls atomic.Int32
+	defer func(f func()) { releaseHeap = f }(releaseHeap)
+	releaseHeap = func() { calls.Add(1) } // releases nothing: the free memory stays
+	for range 96 {
+		sink = append(sink, make([]byte, 64<<10))
+	}
+	sink = nil
+	runtime.GC()
+	stop := startReleaseIdle(20 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
+	stop()
+	if n := calls.Load(); n != 1 {
+		t.Errorf("released %d times over 15 idle looks, want once", n)
+	}
+}
+
+// startReleaseIdle runs releaseIdle until the returned stop, which waits
+// for it to end.
+func startReleaseIdle(every time.Duration) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		releaseIdle(ctx, every)
+	}()
+	return func() { cancel(); <-done }
 }
