@@ -59,38 +59,53 @@ func floorPercent(base int, live, floor uint64) int {
 	return max(int(p), base)
 }
 
-// A raised GC target has a cost at idle: the runtime's background scavenger
-// keeps free heap memory up to about the heap goal mapped, so garbage made
-// after the last release (the first requests' lazy loads, a reload, a burst)
-// stays resident while the gateway idles, 1–2 MB of its RSS. releaseIdle
-// hands it back once allocation has paused.
+// A raised GC target has a cost at idle: garbage is only collected once the
+// heap reaches the goal, and the runtime's background scavenger keeps free
+// heap memory up to about the goal mapped. So a burst of requests (about 70
+// bytes each) leaves up to the floor's worth resident while the gateway then
+// idles, ten MB after 100k requests. releaseIdle hands it back once
+// allocation has paused.
 
 const (
 	idleEvery   = 500 * time.Millisecond // how often releaseIdle looks
 	idleAllocs  = 256 << 10              // allocated in a look's interval: still idle
-	releaseFrom = 1 << 20                // free heap worth a collection to release
+	releaseFrom = 1 << 20                // reclaimable memory worth a collection
 )
 
 // releaseHeap is debug.FreeOSMemory (a test counts the calls).
 var releaseHeap = debug.FreeOSMemory
 
-// releaseIdle returns the free heap to the OS (debug.FreeOSMemory: a
-// collection, then a full scavenge) when less than idleAllocs was allocated
-// since the last look and releaseFrom more is free than a release left, until
-// ctx ends. Under load it does nothing (allocation never pauses); at idle it
-// acts once. (Some free memory a release cannot return: a few hundred KiB,
-// sometimes 1–2 MB, the runtime keeps; it is not released again and again.)
+// releaseIdle collects and returns the free heap to the OS
+// (debug.FreeOSMemory: a collection, then a full scavenge) when less than
+// idleAllocs was allocated since the last look and releaseFrom more is
+// reclaimable (garbage not yet collected, free memory still mapped) than a
+// release left, until ctx ends. Under load it does nothing (allocation never
+// pauses); at idle it acts once. (Some free memory a release cannot return,
+// a few hundred KiB, at times a few MB, the runtime keeps; it is not
+// released again and again.)
 func releaseIdle(ctx context.Context, every time.Duration) {
-	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}, {Name: "/memory/classes/heap/free:bytes"}}
-	read := func() (allocs, free uint64) {
+	s := []metrics.Sample{
+		{Name: "/gc/heap/allocs:bytes"},
+		{Name: "/memory/classes/heap/free:bytes"},
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/gc/heap/live:bytes"},
+	}
+	read := func() (allocs, reclaimable uint64) {
 		metrics.Read(s)
-		if s[0].Value.Kind() != metrics.KindUint64 || s[1].Value.Kind() != metrics.KindUint64 {
-			return 0, 0
+		for _, x := range s {
+			if x.Value.Kind() != metrics.KindUint64 {
+				return 0, 0
+			}
 		}
-		return s[0].Value.Uint64(), s[1].Value.Uint64()
+		free, objects, live := s[1].Value.Uint64(), s[2].Value.Uint64(), s[3].Value.Uint64()
+		reclaimable = free
+		if objects > live {
+			reclaimable += objects - live // garbage since the last collection
+		}
+		return s[0].Value.Uint64(), reclaimable
 	}
 	last, _ := read()
-	var kept uint64 // free after the last release
+	var kept uint64 // reclaimable after the last release
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -99,10 +114,10 @@ func releaseIdle(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 		}
-		allocs, free := read()
+		allocs, reclaimable := read()
 		idle := allocs-last < idleAllocs
 		last = allocs
-		if idle && free >= kept+releaseFrom {
+		if idle && reclaimable >= kept+releaseFrom {
 			releaseHeap()
 			last, kept = read()
 		}

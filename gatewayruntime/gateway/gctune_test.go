@@ -151,6 +151,34 @@ func TestReleaseIdle(t *testing.T) {
 	}
 }
 
+// heapObjects is the heap memory taken by objects, live or garbage.
+func heapObjects() uint64 {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+// TestReleaseIdleGarbage: garbage the raised target has not collected yet
+// (a burst of requests below the floor) is collected once allocation pauses.
+func TestReleaseIdleGarbage(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(10000))
+	runtime.GC()
+	for range 96 {
+		sink = append(sink, make([]byte, 64<<10))
+	}
+	sink = nil // 6 MiB of garbage, not collected (the goal is far)
+	before := heapObjects()
+	stop := startReleaseIdle(20 * time.Millisecond)
+	defer stop()
+	deadline := time.Now().Add(5 * time.Second)
+	for heapObjects() > before-4<<20 {
+		if time.Now().After(deadline) {
+			t.Fatalf("heap objects %d bytes after 5s idle, %d before: the garbage was not collected", heapObjects(), before)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // TestReleaseIdleBusy: while the process keeps allocating, releaseIdle does
 // not collect (a collection under load is what the floor avoids).
 func TestReleaseIdleBusy(t *testing.T) {
