@@ -64,12 +64,14 @@ func floorPercent(base int, live, floor uint64) int {
 // heap memory up to about the goal mapped. So a burst of requests (about 70
 // bytes each) leaves up to the floor's worth resident while the gateway then
 // idles, ten MB after 100k requests. releaseIdle hands it back once
-// allocation has paused.
+// allocation has paused for a few seconds: not in the short gaps of bursty
+// traffic, where the memory would only be faulted in again.
 
 const (
-	idleEvery   = 500 * time.Millisecond // how often releaseIdle looks
-	idleAllocs  = 256 << 10              // allocated in a look's interval: still idle
-	releaseFrom = 1 << 20                // reclaimable memory worth a collection
+	idleEvery   = time.Second // how often releaseIdle looks
+	idleLooks   = 5           // looks in a row without allocation: idle
+	idleAllocs  = 256 << 10   // allocated between two looks: still idle
+	releaseFrom = 1 << 20     // reclaimable memory worth a collection
 )
 
 // releaseHeap is debug.FreeOSMemory (a test counts the calls).
@@ -77,7 +79,8 @@ var releaseHeap = debug.FreeOSMemory
 
 // releaseIdle collects and returns the free heap to the OS
 // (debug.FreeOSMemory: a collection, then a full scavenge) when less than
-// idleAllocs was allocated since the last look and releaseFrom more is
+// idleAllocs was allocated between each of the last idleLooks looks and
+// releaseFrom more is
 // reclaimable (garbage not yet collected, free memory still mapped) than a
 // release left, until ctx ends. Under load it does nothing (allocation never
 // pauses); at idle it acts once. (Some free memory a release cannot return,
@@ -106,6 +109,7 @@ func releaseIdle(ctx context.Context, every time.Duration) {
 	}
 	last, _ := read()
 	var kept uint64 // reclaimable after the last release
+	quiet := 0      // looks in a row without allocation
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -115,9 +119,13 @@ func releaseIdle(ctx context.Context, every time.Duration) {
 		case <-t.C:
 		}
 		allocs, reclaimable := read()
-		idle := allocs-last < idleAllocs
+		if allocs-last < idleAllocs {
+			quiet++
+		} else {
+			quiet = 0
+		}
 		last = allocs
-		if idle && reclaimable >= kept+releaseFrom {
+		if quiet >= idleLooks && reclaimable >= kept+releaseFrom {
 			releaseHeap()
 			last, kept = read()
 		}
