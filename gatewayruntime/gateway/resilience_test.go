@@ -345,3 +345,29 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestInFlight: the in-flight gauge counts a request the upstream holds, and
+// drops back when it is answered.
+func TestInFlight(t *testing.T) {
+	hold, held := make(chan struct{}), make(chan struct{})
+	up := newUpstream(t, func(w http.ResponseWriter, _ *http.Request) {
+		close(held)
+		<-hold
+	})
+	h := newHarness(t, testAPI(), bindingTo(up.url))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.do("GET", "/v1/items/1", nil, nil)
+	}()
+	<-held
+	got, ok := scrape(t, h.g)["gatekiln_requests_in_flight"]
+	close(hold)
+	<-done
+	if !ok || got != 1 {
+		t.Errorf("in flight while the upstream holds the request: %v (reported %v), want 1", got, ok)
+	}
+	if got := scrape(t, h.g)["gatekiln_requests_in_flight"]; got != 0 {
+		t.Errorf("in flight after the answer: %v, want 0", got)
+	}
+}

@@ -12,13 +12,27 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
+// Count is a gauge of things in progress, read when scraped: an atomic add
+// per change, where a prometheus.Gauge makes a compare-and-swap loop on a
+// float (twice a request, for requests in flight).
+type Count struct{ n atomic.Int64 }
+
+// Inc adds one.
+func (c *Count) Inc() { c.n.Add(1) }
+
+// Dec takes one away.
+func (c *Count) Dec() { c.n.Add(-1) }
+
+// Value is the count now.
+func (c *Count) Value() int64 { return c.n.Load() }
+
 // Gateway is the set of collectors one gateway process registers.
 type Gateway struct {
 	Registry *prometheus.Registry
 
 	requests        *prometheus.CounterVec
 	duration        *prometheus.HistogramVec
-	InFlight        prometheus.Gauge
+	InFlight        *Count
 	Rejected        *prometheus.CounterVec
 	upstreamLatency *prometheus.HistogramVec
 	upstreamErrors  *prometheus.CounterVec
@@ -47,10 +61,7 @@ func New() *Gateway {
 			Help:    "Time from the request head to the end of the response, by route template and method.",
 			Buckets: latencyBuckets,
 		}, []string{"route", "method"}),
-		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "gatekiln_requests_in_flight",
-			Help: "Requests being served.",
-		}),
+		InFlight: new(Count),
 		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatekiln_requests_rejected_total",
 			Help: "Requests refused before routing (malformed, oversized or slow heads), by status code.",
@@ -94,7 +105,11 @@ func New() *Gateway {
 		}),
 	}
 	g.Registry.MustRegister(
-		g.requests, g.duration, g.InFlight, g.Rejected,
+		g.requests, g.duration, g.Rejected,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "gatekiln_requests_in_flight",
+			Help: "Requests being served.",
+		}, func() float64 { return float64(g.InFlight.Value()) }),
 		g.upstreamLatency, g.upstreamErrors, g.retries, g.circuitState, g.ejections,
 		g.Reloads, g.Generation, g.BindingValid, g.Ready,
 		collectors.NewGoCollector(),
