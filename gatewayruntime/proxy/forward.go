@@ -96,7 +96,11 @@ func (f *forwarded) appendElement(b []byte) []byte {
 		b = append(b, f.peer...)
 	}
 	b = append(b, `;host="`...)
-	b = append(b, strings.ReplaceAll(sanitize(f.host), `"`, "")...)
+	if h := sanitize(f.host); strings.IndexByte(h, '"') < 0 {
+		b = append(b, h...) // the common case, without ReplaceAll's count
+	} else {
+		b = append(b, strings.ReplaceAll(h, `"`, "")...)
+	}
 	b = append(b, `";proto=`...)
 	return append(b, f.proto...)
 }
