@@ -191,7 +191,7 @@ func TestReleaseIdleBusy(t *testing.T) {
 	}
 	sink = nil
 	runtime.GC()
-	stop := startReleaseIdle(50 * time.Millisecond)
+	stop := startReleaseIdle(100 * time.Millisecond) // five quiet looks would need the whole run stalled
 	for end := time.Now().Add(500 * time.Millisecond); time.Now().Before(end); {
 		sink = append(sink[:0], make([]byte, 64<<10)) // ~6 MiB per interval
 		time.Sleep(500 * time.Microsecond)
@@ -216,10 +216,15 @@ func TestReleaseIdleOnce(t *testing.T) {
 	sink = nil
 	runtime.GC()
 	stop := startReleaseIdle(20 * time.Millisecond)
-	time.Sleep(300 * time.Millisecond)
-	stop()
+	defer stop()
+	for deadline := time.Now().Add(5 * time.Second); calls.Load() == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("never released")
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // ten more idle looks
 	if n := calls.Load(); n != 1 {
-		t.Errorf("released %d times over 15 idle looks, want once", n)
+		t.Errorf("released %d times, want once", n)
 	}
 }
 
