@@ -26,13 +26,18 @@ type accessLog struct {
 	buf    []byte
 	made   int // buffers made, at most accessBuffers
 	closed bool
-	free   chan []byte // empty buffers
-	full   chan []byte // buffers for the writer, in order; nil asks for an acknowledgement
-	done   chan struct{}
+	free   chan []byte   // empty buffers
+	full   chan queued   // for the writer, in order
+	done   chan struct{} // the writer has ended
+	stop   chan struct{} // ends tick
 	out    io.Writer
-	// flushed carries the writer's acknowledgements of flush requests.
-	flushed chan struct{}
-	stop    chan struct{}
+}
+
+// queued is a full buffer, or a flush request (ack, closed once everything
+// queued before it is written).
+type queued struct {
+	b   []byte
+	ack chan struct{}
 }
 
 const (
@@ -42,12 +47,11 @@ const (
 
 func newAccessLog(w io.Writer) *accessLog {
 	a := &accessLog{
-		out:     w,
-		free:    make(chan []byte, accessBuffers),
-		full:    make(chan []byte, accessBuffers),
-		done:    make(chan struct{}),
-		flushed: make(chan struct{}),
-		stop:    make(chan struct{}),
+		out:  w,
+		free: make(chan []byte, accessBuffers),
+		full: make(chan queued, accessBuffers),
+		done: make(chan struct{}),
+		stop: make(chan struct{}),
 	}
 	// Buffers are made as the writer falls behind, and grow as lines are
 	// appended: a quiet gateway's log costs a few KiB, not 256.
@@ -58,19 +62,18 @@ func newAccessLog(w io.Writer) *accessLog {
 	return a
 }
 
-// write writes the queued buffers in order; a nil buffer is a flush request,
-// acknowledged once everything before it is written.
+// write writes the queued buffers in order and acknowledges flush requests.
 func (a *accessLog) write() {
 	defer close(a.done)
-	for b := range a.full {
-		if b == nil {
-			a.flushed <- struct{}{}
+	for q := range a.full {
+		if q.ack != nil {
+			close(q.ack)
 			continue
 		}
 		// A failed write (a closed stdout) loses those lines; nothing else
 		// can be done with them.
-		_, _ = a.out.Write(b)
-		a.free <- b[:0]
+		_, _ = a.out.Write(q.b)
+		a.free <- q.b[:0]
 	}
 }
 
@@ -96,7 +99,7 @@ func (a *accessLog) tick() {
 // handOff queues the current buffer for the writer and takes an empty one,
 // waiting for one when the writer is behind. mu is held.
 func (a *accessLog) handOff() {
-	a.full <- a.buf
+	a.full <- queued{b: a.buf}
 	select {
 	case a.buf = <-a.free:
 	default:
@@ -119,9 +122,10 @@ func (a *accessLog) flush() {
 	if len(a.buf) > 0 {
 		a.handOff()
 	}
-	a.full <- nil
+	ack := make(chan struct{})
+	a.full <- queued{ack: ack}
 	a.mu.Unlock()
-	<-a.flushed
+	<-ack
 }
 
 // close writes every line logged so far and stops the goroutines; lines

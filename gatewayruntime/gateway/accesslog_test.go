@@ -203,3 +203,26 @@ func TestAccessLogShutdown(t *testing.T) {
 		t.Errorf("after Shutdown the log holds %q", buf.String())
 	}
 }
+
+// TestAccessLogFlushConcurrent: each flush returns only once its own lines
+// are written, also when flushes overlap.
+func TestAccessLogFlushConcurrent(t *testing.T) {
+	var out syncBuffer
+	a := newAccessLog(&out)
+	defer a.close()
+	r := httptest.NewRequest("GET", "/p", nil)
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			route := "flush-" + strconv.Itoa(i)
+			a.log(r, route, 200, 0, 0)
+			a.flush()
+			if !strings.Contains(out.String(), `"route":"`+route+`"`) {
+				t.Errorf("flush returned before %s was written", route)
+			}
+		}()
+	}
+	wg.Wait()
+}
