@@ -36,7 +36,10 @@ type load struct {
 func startLoad(t *testing.T, url string, n int) *load {
 	l := &load{seen: map[string]int{}, stop: make(chan struct{})}
 	d := &net.Dialer{}
-	tr := &http.Transport{MaxIdleConnsPerHost: n, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+	// MaxConnsPerHost: a client whose connection is on its way back to the
+	// idle pool waits for it instead of racing a new dial (under load that
+	// dial counted as a reconnect though no connection was dropped).
+	tr := &http.Transport{MaxIdleConnsPerHost: n, MaxConnsPerHost: n, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		l.dials.Add(1)
 		return d.DialContext(ctx, network, addr)
 	}}
@@ -98,7 +101,9 @@ func TestHotReloadUnderLoad(t *testing.T) {
 	h := newHarness(t, testAPI(), bindingTo(a.url), func(c *Config) { c.ReloadInterval = 20 * time.Millisecond })
 	go h.g.watch()
 	l := startLoad(t, h.url+"/v1/items", 8)
-	waitFor(t, "traffic on A", func() bool { return l.count(a.addr) > 100 })
+	// Every client connected (on a loaded machine some start late, and their
+	// first dial is no reconnect), then traffic.
+	waitFor(t, "traffic on A from every client", func() bool { return l.dials.Load() >= 8 && l.count(a.addr) > 100 })
 	dials := l.dials.Load()
 	h.dir.swap(bindingTo(b.url), nil) // the kubelet's ..data symlink swap
 	waitFor(t, "traffic on B", func() bool { return l.count(b.addr) > 100 })
