@@ -85,11 +85,9 @@ func (a *accessLog) tick() {
 	for {
 		select {
 		case <-t.C:
-			a.mu.Lock()
-			if len(a.buf) > 0 && !a.closed {
-				a.handOff()
+			if a.lockQueued() {
+				a.mu.Unlock()
 			}
-			a.mu.Unlock()
 		case <-a.stop:
 			return
 		}
@@ -112,15 +110,25 @@ func (a *accessLog) handOff() {
 	}
 }
 
-// flush writes every line logged so far and returns when they are written.
-func (a *accessLog) flush() {
+// lockQueued takes mu and queues the lines logged so far for the writer. It
+// returns false, with mu released, when the log is closed (nothing is queued
+// then: lines are written as they come).
+func (a *accessLog) lockQueued() bool {
 	a.mu.Lock()
 	if a.closed {
 		a.mu.Unlock()
-		return
+		return false
 	}
 	if len(a.buf) > 0 {
 		a.handOff()
+	}
+	return true
+}
+
+// flush writes every line logged so far and returns when they are written.
+func (a *accessLog) flush() {
+	if !a.lockQueued() {
+		return
 	}
 	ack := make(chan struct{})
 	a.full <- queued{ack: ack}
@@ -131,13 +139,8 @@ func (a *accessLog) flush() {
 // close writes every line logged so far and stops the goroutines; lines
 // logged after it are written at once.
 func (a *accessLog) close() {
-	a.mu.Lock()
-	if a.closed {
-		a.mu.Unlock()
+	if !a.lockQueued() {
 		return
-	}
-	if len(a.buf) > 0 {
-		a.handOff()
 	}
 	a.closed = true
 	close(a.full)

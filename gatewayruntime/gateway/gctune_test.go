@@ -123,16 +123,21 @@ func heapFree() uint64 {
 
 var sink [][]byte
 
+// makeGarbage allocates 6 MiB and drops it.
+func makeGarbage() {
+	for range 96 {
+		sink = append(sink, make([]byte, 64<<10))
+	}
+	sink = nil
+}
+
 // TestReleaseIdle: with a raised GC target (as the heap floor sets) the
 // scavenger keeps freed memory mapped; once allocation pauses releaseIdle
 // hands it back.
 func TestReleaseIdle(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(10000))
 	debug.FreeOSMemory()
-	for range 96 {
-		sink = append(sink, make([]byte, 64<<10))
-	}
-	sink = nil
+	makeGarbage()
 	runtime.GC() // 6 MiB freed, not released
 	before := heapFree()
 	if before < 4<<20 {
@@ -163,10 +168,7 @@ func heapObjects() uint64 {
 func TestReleaseIdleGarbage(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(10000))
 	runtime.GC()
-	for range 96 {
-		sink = append(sink, make([]byte, 64<<10))
-	}
-	sink = nil // 6 MiB of garbage, not collected (the goal is far)
+	makeGarbage() // 6 MiB of garbage, not collected (the goal is far)
 	before := heapObjects()
 	stop := startReleaseIdle(20 * time.Millisecond)
 	defer stop()
@@ -186,10 +188,7 @@ func TestReleaseIdleBusy(t *testing.T) {
 	var calls atomic.Int32
 	defer func(f func()) { releaseHeap = f }(releaseHeap)
 	releaseHeap = func() { calls.Add(1) }
-	for range 96 { // free memory for it to want
-		sink = append(sink, make([]byte, 64<<10))
-	}
-	sink = nil
+	makeGarbage() // free memory for it to want
 	runtime.GC()
 	stop := startReleaseIdle(100 * time.Millisecond) // five quiet looks would need the whole run stalled
 	for end := time.Now().Add(500 * time.Millisecond); time.Now().Before(end); {
@@ -210,10 +209,7 @@ func TestReleaseIdleOnce(t *testing.T) {
 	var calls atomic.Int32
 	defer func(f func()) { releaseHeap = f }(releaseHeap)
 	releaseHeap = func() { calls.Add(1) } // releases nothing: the free memory stays
-	for range 96 {
-		sink = append(sink, make([]byte, 64<<10))
-	}
-	sink = nil
+	makeGarbage()
 	runtime.GC()
 	stop := startReleaseIdle(20 * time.Millisecond)
 	defer stop()

@@ -369,7 +369,10 @@ var release struct {
 // pause for releaseDelay. A load makes several times more garbage than it
 // keeps (parsing the operation's document); with a raised GC target
 // (gateway.Config.HeapFloor) a gateway that then idles might not collect it
-// for a long time, and it would stay resident.
+// for a long time, and it would stay resident. The gateway's own idle release
+// (after 5 s without allocation) would get to it too, but later: the first
+// requests' loads are a cold start's largest garbage, and this returns it a
+// second after them.
 func releaseSoon() {
 	release.Lock()
 	defer release.Unlock()
