@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -246,5 +247,39 @@ func TestNow(t *testing.T) {
 	}
 	if d := time.Since(Now(context.Background())); d < 0 || d > time.Second {
 		t.Errorf("Now without a coroutine is %v from the clock", d)
+	}
+}
+
+// TestCoroManyReady makes more sockets ready at once than one epoll_wait
+// returns, then nothing else happens: every coroutine must still run. (The
+// loop's descriptor reports readiness to the netpoller only when new events
+// arrive, so events left after a full batch must be taken without waiting.)
+func TestCoroManyReady(t *testing.T) {
+	const conns = 3 * 256
+	peers := make([]net.Conn, conns)
+	read := make(chan int, conns)
+	for i := range peers {
+		c, peer := coroPair(t)
+		peers[i] = peer
+		serveCoro(t, c, func(_ *Coro, c *FDConn) {
+			n, _ := c.Read(make([]byte, 1))
+			read <- n
+		})
+	}
+	// On one P the writes below finish before the loop runs again, so all
+	// their events are waiting in the epoll instance together.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	for _, peer := range peers {
+		if _, err := peer.Write([]byte{1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	timeout := time.After(5 * time.Second)
+	for got := 0; got < conns; got++ {
+		select {
+		case <-read:
+		case <-timeout:
+			t.Fatalf("%d of %d coroutines ran after their sockets became ready", got, conns)
+		}
 	}
 }

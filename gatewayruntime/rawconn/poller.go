@@ -207,6 +207,15 @@ func (p *poller) poll(uintptr) bool {
 		}
 		clear(wakes)
 		p.wake = wakes
+		if int(n) == len(p.events) {
+			// More events may be waiting, and the epoll descriptor reports
+			// readiness to the netpoller only when new ones arrive (edge-
+			// triggered): parking now could leave them until then, which in a
+			// burst of connections is until their deadlines. Let the woken
+			// goroutines run, then take the rest.
+			runtime.Gosched()
+			continue
+		}
 		// Park: the woken goroutines run now, and the netpoller brings the
 		// loop back when the epoll descriptor has more.
 		return false
