@@ -131,7 +131,7 @@ func TestReadHead(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			// One byte at a time exercises every buffer boundary.
-			r := NewReader(iotest.OneByteReader(strings.NewReader(tt.in)), 16, 8192)
+			r := NewReader(iotest.OneByteReader(strings.NewReader(tt.in)), 16, 8192, nil)
 			for _, want := range tt.heads {
 				head, err := r.ReadHead()
 				if err != nil {
@@ -164,7 +164,7 @@ func TestChunkedReader(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := NewReader(iotest.OneByteReader(strings.NewReader(tt.in)), 8, 64)
+			r := NewReader(iotest.OneByteReader(strings.NewReader(tt.in)), 8, 64, nil)
 			var c ChunkedReader
 			c.Reset(r)
 			got, err := io.ReadAll(&c)
@@ -256,7 +256,7 @@ func FuzzParseRequest(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		r := NewReader(bytes.NewReader(data), 64, 4096)
+		r := NewReader(bytes.NewReader(data), 64, 4096, nil)
 		head, err := r.ReadHead()
 		if err != nil {
 			return

@@ -42,14 +42,60 @@ type Reader struct {
 	rd      io.Reader
 	buf     []byte
 	r, w    int
+	size    int
 	maxHead int
 	err     error
+	pool    BufferPool
+	waiter  ReadyWaiter
+}
+
+// ReadyWaiter may be implemented by a Reader's source: a Reader without a
+// buffer calls WaitReadable before it borrows one to read into, so that no
+// buffer is held while the peer has yet to answer (see proxy's exchangeIO).
+type ReadyWaiter interface {
+	WaitReadable() error
 }
 
 // NewReader returns a Reader with an initial buffer of size bytes that accepts
-// heads of up to maxHead bytes.
-func NewReader(rd io.Reader, size, maxHead int) *Reader {
-	return &Reader{rd: rd, buf: make([]byte, size), maxHead: maxHead}
+// heads of up to maxHead bytes. With a pool, the buffer is borrowed from it
+// while the reader holds bytes (see Release).
+func NewReader(rd io.Reader, size, maxHead int, pool BufferPool) *Reader {
+	b := &Reader{size: size, maxHead: maxHead, pool: pool}
+	if pool == nil {
+		b.buf = make([]byte, size)
+	}
+	b.SetSource(rd)
+	return b
+}
+
+// Release returns the buffer to the pool when nothing is buffered; the next
+// read borrows one again. Slices the reader handed out (heads, lines) must no
+// longer be in use.
+func (b *Reader) Release() {
+	if b.pool != nil && b.r == b.w && b.buf != nil {
+		b.pool.Recycle(b.buf)
+		b.buf = nil
+		b.r, b.w = 0, 0
+	}
+}
+
+// ensure gives the reader a buffer when it has released its own.
+func (b *Reader) ensure() error {
+	if b.buf != nil {
+		return nil
+	}
+	if b.waiter != nil {
+		if err := b.waiter.WaitReadable(); err != nil {
+			b.err = err
+			return err
+		}
+	}
+	if b.pool != nil {
+		b.buf = b.pool.Buffer()
+	} else {
+		b.buf = make([]byte, b.size)
+	}
+	return nil
 }
 
 // Buffered returns how many bytes can be read without touching the connection.
@@ -65,6 +111,9 @@ func (b *Reader) Discard(n int) { b.r += n }
 func (b *Reader) fill() error {
 	if b.err != nil {
 		return b.err
+	}
+	if err := b.ensure(); err != nil {
+		return err
 	}
 	if b.r > 0 {
 		copy(b.buf, b.buf[b.r:b.w])
@@ -139,7 +188,7 @@ func (b *Reader) ReadHead() ([]byte, error) {
 		if len(data) >= b.maxHead {
 			return nil, ErrHeadTooLarge
 		}
-		if b.r+len(data) == len(b.buf) && b.r == 0 {
+		if b.buf != nil && b.r+len(data) == len(b.buf) && b.r == 0 {
 			b.grow()
 		}
 		if b.OnWait != nil {
@@ -179,7 +228,7 @@ func (b *Reader) Read(p []byte) (int, error) {
 		if b.err != nil {
 			return 0, b.err
 		}
-		if len(p) >= len(b.buf) {
+		if len(p) >= b.size {
 			n, err := b.rd.Read(p)
 			if err != nil {
 				b.err = err
@@ -214,7 +263,7 @@ func (b *Reader) ReadLine(limit int) ([]byte, error) {
 		if len(data) > limit {
 			return nil, bad("line too long in chunked framing")
 		}
-		if b.r+len(data) == len(b.buf) && b.r == 0 {
+		if b.buf != nil && b.r+len(data) == len(b.buf) && b.r == 0 {
 			b.grow()
 		}
 		if err := b.fill(); err != nil {
@@ -227,11 +276,14 @@ func (b *Reader) ReadLine(limit int) ([]byte, error) {
 }
 
 // SetSource changes where the reader reads from, keeping what it has buffered.
-func (b *Reader) SetSource(rd io.Reader) { b.rd = rd }
+func (b *Reader) SetSource(rd io.Reader) {
+	b.rd = rd
+	b.waiter, _ = rd.(ReadyWaiter)
+}
 
 // Reset points the reader at a new connection and drops buffered bytes.
 func (b *Reader) Reset(rd io.Reader) {
-	b.rd = rd
+	b.SetSource(rd)
 	b.r, b.w = 0, 0
 	b.err = nil
 }

@@ -191,6 +191,9 @@ func (p *routeProxy) attempt(r *http.Request, u *Upstream, fwd *forwarded, rest 
 		}
 		break
 	}
+	// The request is all written (the held write went out with the first
+	// read): its buffer goes back for other requests.
+	uc.bw.Release()
 	uc.lastUsed = rawconn.Now(r.Context())
 	u.m.Latency.Observe(uc.lastUsed.Sub(start).Seconds())
 	return uc, ok, false, nil
@@ -336,7 +339,7 @@ func contains(list []string, k string) bool {
 	return false
 }
 
-func writeChunked(bw http1.Writer, body io.Reader) error {
+func writeChunked(bw *http1.Writer, body io.Reader) error {
 	buf := getBuf()
 	defer putBuf(buf)
 	for {
@@ -433,6 +436,7 @@ func (p *routeProxy) respond(w http.ResponseWriter, r *http.Request, uc *upConn)
 
 func (p *routeProxy) release(uc *upConn, reusable bool) {
 	if reusable && uc.br.Buffered() == 0 {
+		uc.br.Release()
 		uc.u.put(uc)
 		return
 	}

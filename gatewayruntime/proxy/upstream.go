@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"io"
@@ -89,7 +88,7 @@ type upConn struct {
 	nc       net.Conn
 	io       *exchangeIO
 	br       *http1.Reader
-	bw       http1.Writer
+	bw       *http1.Writer
 	resp     http1.Response
 	cr       http1.ChunkedReader
 	lastUsed time.Time
@@ -127,12 +126,14 @@ func (u *Upstream) get(ctx context.Context, now, deadline time.Time) (*upConn, e
 	}
 	x := &exchangeIO{c: nc}
 	x.wtr, _ = nc.(writeThenReader)
+	x.wtw, _ = nc.(writeThenWaiter)
+	pool, _ := nc.(http1.BufferPool)
 	return &upConn{
 		u:  u,
 		nc: nc,
 		io: x,
-		br: http1.NewReader(x, 4<<10, 64<<10),
-		bw: http1.Writer{Writer: bufio.NewWriterSize(x, 4<<10)},
+		br: http1.NewReader(x, 4<<10, 64<<10, pool),
+		bw: http1.NewWriter(x, 4<<10, pool),
 	}, nil
 }
 
@@ -162,6 +163,10 @@ type writeThenReader interface {
 	WriteThenRead(w, r []byte) (written, n int, err error)
 }
 
+type writeThenWaiter interface {
+	WriteThenWait(w []byte) (written int, err error)
+}
+
 // exchangeIO sits between an upstream connection and its buffers. While hold
 // is set (around the flush that ends a request) the write is kept and made by
 // the next read, as one WriteThenRead: the response is waited for, never
@@ -169,8 +174,25 @@ type writeThenReader interface {
 type exchangeIO struct {
 	c       net.Conn
 	wtr     writeThenReader
+	wtw     writeThenWaiter
 	hold    bool
 	pending []byte
+}
+
+// WaitReadable makes the held write and waits for the answer before the
+// response reader borrows a buffer (http1.ReadyWaiter), so that requests
+// waiting on their upstream hold no read buffer.
+func (x *exchangeIO) WaitReadable() error {
+	if x.pending == nil || x.wtw == nil {
+		return nil
+	}
+	w := x.pending
+	x.pending = nil
+	written, err := x.wtw.WriteThenWait(w)
+	if err == nil && written < len(w) {
+		_, err = x.c.Write(w[written:])
+	}
+	return err
 }
 
 func (x *exchangeIO) Write(p []byte) (int, error) {

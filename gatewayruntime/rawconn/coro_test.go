@@ -283,3 +283,38 @@ func TestCoroManyReady(t *testing.T) {
 		}
 	}
 }
+
+// TestBufferLoan checks the loop's buffer loans: in a coroutine the buffer
+// returned last is lent next (it is the one still in the CPU cache); outside
+// one, and for buffers of another size, nothing is kept.
+func TestBufferLoan(t *testing.T) {
+	c, _ := coroPair(t)
+	type result struct {
+		same, foreignKept bool
+		size              int
+	}
+	res := make(chan result, 1)
+	<-serveCoro(t, c, func(_ *Coro, c *FDConn) {
+		a, b := c.Buffer(), c.Buffer()
+		c.Recycle(b)
+		c.Recycle(a)
+		again := c.Buffer()
+		c.Recycle(again)
+		c.Recycle(make([]byte, 2*BufSize)) // a grown buffer: not kept
+		next := c.Buffer()
+		res <- result{same: &again[0] == &a[0], foreignKept: cap(next) != BufSize, size: len(a)}
+		c.Recycle(next)
+		c.Recycle(b)
+	})
+	r := <-res
+	if r.size != BufSize || !r.same || r.foreignKept {
+		t.Fatalf("size %d, last returned lent again %v, other size kept %v", r.size, r.same, r.foreignKept)
+	}
+	// Not in a coroutine: nothing is pooled (another loop's list is not ours).
+	_, g := polledPair(t)
+	a := g.Buffer()
+	g.Recycle(a)
+	if b := g.Buffer(); &b[0] == &a[0] {
+		t.Fatal("a buffer returned outside a coroutine was lent again")
+	}
+}

@@ -249,6 +249,63 @@ func (c *FDConn) WriteThenRead(w, r []byte) (written, n int, err error) {
 	}
 }
 
+// WriteThenWait writes w, then waits until the socket is readable, for a
+// Read to follow: WriteThenRead for a caller that takes its read buffer only
+// once the answer is there. A short count with no error means the socket
+// buffer was full; the caller writes the rest.
+func (c *FDConn) WriteThenWait(w []byte) (written int, err error) {
+	if !c.acquire() {
+		return 0, c.opError("write", net.ErrClosed)
+	}
+	defer c.release()
+	if err := c.check(&c.wdl); err != nil {
+		return 0, c.opError("write", err)
+	}
+	// Readiness from before the request cannot be its answer.
+	drain(c.w.r)
+	written, full, err := c.write(w)
+	if err != nil || full {
+		return written, err
+	}
+	if err := c.wait(c.w.r, &c.rdl); err != nil {
+		return written, c.opError("read", err)
+	}
+	return written, nil
+}
+
+// BufSize is the size of the buffers FDConn.Buffer lends.
+const BufSize = 4 << 10
+
+// maxPooledBufs bounds each poller's spare buffers (1 MiB).
+const maxPooledBufs = 256
+
+// Buffer lends an I/O buffer of BufSize bytes (http1.BufferPool). In c's
+// coroutine it comes from the poller's spares, most recently returned first:
+// the coroutines of one loop run one at a time and each holds a buffer only
+// briefly, so a few warm buffers serve all of the loop's connections. Only
+// c's own code may call it.
+func (c *FDConn) Buffer() []byte {
+	if co := c.co; co.active() {
+		p := co.p
+		if n := len(p.bufs); n > 0 {
+			b := p.bufs[n-1]
+			p.bufs[n-1] = nil
+			p.bufs = p.bufs[:n-1]
+			return b
+		}
+	}
+	return make([]byte, BufSize)
+}
+
+// Recycle takes back a buffer from Buffer (http1.BufferPool); other sizes
+// (a reader grew its buffer) and buffers returned outside a coroutine are
+// left to the garbage collector.
+func (c *FDConn) Recycle(b []byte) {
+	if co := c.co; co.active() && cap(b) == BufSize && len(co.p.bufs) < maxPooledBufs {
+		co.p.bufs = append(co.p.bufs, b[:BufSize])
+	}
+}
+
 // CloseWrite shuts the sending side down.
 func (c *FDConn) CloseWrite() error {
 	if !c.acquire() {

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -78,6 +79,38 @@ func TestPolledWriteThenRead(t *testing.T) {
 	written, n, err := c.WriteThenRead([]byte("ping"), buf)
 	if err != nil || written != 4 || string(buf[:n]) != "re: ping" {
 		t.Fatalf("written %d, read %q, %v", written, buf[:n], err)
+	}
+}
+
+func TestPolledWriteThenWait(t *testing.T) {
+	s, c := polledPair(t)
+	answer := make(chan struct{})
+	go func() {
+		buf := make([]byte, 64)
+		n, _ := s.Read(buf)
+		<-answer
+		_, _ = s.Write(append([]byte("re: "), buf[:n]...))
+	}()
+	waited := make(chan error, 1)
+	go func() {
+		written, err := c.WriteThenWait([]byte("ping"))
+		if err == nil && written != 4 {
+			err = fmt.Errorf("wrote %d bytes", written)
+		}
+		waited <- err
+	}()
+	select {
+	case err := <-waited:
+		t.Fatalf("WriteThenWait returned before the answer: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(answer)
+	if err := <-waited; err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	if n, err := c.Read(buf); err != nil || string(buf[:n]) != "re: ping" {
+		t.Fatalf("read %q, %v", buf[:n], err)
 	}
 }
 

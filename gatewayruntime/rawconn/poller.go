@@ -47,6 +47,9 @@ type poller struct {
 	wake   []waker
 	run    []*Coro
 	now    time.Time // when the coroutines' batch began (Coro.Now)
+	// bufs are the I/O buffers the loop's coroutines lend (FDConn.Buffer),
+	// the most recently returned last.
+	bufs [][]byte
 }
 
 // waiters is one registered descriptor's wake-up channels (one token each:

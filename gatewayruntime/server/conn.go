@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -48,7 +47,7 @@ type conn struct {
 	co     *rawconn.Coro // nil when the connection runs as a goroutine
 
 	br *http1.Reader
-	bw http1.Writer
+	bw *http1.Writer
 
 	// Reused for every request on the connection.
 	head    http1.Request
@@ -118,9 +117,12 @@ func (c *conn) serve(co *rawconn.Coro) {
 		}
 		c.tls = &cs
 	}
-	c.br = http1.NewReader(c.nc, readBufSize, c.srv.cfg.MaxHeaderBytes)
+	// Plain TCP connections on the poller borrow their buffers while they
+	// hold bytes (http1.BufferPool).
+	pool, _ := c.nc.(http1.BufferPool)
+	c.br = http1.NewReader(c.nc, readBufSize, c.srv.cfg.MaxHeaderBytes, pool)
 	c.br.OnWait = c.headerDeadline
-	c.bw = http1.Writer{Writer: bufio.NewWriterSize(c.nc, writeBufSize)}
+	c.bw = http1.NewWriter(c.nc, writeBufSize, pool)
 	c.hdr = make(http.Header, 8)
 	c.st = filter.NewState(nil)
 	ctx := filter.WithState(rawconn.WithCoro(c.srv.baseCtx, co), c.st)
@@ -259,6 +261,9 @@ func (c *conn) idle() bool {
 	if err := c.bw.Flush(); err != nil {
 		return false
 	}
+	// An idle connection holds no buffers (http1.BufferPool).
+	c.bw.Release()
+	c.br.Release()
 	if !c.first && c.srv.draining.Load() {
 		return false
 	}
@@ -296,6 +301,9 @@ func (c *conn) readRequest() error {
 	}
 	c.first = false
 	c.headerWait = false
+	// The head was copied (ParseRequest takes a string): unless a pipelined
+	// request or the body is already in, the buffer goes back for others.
+	c.br.Release()
 	return nil
 }
 

@@ -353,13 +353,13 @@ func (w *response) EnableFullDuplex() error { return nil }
 
 // writeHeader writes fields, replacing CR and LF in values (header injection)
 // and skipping names that are not tokens.
-func writeHeader(bw http1.Writer, h http.Header) {
+func writeHeader(bw *http1.Writer, h http.Header) {
 	for k, vs := range h {
 		writeValues(bw, k, vs)
 	}
 }
 
-func writeValues(bw http1.Writer, k string, vs []string) {
+func writeValues(bw *http1.Writer, k string, vs []string) {
 	_, _ = bw.Write(appendValues(bw.AvailableBuffer(), k, vs))
 }
 
