@@ -268,6 +268,13 @@ func (g *Gateway) reload(force bool) {
 	if err == nil && sum == g.lastSum && !force {
 		return
 	}
+	if err != nil && !force {
+		// Unreadable files (no descriptors left, say) are read again every
+		// interval, but the same failure is reported once.
+		if prev := g.loadErr.Load(); prev != nil && *prev == err.Error() {
+			return
+		}
+	}
 	defer collectOften()()
 	var gen *generation
 	prev := g.gen.Load()

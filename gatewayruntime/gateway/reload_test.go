@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -291,5 +293,38 @@ func TestDocumentReadOnce(t *testing.T) {
 	}
 	if h.g.api.OpenAPI != nil || string(api.OpenAPI) != `{"openapi":"3.0.3"}` {
 		t.Fatal("the gateway's copy should drop the document, the caller's keep it")
+	}
+}
+
+// TestUnreadableBindingReportedOnce: a Binding that cannot be read is tried
+// again every interval, but one persisting failure is logged and counted
+// once, not every second.
+func TestUnreadableBindingReportedOnce(t *testing.T) {
+	up := newUpstream(t, nil)
+	h := newHarness(t, testAPI(), bindingTo(up.url))
+	// binding.json as a directory: reading it fails every time.
+	link := filepath.Join(h.dir.dir, "binding.json")
+	if err := os.Remove(link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(link, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		h.g.reload(false)
+	}
+	if got := testutil.ToFloat64(h.g.metrics.Reloads.WithLabelValues("failure")); got != 1 {
+		t.Fatalf("failed loads %v after three looks at the same unreadable file, want 1", got)
+	}
+	if r := h.do("GET", "/v1/items", nil, nil); r.status != 200 {
+		t.Fatalf("the previous binding stopped serving: %d", r.status)
+	}
+	if err := os.Remove(link); err != nil {
+		t.Fatal(err)
+	}
+	h.dir.swap(bindingTo(up.url), nil)
+	h.g.reload(false)
+	if testutil.ToFloat64(h.g.metrics.BindingValid) != 1 {
+		t.Fatal("a readable binding again was not loaded")
 	}
 }

@@ -215,3 +215,9 @@ func (g *Gateway) Retries(endpoint string) (done, refused prometheus.Counter) {
 func (g *Gateway) RetriesCounter(endpoint, result string) prometheus.Counter {
 	return g.retries.WithLabelValues(endpoint, result)
 }
+
+// UpstreamErrorsCounter returns the failed-attempt counter of an upstream URL
+// for kind ("connect", "reset", ...); tests read it.
+func (g *Gateway) UpstreamErrorsCounter(endpoint, upstream, kind string) prometheus.Counter {
+	return g.upstreamErrors.WithLabelValues(endpoint, upstream, kind)
+}

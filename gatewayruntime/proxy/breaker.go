@@ -131,6 +131,14 @@ func (b *breaker) success(probe bool) {
 	}
 }
 
+// abandon records an attempt that says nothing about the upstream (the
+// gateway's own failure): a probe's slot is freed, the state is unchanged.
+func (b *breaker) abandon(probe bool) {
+	if probe {
+		b.probes.Add(-1)
+	}
+}
+
 // failure records a failed attempt (connect error, reset, timeout or 5xx).
 func (b *breaker) failure(probe bool) {
 	if probe {

@@ -102,6 +102,14 @@ func (p *routeProxy) serveFast(w http.ResponseWriter, r *http.Request) {
 			writeClientError(w, r, ce.err)
 			return
 		}
+		if f == failLocal {
+			// Another upstream would fail the same way, and this one's
+			// circuit must not open for the gateway's own limit.
+			u.br.abandon(probe)
+			p.logLocal(err)
+			p.writeError(w, r, f, err)
+			return
+		}
 		if stale && !staleRetry && canRetry {
 			// The upstream closed a pooled connection; its other idle ones are
 			// likely closed too. Not the upstream's failure.

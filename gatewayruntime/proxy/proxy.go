@@ -39,6 +39,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gatekiln/gatekiln/gatewayruntime/bundle"
@@ -169,6 +171,9 @@ const (
 	failTimeout
 	failProtocol
 	fail5xx
+	// failLocal is the gateway's own limit (out of descriptors, ports or
+	// memory): not the upstream's failure, and never counted as one.
+	failLocal
 )
 
 var errNoHealthy = errors.New("no healthy upstream")
@@ -183,6 +188,9 @@ func (p *routeProxy) writeError(w http.ResponseWriter, r *http.Request, f failur
 		problem.Write(w, r, http.StatusServiceUnavailable, "", "No healthy upstream is available for this operation.")
 	case f == failTimeout:
 		problem.Write(w, r, http.StatusGatewayTimeout, "", "The upstream service did not answer in time.")
+	case f == failLocal:
+		w.Header().Set("Retry-After", "1")
+		problem.Write(w, r, http.StatusServiceUnavailable, "", "The gateway cannot open more connections right now.")
 	default:
 		problem.Write(w, r, http.StatusBadGateway, "", "The upstream service failed to answer.")
 	}
@@ -208,6 +216,9 @@ func writeClientError(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 func classify(err error) failure {
+	if localLimit(err) {
+		return failLocal
+	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		return failTimeout
@@ -217,4 +228,29 @@ func classify(err error) failure {
 		return failConnect
 	}
 	return failReset
+}
+
+// localLimit reports errors of the gateway's own resources: descriptors
+// (EMFILE, ENFILE), ephemeral ports (EADDRNOTAVAIL) and kernel memory.
+func localLimit(err error) bool {
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.EADDRNOTAVAIL, syscall.ENOBUFS, syscall.ENOMEM} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// lastLocalLog rate-limits the log of local-limit failures (which come in
+// floods) to one a second.
+var lastLocalLog atomic.Int64
+
+// logLocal reports a local-limit failure, at most once a second.
+func (p *routeProxy) logLocal(err error) {
+	now := time.Now().UnixNano()
+	last := lastLocalLog.Load()
+	if now-last < int64(time.Second) || !lastLocalLog.CompareAndSwap(last, now) {
+		return
+	}
+	p.opts.Logger.Warn("cannot connect upstream: the gateway is at a resource limit", "endpoint", p.cluster.name, "err", err)
 }

@@ -112,6 +112,11 @@ func (t *clusterTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 			if timedOut.Load() {
 				f = failTimeout
 			}
+			if f == failLocal {
+				u.br.abandon(probe)
+				p.logLocal(err)
+				return nil, &upstreamError{kind: f, err: err}
+			}
 			u.m.Error(int(f))
 			u.br.failure(probe)
 			p.opts.Logger.Debug("upstream attempt failed", "endpoint", c.name, "upstream", u.url.Redacted(), "err", err)
