@@ -4,11 +4,14 @@ package gateway
 
 import (
 	"bufio"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -19,7 +22,10 @@ import (
 // ejected, so requests succeed as soon as descriptors are free again.
 func TestOutOfDescriptors(t *testing.T) {
 	up := newUpstream(t, nil)
-	h := newHarness(t, testAPI(), bindingTo(up.url))
+	var logs syncBuffer
+	h := newHarness(t, testAPI(), bindingTo(up.url), func(c *Config) {
+		c.Logger = slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	})
 	c, err := net.Dial("tcp", h.addr)
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +96,42 @@ func TestOutOfDescriptors(t *testing.T) {
 			t.Fatalf("request %d out of descriptors: status %d, Retry-After %q", i, status, retryAfter)
 		}
 	}
+	if !strings.Contains(logs.String(), "the gateway is at a resource limit") {
+		restore()
+		t.Fatalf("no warning about the limit in the log: %q", logs.String())
+	}
+	// A new connection cannot be accepted now: the gateway says so, and
+	// serves it once descriptors are free. (The test's own socket takes the
+	// one descriptor freed for it.)
+	hold[len(hold)-1].Close()
+	hold = hold[:len(hold)-1]
+	late, err := net.Dial("tcp", h.addr) // the kernel completes the handshake; the accept waits
+	if err != nil {
+		restore()
+		t.Fatal(err)
+	}
+	defer late.Close()
+	if _, err := late.Write([]byte("GET /v1/items HTTP/1.1\r\nHost: gw\r\n\r\n")); err != nil {
+		restore()
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), "cannot accept connections"); {
+		if time.Now().After(deadline) {
+			restore()
+			t.Fatalf("no warning that connections cannot be accepted: %q", logs.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	restore()
+	_ = late.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(late), nil)
+	if err != nil {
+		t.Fatalf("the connection made while out of descriptors: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("the connection made while out of descriptors: status %d", resp.StatusCode)
+	}
 	if status, _ := get(); status != http.StatusOK {
 		t.Fatalf("with descriptors free again: %d (the upstream was ejected for the gateway's own limit)", status)
 	}

@@ -86,6 +86,8 @@ type Cluster struct {
 
 	active, retrying atomic.Int64
 	retried, refused prometheus.Counter
+	// lastLocalLog rate-limits the log of local-limit failures (logLocal).
+	lastLocalLog atomic.Int64
 }
 
 // Upstreams is one Binding generation's endpoints. Build reuses the Upstream

@@ -39,7 +39,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -241,15 +240,12 @@ func localLimit(err error) bool {
 	return false
 }
 
-// lastLocalLog rate-limits the log of local-limit failures (which come in
-// floods) to one a second.
-var lastLocalLog atomic.Int64
-
-// logLocal reports a local-limit failure, at most once a second.
+// logLocal reports a local-limit failure, at most once a second per
+// endpoint (they come in floods).
 func (p *routeProxy) logLocal(err error) {
 	now := time.Now().UnixNano()
-	last := lastLocalLog.Load()
-	if now-last < int64(time.Second) || !lastLocalLog.CompareAndSwap(last, now) {
+	last := p.cluster.lastLocalLog.Load()
+	if now-last < int64(time.Second) || !p.cluster.lastLocalLog.CompareAndSwap(last, now) {
 		return
 	}
 	p.opts.Logger.Warn("cannot connect upstream: the gateway is at a resource limit", "endpoint", p.cluster.name, "err", err)

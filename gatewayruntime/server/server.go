@@ -46,7 +46,8 @@ type Config struct {
 	BodyIdleTimeout time.Duration
 	// MaxHeaderBytes bounds a request head; larger heads get 431: default 32 KiB.
 	MaxHeaderBytes int
-	// Logger receives connection-level errors at debug level.
+	// Logger receives connection-level errors at debug level, and failures to
+	// accept (out of descriptors) at warn level.
 	Logger *slog.Logger
 	// Rejected, if set, is told the status of every request refused before it
 	// reached the Handler (malformed, oversized or timed-out heads).
@@ -162,6 +163,10 @@ func (s *Server) serve(ln net.Listener, tlsCfg *tls.Config) error {
 			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
+				if delay == 0 {
+					// Once per streak: out of descriptors, say, until connections close.
+					s.cfg.Logger.Warn("cannot accept connections; retrying", "err", err)
+				}
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 				time.Sleep(delay)
 				continue
