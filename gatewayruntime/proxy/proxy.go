@@ -26,10 +26,12 @@
 //     upstream had closed is retried once on a new connection when retrying
 //     would be allowed at all.
 //   - Circuit breaking per URL: connect failures, resets, timeouts and 502,
-//     503, 504 responses count as failures; see breaker.
+//     503, 504 responses count as failures; see breaker. The gateway's own
+//     limits (out of descriptors, ports, buffers) do not: they are answered
+//     503 at once, neither counted nor retried.
 //   - Errors are problem+json: 502 (upstream failed), 503 (no endpoint, no
-//     healthy URL; with Retry-After), 504 (timeout). Details never name the
-//     upstream or its error.
+//     healthy URL, the gateway at a resource limit; with Retry-After), 504
+//     (timeout). Details never name the upstream or its error.
 package proxy
 
 import (
