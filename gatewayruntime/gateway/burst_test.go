@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"io"
 	"net"
 	"net/http"
 	"runtime"
@@ -31,7 +32,7 @@ func TestConnectionBurst(t *testing.T) {
 	func() {
 		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 		for _, c := range cs {
-			if _, err := c.Write([]byte("GET /v1/items HTTP/1.1\r\nHost: gw\r\n\r\n")); err != nil {
+			if _, err := io.WriteString(c, itemsRequest); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -40,13 +41,8 @@ func TestConnectionBurst(t *testing.T) {
 	deadline := time.Now().Add(4 * time.Second)
 	for i, c := range cs {
 		_ = c.SetReadDeadline(deadline)
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			t.Fatalf("connection %d of %d: %v", i, conns, err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("connection %d of %d: status %d", i, conns, resp.StatusCode)
+		if status, _, err := readAnswer(bufio.NewReader(c)); err != nil || status != http.StatusOK {
+			t.Fatalf("connection %d of %d: status %d, %v", i, conns, status, err)
 		}
 	}
 }

@@ -4,6 +4,7 @@ package gateway
 
 import (
 	"bufio"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -32,20 +33,8 @@ func TestOutOfDescriptors(t *testing.T) {
 	}
 	defer c.Close()
 	br := bufio.NewReader(c)
-	get := func() (status int, retryAfter string) {
-		t.Helper()
-		if _, err := c.Write([]byte("GET /v1/items HTTP/1.1\r\nHost: gw\r\n\r\n")); err != nil {
-			t.Fatal(err)
-		}
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode, resp.Header.Get("Retry-After")
-	}
 	// The connection is served (its descriptor is open) before the limit.
-	if status, _ := get(); status != http.StatusOK {
+	if status, _ := rawGet(t, c, br); status != http.StatusOK {
 		t.Fatalf("before the limit: %d", status)
 	}
 	h.g.gen.Load().upstreams.Close() // drop the pooled connection: the next request dials
@@ -90,7 +79,7 @@ func TestOutOfDescriptors(t *testing.T) {
 	defer restore()
 	for i := range 8 { // more than the 5 failures that eject an upstream
 		takeFree()
-		status, retryAfter := get()
+		status, retryAfter := rawGet(t, c, br)
 		if status != http.StatusServiceUnavailable || retryAfter == "" {
 			restore()
 			t.Fatalf("request %d out of descriptors: status %d, Retry-After %q", i, status, retryAfter)
@@ -111,7 +100,7 @@ func TestOutOfDescriptors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer late.Close()
-	if _, err := late.Write([]byte("GET /v1/items HTTP/1.1\r\nHost: gw\r\n\r\n")); err != nil {
+	if _, err := io.WriteString(late, itemsRequest); err != nil {
 		restore()
 		t.Fatal(err)
 	}
@@ -124,15 +113,10 @@ func TestOutOfDescriptors(t *testing.T) {
 	}
 	restore()
 	_ = late.SetReadDeadline(time.Now().Add(10 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(late), nil)
-	if err != nil {
-		t.Fatalf("the connection made while out of descriptors: %v", err)
+	if status, _, err := readAnswer(bufio.NewReader(late)); err != nil || status != http.StatusOK {
+		t.Fatalf("the connection made while out of descriptors: status %d, %v", status, err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("the connection made while out of descriptors: status %d", resp.StatusCode)
-	}
-	if status, _ := get(); status != http.StatusOK {
+	if status, _ := rawGet(t, c, br); status != http.StatusOK {
 		t.Fatalf("with descriptors free again: %d (the upstream was ejected for the gateway's own limit)", status)
 	}
 	m := h.g.metrics.Upstream("backend", up.url)

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -252,4 +253,32 @@ func closedAddr(t testing.TB) string {
 	addr := ln.Addr().String()
 	ln.Close()
 	return addr
+}
+
+// itemsRequest is a plain GET of /v1/items, for tests that drive a raw
+// connection.
+const itemsRequest = "GET /v1/items HTTP/1.1\r\nHost: gw\r\n\r\n"
+
+// readAnswer reads one response from br: its status and Retry-After.
+func readAnswer(br *bufio.Reader) (status int, retryAfter string, err error) {
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header.Get("Retry-After"), nil
+}
+
+// rawGet sends itemsRequest on c and reads the answer from br.
+func rawGet(t testing.TB, c net.Conn, br *bufio.Reader) (status int, retryAfter string) {
+	t.Helper()
+	if _, err := io.WriteString(c, itemsRequest); err != nil {
+		t.Fatal(err)
+	}
+	status, retryAfter, err := readAnswer(br)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return status, retryAfter
 }

@@ -17,16 +17,8 @@ func TestIdleConnectionMemory(t *testing.T) {
 	up := newUpstream(t, nil)
 	h := newHarness(t, testAPI(), bindingTo(up.url))
 	exchange := func(c net.Conn, br *bufio.Reader) {
-		if _, err := c.Write([]byte("GET /v1/items HTTP/1.1\r\nHost: gw\r\n\r\n")); err != nil {
-			t.Fatal(err)
-		}
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("status %d", resp.StatusCode)
+		if status, _ := rawGet(t, c, br); status != http.StatusOK {
+			t.Fatalf("status %d", status)
 		}
 	}
 	// Warm up: the upstream connection, the loop's spare buffers.
