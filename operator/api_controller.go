@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	appsv1 "k8s.io/api/apps/v1"
@@ -60,13 +61,13 @@ type APIReconciler struct {
 	base     name.Digest
 	remotes  *remotes
 	builders map[string]imageBuilder
-	served   servedKinds
+	// served is which optional kinds the cluster serves (lateKinds adds
+	// those installed after the operator started).
+	served atomic.Pointer[servedKinds]
 }
 
-// servedKinds records which optional kinds the cluster serves.
-type servedKinds struct {
-	Ingress, HTTPRoute bool
-}
+func (r *APIReconciler) kinds() servedKinds     { return *r.served.Load() }
+func (r *APIReconciler) setKinds(s servedKinds) { r.served.Store(&s) }
 
 // Reconcile is the one skeleton: get, compute, apply, one status write.
 func (r *APIReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -450,14 +451,15 @@ func (r *APIReconciler) deploy(ctx context.Context, api *v1alpha1.API, img strin
 	if pdb := render.PDB(api); pdb != nil {
 		opts[1].ac, opts[1].want = pdb, true
 	}
-	if r.served.Ingress {
+	served := r.kinds()
+	if served.Ingress {
 		o := optional{gvk: networkingv1.SchemeGroupVersion.WithKind("Ingress")}
 		if in := render.Ingress(api); in != nil {
 			o.ac, o.want = in, true
 		}
 		opts = append(opts, o)
 	}
-	if r.served.HTTPRoute {
+	if served.HTTPRoute {
 		o := optional{gvk: render.HTTPRouteGVK}
 		if hr := render.HTTPRoute(api); hr != nil {
 			o.ac, o.want = client.ApplyConfigurationFromUnstructured(hr), true
@@ -530,17 +532,19 @@ func (r *APIReconciler) exposed(api *v1alpha1.API) bool {
 	if ex == nil {
 		return false
 	}
-	return (ex.Ingress != nil && r.served.Ingress) || (ex.HTTPRoute != nil && r.served.HTTPRoute)
+	served := r.kinds()
+	return (ex.Ingress != nil && served.Ingress) || (ex.HTTPRoute != nil && served.HTTPRoute)
 }
 
 func (r *APIReconciler) deployedMessage(api *v1alpha1.API) string {
 	msg := "Deployment, Service and Binding applied"
 	if ex := api.Spec.Exposure; ex != nil {
+		served := r.kinds()
 		switch {
-		case ex.HTTPRoute != nil && !r.served.HTTPRoute:
-			msg += "; spec.exposure.httpRoute ignored: this cluster does not serve gateway.networking.k8s.io/v1 HTTPRoute"
-		case ex.Ingress != nil && !r.served.Ingress:
-			msg += "; spec.exposure.ingress ignored: this cluster does not serve networking.k8s.io/v1 Ingress"
+		case ex.HTTPRoute != nil && !served.HTTPRoute:
+			msg += "; spec.exposure.httpRoute not applied: this cluster does not serve gateway.networking.k8s.io/v1 HTTPRoute (it is applied once the Gateway API is installed)"
+		case ex.Ingress != nil && !served.Ingress:
+			msg += "; spec.exposure.ingress not applied: this cluster does not serve networking.k8s.io/v1 Ingress (it is applied once it does)"
 		}
 	}
 	return msg

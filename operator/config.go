@@ -44,6 +44,10 @@ type Config struct {
 	MaxConcurrentReconciles int
 	// BuildQueuedRequeue is how soon a build that found no free slot is tried again.
 	BuildQueuedRequeue time.Duration
+	// DiscoveryInterval is how often the operator looks for exposure kinds
+	// (Ingress, Gateway API HTTPRoute) the cluster did not serve when it
+	// started, until it serves them all.
+	DiscoveryInterval time.Duration
 }
 
 // Defaults for unset Config fields.
@@ -51,6 +55,7 @@ const (
 	DefaultMaxConcurrentBuilds     = 4
 	DefaultMaxConcurrentReconciles = 4
 	DefaultBuildQueuedRequeue      = 2 * time.Second
+	DefaultDiscoveryInterval       = 30 * time.Second
 )
 
 // withDefaults fills unset fields and checks the rest.
@@ -66,6 +71,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.BuildQueuedRequeue <= 0 {
 		c.BuildQueuedRequeue = DefaultBuildQueuedRequeue
+	}
+	if c.DiscoveryInterval <= 0 {
+		c.DiscoveryInterval = DefaultDiscoveryInterval
 	}
 	if c.KanikoJoinImage == "" && c.KanikoImage != "" {
 		if ref, err := name.NewTag(c.KanikoImage); err == nil {

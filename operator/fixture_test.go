@@ -19,9 +19,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/discovery"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -30,6 +32,7 @@ import (
 	"github.com/gatekiln/gatekiln/builder/registry/registrytest"
 	"github.com/gatekiln/gatekiln/operator"
 	"github.com/gatekiln/gatekiln/operator/operatortest"
+	"github.com/gatekiln/gatekiln/operator/render"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -134,11 +137,8 @@ func (f *fixture) start(t *testing.T) error {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel = cancel
-	// The Gateway API is there before the operator starts, as it discovers
-	// served kinds once.
-	if err := f.env.InstallHTTPRouteCRD(ctx); err != nil {
-		return err
-	}
+	// The Gateway API is not installed: TestOptionalObjects installs it
+	// while the operator runs, as users often do.
 	// The manager runs as a user holding only the generated ClusterRole.
 	rc, err := f.env.RestrictedConfig(ctx)
 	if err != nil {
@@ -153,6 +153,7 @@ func (f *fixture) start(t *testing.T) error {
 			DefaultStrategy:     v1alpha1.BuildDirect,
 			RegistryConfig:      cfg,
 			MaxConcurrentBuilds: 2,
+			DiscoveryInterval:   100 * time.Millisecond,
 		},
 		MetricsAddr: "0",
 		Logger:      testLogger(),
@@ -350,4 +351,27 @@ func errorf(format string, args ...any) error { return fmt.Errorf(format, args..
 func sha256hex(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])
+}
+
+// servesHTTPRoute asks the API server (not a cached mapper) whether the
+// Gateway API's HTTPRoute is installed.
+func (f *fixture) servesHTTPRoute(t *testing.T) bool {
+	t.Helper()
+	dc, err := discovery.NewDiscoveryClientForConfig(f.env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := dc.ServerResourcesForGroupVersion(render.HTTPRouteGVK.GroupVersion().String())
+	if apierrors.IsNotFound(err) {
+		return false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range list.APIResources {
+		if r.Kind == render.HTTPRouteGVK.Kind {
+			return true
+		}
+	}
+	return false
 }

@@ -13,11 +13,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -30,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/gatekiln/gatekiln/apis/v1alpha1"
 	"github.com/gatekiln/gatekiln/builder/image"
@@ -160,7 +159,6 @@ func setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 		cfg:     cfg,
 		base:    base,
 		remotes: rem,
-		served:  served,
 		builders: map[string]imageBuilder{
 			v1alpha1.BuildDirect: &directBuilder{
 				base:  &image.CachedBase{Options: own.opts},
@@ -175,6 +173,7 @@ func setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 			cfg:    cfg,
 		}
 	}
+	r.setKinds(served)
 	if err := registerIndexes(ctx, mgr); err != nil {
 		return fmt.Errorf("indexes: %w", err)
 	}
@@ -185,6 +184,9 @@ func setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 	// every API is reconciled anyway). Changes and deletions bring it back.
 	notCreated := predicate.Funcs{CreateFunc: func(event.CreateEvent) bool { return false }}
 	owned := builder.WithPredicates(notCreated)
+	// lateKinds reconciles APIs through this channel when their exposure
+	// kind appears.
+	late := make(chan event.GenericEvent)
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("api").
 		For(&v1alpha1.API{}, specOnly).
@@ -200,6 +202,7 @@ func setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 		WatchesMetadata(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(apisUsing(c, indexConfigMaps))).
 		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(apisUsing(c, indexSecrets))).
 		Watches(&batchv1.Job{}, handler.EnqueueRequestsFromMapFunc(apisUsing(c, indexBuildJob))).
+		WatchesRawSource(source.Channel(late, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: cfg.MaxConcurrentReconciles})
 	if served.Ingress {
 		b = b.Owns(&networkingv1.Ingress{}, builder.OnlyMetadata, owned)
@@ -209,8 +212,16 @@ func setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 		hr.SetGroupVersionKind(render.HTTPRouteGVK)
 		b = b.Owns(hr, owned)
 	}
-	if err := b.Complete(r); err != nil {
+	ctl, err := b.Build(r)
+	if err != nil {
 		return fmt.Errorf("api controller: %w", err)
+	}
+	lk := &lateKinds{r: r, ctl: ctl, mgr: mgr, enqueue: late, interval: cfg.DiscoveryInterval,
+		log: mgr.GetLogger().WithName("discovery")}
+	if !lk.allServed() {
+		if err := mgr.Add(lk); err != nil {
+			return fmt.Errorf("discovery: %w", err)
+		}
 	}
 	err = ctrl.NewControllerManagedBy(mgr).
 		Named("endpoint").
@@ -239,29 +250,4 @@ func runtimeDigest(ctx context.Context, cfg Config, opts []remote.Option) (name.
 		return name.Digest{}, fmt.Errorf("runtime image %s: %w", ref, err)
 	}
 	return ref.Context().Digest(desc.Digest.String()), nil
-}
-
-// discover finds which optional kinds the cluster serves. It runs once: a
-// Gateway API installed later is picked up when the operator restarts.
-func discover(m meta.RESTMapper) (servedKinds, error) {
-	var s servedKinds
-	var err error
-	if s.Ingress, err = serves(m, networkingv1.SchemeGroupVersion.WithKind("Ingress")); err != nil {
-		return s, err
-	}
-	if s.HTTPRoute, err = serves(m, render.HTTPRouteGVK); err != nil {
-		return s, err
-	}
-	return s, nil
-}
-
-func serves(m meta.RESTMapper, gvk schema.GroupVersionKind) (bool, error) {
-	_, err := m.RESTMapping(gvk.GroupKind(), gvk.Version)
-	switch {
-	case err == nil:
-		return true, nil
-	case meta.IsNoMatchError(err):
-		return false, nil
-	}
-	return false, fmt.Errorf("discover %s: %w", gvk, err)
 }

@@ -52,6 +52,7 @@ func main() {
 	flag.StringVar(&dockerConfig, "registry-config", "", "docker config.json with registry credentials (default: the default keychain)")
 	flag.IntVar(&o.MaxConcurrentBuilds, "max-concurrent-builds", operator.DefaultMaxConcurrentBuilds, "builds in flight at once (Direct in the operator, Kaniko Jobs in the cluster)")
 	flag.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", operator.DefaultMaxConcurrentReconciles, "API reconcile workers")
+	flag.DurationVar(&o.DiscoveryInterval, "discovery-interval", operator.DefaultDiscoveryInterval, "how often to look for exposure kinds (Gateway API HTTPRoute, Ingress) installed after the operator started")
 	flag.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "Prometheus metrics address (0 disables)")
 	flag.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "/healthz and /readyz address (0 disables)")
 	flag.StringVar(&o.PprofAddr, "pprof-bind-address", "0", "net/http/pprof address (0 disables)")
