@@ -43,6 +43,10 @@ type RedisRef struct {
 	Address string `json:"address"`
 	// +optional
 	PasswordSecretRef *SecretKeyRef `json:"passwordSecretRef,omitempty"`
+	// Cluster says Address is a node (or the configuration endpoint) of a
+	// Redis Cluster; the gateway finds the other nodes from it.
+	// +optional
+	Cluster bool `json:"cluster,omitempty"`
 }
 
 // RateLimitStatus is the observed state of a RateLimit.

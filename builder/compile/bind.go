@@ -301,7 +301,7 @@ func (bd *binder) rateLimits() {
 // redis sets the Binding's one Redis; RateLimits that name different ones
 // cannot be served by one gateway.
 func (bd *binder) redis(object string, r *v1alpha1.RedisRef) {
-	rb := &bundle.RedisBinding{Address: r.Address}
+	rb := &bundle.RedisBinding{Address: r.Address, Cluster: r.Cluster}
 	if bd.k.Name != "" {
 		rb.KeyPrefix = bd.k.Namespace + "/" + bd.k.Name
 	}

@@ -55,7 +55,7 @@ func fullKinds() *Kinds {
 			"basic": {Type: v1alpha1.SecurityBasic, Basic: &v1alpha1.BasicSpec{UsersSecretRef: v1alpha1.SecretKeyRef{Name: "users"}, Realm: "shop"}},
 			"mtls":  {Type: v1alpha1.SecurityMTLS, MTLS: &v1alpha1.MTLSSpec{ClientCASecretRef: v1alpha1.SecretKeyRef{Name: "client-ca"}}},
 		},
-		Redis:        &v1alpha1.RedisRef{Address: "redis:6379", PasswordSecretRef: ref("redis", "")},
+		Redis:        &v1alpha1.RedisRef{Address: "redis:6379", PasswordSecretRef: ref("redis", ""), Cluster: true},
 		TLSSecretRef: &v1alpha1.SecretKeyRef{Name: "gw-tls"},
 	}
 }
@@ -80,7 +80,7 @@ func TestBindingFromKinds(t *testing.T) {
 	if !reflect.DeepEqual(b.RateLimits, map[string]bundle.RateLimitBinding{"standard": wantRate}) {
 		t.Errorf("rate limits %+v", b.RateLimits)
 	}
-	if !reflect.DeepEqual(b.Redis, &bundle.RedisBinding{Address: "redis:6379", PasswordFile: "redis/password", KeyPrefix: "shop/petstore"}) {
+	if !reflect.DeepEqual(b.Redis, &bundle.RedisBinding{Address: "redis:6379", PasswordFile: "redis/password", KeyPrefix: "shop/petstore", Cluster: true}) {
 		t.Errorf("redis %+v", b.Redis)
 	}
 	wantSecurity := map[string]bundle.SecurityBinding{

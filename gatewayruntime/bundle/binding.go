@@ -142,6 +142,10 @@ type RedisBinding struct {
 	Address      string `json:"address"`
 	PasswordFile string `json:"passwordFile,omitempty"`
 	DB           int    `json:"db,omitempty"`
+	// Cluster says Address is a node (or the configuration endpoint) of a
+	// Redis Cluster: the gateway finds the other nodes from it, and keeps
+	// each API's buckets in one hash slot.
+	Cluster bool `json:"cluster,omitempty"`
 	// KeyPrefix keeps this API's keys apart in a Redis other APIs share:
 	// two APIs (or environments) built from the same definition have the
 	// same Bundle, so the Bundle alone cannot tell their buckets apart. The
@@ -162,6 +166,9 @@ func ParseBinding(data []byte) (*Binding, error) {
 	}
 	if b.APIVersion != BindingAPIVersion {
 		return nil, fmt.Errorf("binding apiVersion %q: want %q", b.APIVersion, BindingAPIVersion)
+	}
+	if r := b.Redis; r != nil && r.Cluster && r.DB != 0 {
+		return nil, fmt.Errorf("binding redis: a Redis Cluster has only database 0, not db %d", r.DB)
 	}
 	return &b, nil
 }

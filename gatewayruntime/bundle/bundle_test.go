@@ -246,6 +246,12 @@ func TestParseBinding(t *testing.T) {
 	if _, err := ParseBinding([]byte(`{"apiVersion":"gatekiln.io/binding/v1","endpoint":{}}`)); err == nil {
 		t.Error("unknown field accepted")
 	}
+	if _, err := ParseBinding([]byte(`{"apiVersion":"gatekiln.io/binding/v1","redis":{"address":"r:6379","cluster":true,"db":2}}`)); err == nil || !strings.Contains(err.Error(), "only database 0") {
+		t.Errorf("a cluster Redis with db 2: %v, want an error naming database 0", err)
+	}
+	if b, err := ParseBinding([]byte(`{"apiVersion":"gatekiln.io/binding/v1","redis":{"address":"r:6379","cluster":true}}`)); err != nil || !b.Redis.Cluster {
+		t.Errorf("a cluster Redis: %+v, %v", b, err)
+	}
 	b, err := ParseBinding([]byte(`{"apiVersion":"gatekiln.io/binding/v1","endpoints":{"a":{"urls":["http://127.0.0.1:1"]}}}`))
 	if err != nil || b.Endpoints["a"].URLs[0] != "http://127.0.0.1:1" {
 		t.Errorf("ParseBinding = %+v, %v", b, err)

@@ -327,16 +327,27 @@ func (g *generation) buildLimitPolicy(api *bundle.Bundle, name string, b *bundle
 			return nil, err
 		}
 		p.store = rs
-		// The Binding's prefix (the API object's namespace/name) keeps apart
-		// APIs built from one definition; the Bundle's id, versions of one API.
-		p.prefix = "gatekiln:rl:" + apiID(api) + ":" + name + ":"
-		if kp := b.Redis.KeyPrefix; kp != "" {
-			p.prefix = "gatekiln:rl:" + kp + ":" + apiID(api) + ":" + name + ":"
-		}
+		p.prefix = redisPrefix(b.Redis, apiID(api), name)
 	default:
 		return nil, fmt.Errorf("store %q: want local or redis", rb.Store)
 	}
 	return p, nil
+}
+
+// redisPrefix namespaces a policy's keys. The Binding's prefix (the API
+// object's namespace/name) keeps apart APIs built from one definition; the
+// Bundle's id, versions of one API. In a Redis Cluster the API part is a hash
+// tag: one script call takes from several of the API's buckets (several
+// policies, several requests), and a call's keys must share a slot.
+func redisPrefix(rb *bundle.RedisBinding, id, policy string) string {
+	api := id
+	if rb.KeyPrefix != "" {
+		api = rb.KeyPrefix + ":" + id
+	}
+	if rb.Cluster {
+		api = "{" + api + "}"
+	}
+	return "gatekiln:rl:" + api + ":" + policy + ":"
 }
 
 // apiID names the API in shared-store keys, so that the replicas of one API

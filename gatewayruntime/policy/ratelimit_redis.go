@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -109,7 +110,7 @@ func (o redisOptions) withDefaults() redisOptions {
 // When Redis fails, a circuit opens for opts.cooldown: takes fail at once with
 // errStoreDown (the policy's failure mode decides), then one probe is let through.
 type redisStore struct {
-	client *redis.Client
+	client redis.UniversalClient
 	script *redis.Script
 	opts   redisOptions
 	log    *slog.Logger
@@ -173,7 +174,9 @@ func (g *generation) redisStore(b *bundle.Binding) (*redisStore, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	s := newRedisStore(ctx, &redis.Options{Addr: b.Redis.Address, Password: password, DB: b.Redis.DB}, redisOptions{
+	ro := &redis.UniversalOptions{Addrs: []string{b.Redis.Address}, Password: password, DB: b.Redis.DB,
+		IsClusterMode: b.Redis.Cluster}
+	s := newRedisStore(ctx, ro, redisOptions{
 		calls:      g.m.storeCalls.WithLabelValues(bundle.StoreRedis, "ok"),
 		failed:     g.m.storeCalls.WithLabelValues(bundle.StoreRedis, "error"),
 		fromLease:  g.m.redisChecks.WithLabelValues("lease"),
@@ -184,7 +187,9 @@ func (g *generation) redisStore(b *bundle.Binding) (*redisStore, error) {
 	return s, nil
 }
 
-func newRedisStore(ctx context.Context, ro *redis.Options, opts redisOptions, log *slog.Logger) *redisStore {
+// newRedisStore connects to one Redis server, or to a Redis Cluster when
+// ro.IsClusterMode is set (the script's keys must then share a hash slot).
+func newRedisStore(ctx context.Context, ro *redis.UniversalOptions, opts redisOptions, log *slog.Logger) *redisStore {
 	opts = opts.withDefaults()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -203,7 +208,7 @@ func newRedisStore(ctx context.Context, ro *redis.Options, opts redisOptions, lo
 	ro.PoolSize = opts.flushers * 2
 	ro.MinIdleConns = opts.flushers
 	s := &redisStore{
-		client: redis.NewClient(ro),
+		client: redis.NewUniversalClient(ro),
 		script: redis.NewScript(tokenBucketScript),
 		opts:   opts,
 		log:    log,
@@ -366,7 +371,7 @@ func (s *redisStore) run(ctx context.Context, batch []*redisTake) {
 	}
 	if err != nil {
 		s.opts.failed.Inc()
-		s.trip(err)
+		s.trip(explainRedisError(err))
 		answerAll(batch, decisionOrErr{err: errStoreDown})
 		return
 	}
@@ -398,6 +403,18 @@ type redisLog struct{ log *slog.Logger }
 
 func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
 	l.log.DebugContext(ctx, "redis client", "message", fmt.Sprintf(format, v...))
+}
+
+// explainRedisError names the likely misconfiguration behind the errors a
+// server of the other kind (cluster or not) answers with.
+func explainRedisError(err error) error {
+	switch msg := err.Error(); {
+	case strings.HasPrefix(msg, "MOVED ") || strings.HasPrefix(msg, "ASK ") || strings.HasPrefix(msg, "CROSSSLOT"):
+		return fmt.Errorf("%w (the server is part of a Redis Cluster: set cluster in the RateLimit's or API's redis)", err)
+	case strings.Contains(msg, "cluster support disabled"):
+		return fmt.Errorf("%w (the server is not a Redis Cluster node: unset cluster in the RateLimit's or API's redis)", err)
+	}
+	return err
 }
 
 func answerAll(batch []*redisTake, r decisionOrErr) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"slices"
 	"strconv"
@@ -455,7 +456,7 @@ func TestRedisStoreBatches(t *testing.T) {
 	rs := redistest.Start(t, "")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	s := newRedisStore(ctx, &redis.Options{Addr: rs.Addr}, redisOptions{flushers: 2}, nil)
+	s := newRedisStore(ctx, &redis.UniversalOptions{Addrs: []string{rs.Addr}}, redisOptions{flushers: 2}, nil)
 	b := bucket{requests: 100, period: time.Hour, capacity: 100}
 	var allowed atomic.Int64
 	var wg sync.WaitGroup
@@ -508,8 +509,8 @@ func TestRedisLeases(t *testing.T) {
 	b := bucket{requests: 100000, period: 1000 * time.Hour, capacity: 100000}
 	calls := prometheus.NewCounter(prometheus.CounterOpts{Name: "calls"})
 	stores := []*redisStore{
-		newRedisStore(ctx, &redis.Options{Addr: rs.Addr}, redisOptions{calls: calls}, nil),
-		newRedisStore(ctx, &redis.Options{Addr: rs.Addr}, redisOptions{calls: calls}, nil),
+		newRedisStore(ctx, &redis.UniversalOptions{Addrs: []string{rs.Addr}}, redisOptions{calls: calls}, nil),
+		newRedisStore(ctx, &redis.UniversalOptions{Addrs: []string{rs.Addr}}, redisOptions{calls: calls}, nil),
 	}
 	var allowed, takes atomic.Int64
 	var wg sync.WaitGroup
@@ -553,7 +554,7 @@ func TestRedisLeasePrefetch(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := newMetrics(reg)
 	fromLease, waited := m.redisChecks.WithLabelValues("lease"), m.redisChecks.WithLabelValues("redis")
-	s := newRedisStore(ctx, &redis.Options{Addr: rs.Addr}, redisOptions{fromLease: fromLease, waited: waited}, nil)
+	s := newRedisStore(ctx, &redis.UniversalOptions{Addrs: []string{rs.Addr}}, redisOptions{fromLease: fromLease, waited: waited}, nil)
 	const key, takes = "gatekiln:test:prefetch", 40_000
 	l := s.leases.get(key)
 	// Paced to about 40 checks per millisecond, as a busy gateway sees them:
@@ -623,8 +624,8 @@ func TestRedisLeaseBound(t *testing.T) {
 	b := bucket{requests: 20000, period: time.Second, capacity: 20000}
 	const workers = 16
 	stores := []*redisStore{
-		newRedisStore(ctx, &redis.Options{Addr: rs.Addr}, redisOptions{}, nil),
-		newRedisStore(ctx, &redis.Options{Addr: rs.Addr}, redisOptions{}, nil),
+		newRedisStore(ctx, &redis.UniversalOptions{Addrs: []string{rs.Addr}}, redisOptions{}, nil),
+		newRedisStore(ctx, &redis.UniversalOptions{Addrs: []string{rs.Addr}}, redisOptions{}, nil),
 	}
 	admitted := make([][]time.Time, 2*workers)
 	var refused atomic.Int64
@@ -718,5 +719,119 @@ func TestLeaseTarget(t *testing.T) {
 	l.tick(t0.Add(5 * leaseWindow))
 	if l.prevRate != 0 {
 		t.Fatalf("prevRate = %v after quiet windows", l.prevRate)
+	}
+}
+
+// TestRedisCluster: with the Binding's redis.cluster set, the gateway finds a
+// Redis Cluster's nodes from the one address it is given, and replicas share
+// buckets through it. One script call takes from several buckets of an API
+// (several policies and requests batched), and a call's keys must share a
+// hash slot: the API's part of the key is a hash tag. Without it, the same
+// batches fail with CROSSSLOT.
+func TestRedisCluster(t *testing.T) {
+	nodes := redistest.StartCluster(t, 3)
+	api := rateAPI(t, map[string][]string{
+		"GET /v1/pets":  {"once"},
+		"POST /v1/pets": {"ten"},
+	}, nil)
+	b := binding()
+	// Not the node the others met: any node leads to all of them.
+	b.Redis = &bundle.RedisBinding{Address: nodes[2].Addr, Cluster: true, KeyPrefix: "shop/a"}
+	b.RateLimits["once"] = bundle.RateLimitBinding{Requests: 1, Period: bundle.Duration(time.Hour), Store: bundle.StoreRedis}
+	b.RateLimits["ten"] = bundle.RateLimitBinding{Requests: 10, Period: bundle.Duration(time.Hour), Store: bundle.StoreRedis,
+		FailureMode: bundle.FailClosed}
+	up := newUpstream(t)
+	gwA := startGateway(t, api, b, t.TempDir(), up)
+	gwB := startGateway(t, api, b, t.TempDir(), up)
+	if res := gwA.do(t, "GET", "/v1/pets", nil, ""); res.status != 200 {
+		t.Fatalf("first request: %d", res.status)
+	}
+	if res := gwB.do(t, "GET", "/v1/pets", nil, ""); res.status != 429 {
+		t.Fatalf("the other replica's request: %d, want 429 (one shared bucket)", res.status)
+	}
+	// Failing closed, a store error would answer 503: only 200 and 429 may come.
+	var allowed atomic.Int64
+	var wg sync.WaitGroup
+	for i := range 24 {
+		gw := gwA
+		if i%2 == 1 {
+			gw = gwB
+		}
+		wg.Go(func() {
+			switch res := gw.do(t, "POST", "/v1/pets", nil, "{}"); res.status {
+			case 200:
+				allowed.Add(1)
+			case 429:
+			default:
+				t.Errorf("POST: %d %s", res.status, res.body)
+			}
+		})
+	}
+	wg.Wait()
+	if allowed.Load() != 10 {
+		t.Fatalf("allowed %d of 24, want the bucket's 10", allowed.Load())
+	}
+
+	// The store on its own: batches of two policies' keys, with and without
+	// the hash tag.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := newRedisStore(ctx, &redis.UniversalOptions{Addrs: []string{nodes[0].Addr}, IsClusterMode: true}, redisOptions{flushers: 1}, nil)
+	bk := bucket{requests: 1000, period: time.Hour, capacity: 1000}
+	batch := func(rb *bundle.RedisBinding) (errs int) {
+		var n atomic.Int64
+		var wg sync.WaitGroup
+		for i := range 64 {
+			key := redisPrefix(rb, "id", []string{"a", "b", "c", "d"}[i%4]) + "api"
+			wg.Go(func() {
+				if d := s.takeN(ctx, key, bk, 1); d.err != nil {
+					n.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		return int(n.Load())
+	}
+	if n := batch(&bundle.RedisBinding{Cluster: true}); n != 0 {
+		t.Fatalf("%d of 64 takes failed with the hash tag", n)
+	}
+	// The control: untagged keys of four policies land in different slots.
+	s.open.Store(false)
+	if n := batch(&bundle.RedisBinding{}); n == 0 {
+		t.Fatal("untagged keys batched without an error: the test does not exercise the hash tag")
+	}
+}
+
+// TestRedisClusterMismatch: a store configured for the other kind of server
+// (a plain client on a cluster node, a cluster client on a plain server)
+// logs what to change, not only Redis's own error.
+func TestRedisClusterMismatch(t *testing.T) {
+	nodes := redistest.StartCluster(t, 3)
+	plain := redistest.Start(t, "")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	bk := bucket{requests: 10, period: time.Hour, capacity: 10}
+	for _, tt := range []struct {
+		name string
+		ro   *redis.UniversalOptions
+		want string
+	}{
+		{"plain client on a cluster node", &redis.UniversalOptions{Addrs: []string{nodes[0].Addr}}, "set cluster in the RateLimit's or API's redis"},
+		{"cluster client on a plain server", &redis.UniversalOptions{Addrs: []string{plain.Addr}, IsClusterMode: true}, "unset cluster"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs logBuffer
+			s := newRedisStore(ctx, tt.ro, redisOptions{}, slog.New(slog.NewTextHandler(&logs, nil)))
+			// Keys of several slots: some live on another node than the one
+			// a plain client talks to.
+			for i := range 8 {
+				if s.takeN(ctx, redisPrefix(&bundle.RedisBinding{}, "id", strconv.Itoa(i))+"api", bk, 1).err != nil {
+					break
+				}
+			}
+			if !strings.Contains(logs.String(), tt.want) {
+				t.Fatalf("log %q, want it to say %q", logs.String(), tt.want)
+			}
+		})
 	}
 }

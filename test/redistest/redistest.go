@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,13 +22,20 @@ type Server struct {
 	Addr string
 
 	bin, dir string
-	cmd      *exec.Cmd
+	// extra are more redis-server arguments (cluster mode).
+	extra []string
+	cmd   *exec.Cmd
 }
 
 // Start runs redis-server on a free port of host (127.0.0.1 when empty) with
 // no persistence; t.Cleanup stops it. It fails the test with a clear message
 // when redis-server is not installed.
 func Start(tb testing.TB, host string) *Server {
+	tb.Helper()
+	return start(tb, host)
+}
+
+func start(tb testing.TB, host string, extra ...string) *Server {
 	tb.Helper()
 	if host == "" {
 		host = "127.0.0.1"
@@ -40,13 +48,55 @@ func Start(tb testing.TB, host string) *Server {
 	if err != nil {
 		tb.Fatalf("redistest: a free port on %s: %v", host, err)
 	}
-	s := &Server{Addr: l.Addr().String(), bin: bin, dir: tb.TempDir()}
+	s := &Server{Addr: l.Addr().String(), bin: bin, dir: tb.TempDir(), extra: extra}
 	l.Close()
 	if err := s.start(); err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(s.Stop)
 	return s
+}
+
+// StartCluster runs a Redis Cluster of n masters on 127.0.0.1 (no replicas),
+// the hash slots split evenly between them, and waits until every node
+// reports the cluster ok. t.Cleanup stops it.
+func StartCluster(tb testing.TB, n int) []*Server {
+	tb.Helper()
+	nodes := make([]*Server, n)
+	for i := range nodes {
+		nodes[i] = start(tb, "", "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-node-timeout", "5000")
+	}
+	ctx := context.Background()
+	const slots = 16384
+	for i, s := range nodes {
+		c := s.Client()
+		err := c.Do(ctx, "CLUSTER", "ADDSLOTSRANGE", i*slots/n, (i+1)*slots/n-1).Err()
+		if err == nil && i > 0 {
+			host, port, _ := net.SplitHostPort(nodes[0].Addr)
+			err = c.Do(ctx, "CLUSTER", "MEET", host, port).Err()
+		}
+		_ = c.Close()
+		if err != nil {
+			tb.Fatalf("redistest: cluster node %s: %v", s.Addr, err)
+		}
+	}
+	for _, s := range nodes {
+		c := s.Client()
+		var info string
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			info, _ = c.ClusterInfo(ctx).Result()
+			if strings.Contains(info, "cluster_state:ok") && strings.Contains(info, fmt.Sprintf("cluster_known_nodes:%d\r", n)) {
+				break
+			}
+			if time.Now().After(deadline) {
+				_ = c.Close()
+				tb.Fatalf("redistest: cluster node %s not ok after 20s:\n%s", s.Addr, info)
+			}
+		}
+		_ = c.Close()
+	}
+	return nodes
 }
 
 // Restart starts the server again on its address, empty, after Stop.
@@ -82,8 +132,9 @@ func (s *Server) start() error {
 	host, port, _ := net.SplitHostPort(s.Addr)
 	// Protected mode refuses clients from other addresses without a password;
 	// on a non-loopback address (a cluster node's bridge) the clients are Pods.
-	s.cmd = exec.Command(s.bin, "--bind", host, "--port", port, "--save", "", "--appendonly", "no",
-		"--dir", s.dir, "--protected-mode", "no")
+	args := append([]string{"--bind", host, "--port", port, "--save", "", "--appendonly", "no",
+		"--dir", s.dir, "--protected-mode", "no"}, s.extra...)
+	s.cmd = exec.Command(s.bin, args...)
 	if err := s.cmd.Start(); err != nil {
 		s.cmd = nil
 		return fmt.Errorf("start redis-server: %w", err)
