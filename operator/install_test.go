@@ -3,11 +3,13 @@ package operator_test
 import (
 	"cmp"
 	"context"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -80,4 +82,101 @@ func rankNamespace(m map[string]any) int {
 		return 0
 	}
 	return 1
+}
+
+// TestRegistryComponents: an overlay of config/default with the
+// registry-credentials and registry-ca components (their Secret and
+// ConfigMap generated as a user's overlay would) builds, is accepted by the
+// API server, and gives the operator both files and both flags.
+func TestRegistryComponents(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	overlay := t.TempDir()
+	cfg, err := filepath.Rel(overlay, filepath.Join(operatortest.RepoRoot(), "config"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := f.env.Namespace(t, "components")
+	files := map[string]string{
+		"config.json": `{"auths":{"registry.example.com":{"auth":"dTpw"}}}`,
+		"ca.crt":      "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n",
+		"kustomization.yaml": `apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+namespace: ` + ns + `
+resources:
+  - ` + cfg + `/rbac
+  - ` + cfg + `/manager
+components:
+  - ` + cfg + `/components/registry-credentials
+  - ` + cfg + `/components/registry-ca
+secretGenerator:
+  - name: gatekiln-registry-credentials
+    type: kubernetes.io/dockerconfigjson
+    files: [.dockerconfigjson=config.json]
+configMapGenerator:
+  - name: gatekiln-registry-ca
+    files: [ca.crt]
+`,
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(overlay, name), []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
+	rm, err := k.Run(filesys.MakeFsOnDisk(), overlay)
+	if err != nil {
+		t.Fatalf("kustomize the overlay: %v", err)
+	}
+	var dep *appsv1.Deployment
+	names := map[string]string{} // kind → generated name
+	for _, res := range rm.Resources() {
+		m, err := res.Map()
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := &unstructured.Unstructured{Object: m}
+		switch u.GetKind() {
+		case "Namespace", "ClusterRole", "ClusterRoleBinding":
+			continue // the install test covers the cluster-scoped objects
+		case "Deployment":
+			dep = &appsv1.Deployment{}
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(m, dep); err != nil {
+				t.Fatal(err)
+			}
+		case "Secret", "ConfigMap":
+			names[u.GetKind()] = u.GetName()
+		}
+		if err := f.c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("install-test"), client.ForceOwnership); err != nil {
+			t.Errorf("apply %s %s: %v", u.GetKind(), u.GetName(), err)
+		}
+	}
+	if dep == nil {
+		t.Fatal("the overlay has no Deployment")
+	}
+	pod := dep.Spec.Template.Spec
+	c := pod.Containers[0]
+	for _, arg := range []string{"--registry-config=/etc/gatekiln/registry-credentials/config.json", "--registry-ca=/etc/gatekiln/registry-ca/ca.crt"} {
+		if !slices.Contains(c.Args, arg) {
+			t.Errorf("args %q lack %s", c.Args, arg)
+		}
+	}
+	vols := map[string]corev1.Volume{}
+	for _, v := range pod.Volumes {
+		vols[v.Name] = v
+	}
+	if v := vols["registry-credentials"]; v.Secret == nil || v.Secret.SecretName != names["Secret"] ||
+		len(v.Secret.Items) != 1 || v.Secret.Items[0].Key != ".dockerconfigjson" || v.Secret.Items[0].Path != "config.json" {
+		t.Errorf("registry-credentials volume %+v, want the generated Secret %s's .dockerconfigjson as config.json", v, names["Secret"])
+	}
+	if v := vols["registry-ca"]; v.ConfigMap == nil || v.ConfigMap.Name != names["ConfigMap"] {
+		t.Errorf("registry-ca volume %+v, want the generated ConfigMap %s", v, names["ConfigMap"])
+	}
+	mounts := map[string]string{}
+	for _, m := range c.VolumeMounts {
+		mounts[m.Name] = m.MountPath
+	}
+	if mounts["registry-credentials"] != "/etc/gatekiln/registry-credentials" || mounts["registry-ca"] != "/etc/gatekiln/registry-ca" {
+		t.Errorf("mounts %v", mounts)
+	}
 }

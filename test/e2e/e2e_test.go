@@ -949,28 +949,23 @@ configMapGenerator:
     namespace: gatekiln-system
     behavior: merge
     literals: [REGISTRY=%[7]s/gatekiln]
-secretGenerator:
-  - name: gatekiln-registry
+  - name: gatekiln-registry-ca
     namespace: gatekiln-system
-    files: [config.json, ca.crt]
+    files: [ca.crt]
+components:
+  - %[2]s/components/registry-credentials
+  - %[2]s/components/registry-ca
+secretGenerator:
+  - name: gatekiln-registry-credentials
+    namespace: gatekiln-system
+    type: kubernetes.io/dockerconfigjson
+    files: [.dockerconfigjson=config.json]
 patches:
   - target: {kind: Deployment, name: gatekiln-operator}
     patch: |-
       - op: add
         path: /spec/template/spec/containers/0/args/-
         value: --namespaces=%[6]s
-      - op: add
-        path: /spec/template/spec/containers/0/args/-
-        value: --registry-config=/etc/gatekiln/registry/config.json
-      - op: add
-        path: /spec/template/spec/containers/0/args/-
-        value: --registry-ca=/etc/gatekiln/registry/ca.crt
-      - op: add
-        path: /spec/template/spec/volumes
-        value: [{name: registry, secret: {secretName: gatekiln-registry}}]
-      - op: add
-        path: /spec/template/spec/containers/0/volumeMounts
-        value: [{name: registry, mountPath: /etc/gatekiln/registry, readOnly: true}]
 `, prodSystemNS, base, e.c.Registry, repo, digest, prodNS, reg.Host)
 	if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(kust), 0o644); err != nil {
 		t.Fatal(err)
