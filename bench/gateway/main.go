@@ -19,6 +19,12 @@
 // machines (steal), and a NOISY line says when either was more than 5% in
 // some run (then rerun; the figures move by more than the margins).
 //
+// -gateway-b adds a second gateway binary (a candidate change, built from
+// another worktree) to the same rounds: the three take turns in rotating
+// order, and the run also prints the candidate's throughput and p99 over the
+// first gateway's, per round. On this host a change worth 1–2% shows only so,
+// side by side; two separate runs differ by more.
+//
 // run.sh builds what it needs and installs nginx and wrk from Debian.
 package main
 
@@ -51,6 +57,7 @@ import (
 func main() {
 	var (
 		gatewayBin = flag.String("gateway", "", "gatekiln-gateway binary")
+		candidate  = flag.String("gateway-b", "", "a second gatekiln-gateway binary to compare with the first, interleaved in the same rounds (optional)")
 		cliBin     = flag.String("gatekiln", "", "gatekiln CLI binary (compiles the definitions)")
 		corpus     = flag.String("corpus", "../shared/corpus", "corpus directory (petstore and box definitions)")
 		seconds    = flag.Int("seconds", load.EnvInt("BENCH_SECONDS", 10), "seconds of load per proxy and round (BENCH_SECONDS)")
@@ -60,7 +67,7 @@ func main() {
 		path       = flag.String("path", "/v2/user/user1", "request path (a public petstore operation)")
 	)
 	flag.Parse()
-	b := &bench{gateway: *gatewayBin, cli: *cliBin, corpus: *corpus, seconds: *seconds, slice: *slice, conns: *conns, path: *path}
+	b := &bench{gateway: *gatewayBin, candidate: *candidate, cli: *cliBin, corpus: *corpus, seconds: *seconds, slice: *slice, conns: *conns, path: *path}
 	if err := b.run(*rounds); err != nil {
 		fmt.Fprintln(os.Stderr, "gateway-bench:", err)
 		os.Exit(1)
@@ -68,10 +75,11 @@ func main() {
 }
 
 type bench struct {
-	gateway, cli, corpus, path string
-	seconds, slice, conns      int
-	work, script               string
-	stops                      []func()
+	gateway, candidate    string
+	cli, corpus, path     string
+	seconds, slice, conns int
+	work, script          string
+	stops                 []func()
 }
 
 type result struct {
@@ -117,23 +125,36 @@ func (b *bench) run(rounds int) error {
 	if err != nil {
 		return err
 	}
-	gwPID, stop, err := b.startGateway(pet, gwAddr, "1")
+	gwPID, stop, err := b.startGatewayBinary(b.gateway, pet, gwAddr, "1")
 	if err != nil {
 		return err
 	}
 	b.stops = append(b.stops, stop)
-
-	k := max(1, b.seconds/max(1, b.slice)) // slices per proxy and round
-	sliceSeconds := b.seconds / k
-	fmt.Printf("gatekiln-gateway vs nginx %s as reverse proxies of one nginx upstream; proxy + upstream on cpu 1, wrk -t1 -c%d on cpu 0; %d rounds of %d × %d s per proxy, interleaved ABBA\n",
-		nginxVersion(), b.conns, rounds, k, sliceSeconds)
-	b.script = filepath.Join(b.work, "quantiles.lua")
-	if err := os.WriteFile(b.script, []byte(load.QuantileScript), 0o644); err != nil {
-		return err
-	}
 	targets := []target{
 		{"nginx", "http://" + nginxAddr + b.path, func() []int { return withChildren(nginxPID) }},
 		{"gateway", "http://" + gwAddr + b.path, func() []int { return []int{gwPID} }},
+	}
+	if b.candidate != "" {
+		addr := load.FreeAddr()
+		pid, stop, err := b.startGatewayBinary(b.candidate, pet, addr, "1")
+		if err != nil {
+			return fmt.Errorf("gateway-b: %w", err)
+		}
+		b.stops = append(b.stops, stop)
+		targets = append(targets, target{"gateway-b", "http://" + addr + b.path, func() []int { return []int{pid} }})
+	}
+
+	k := max(1, b.seconds/max(1, b.slice)) // slices per proxy and round
+	sliceSeconds := b.seconds / k
+	turns := "interleaved ABBA"
+	if len(targets) > 2 {
+		turns = "interleaved, the order rotating each slice"
+	}
+	fmt.Printf("gatekiln-gateway vs nginx %s as reverse proxies of one nginx upstream; proxy + upstream on cpu 1, wrk -t1 -c%d on cpu 0; %d rounds of %d × %d s per proxy, %s\n",
+		nginxVersion(), b.conns, rounds, k, sliceSeconds, turns)
+	b.script = filepath.Join(b.work, "quantiles.lua")
+	if err := os.WriteFile(b.script, []byte(load.QuantileScript), 0o644); err != nil {
+		return err
 	}
 	for _, t := range targets { // warm up: connections, pools, caches
 		if _, err := b.wrk(t.url, 1, t.pids(), upPIDs()); err != nil {
@@ -145,9 +166,11 @@ func (b *bench) run(rounds int) error {
 	for round := 1; round <= rounds; round++ {
 		bySlice := map[string][]result{}
 		for i := range k {
-			order := targets
-			if (round+i)%2 == 0 {
-				order = []target{targets[1], targets[0]}
+			// Each slice rotates the order by one: ABBA… for two proxies,
+			// ABC BCA CAB for three.
+			order := make([]target, 0, len(targets))
+			for j := range targets {
+				order = append(order, targets[(j+round+i+1)%len(targets)])
 			}
 			for _, t := range order {
 				r, err := b.wrk(t.url, sliceSeconds, t.pids(), upPIDs())
@@ -161,7 +184,7 @@ func (b *bench) run(rounds int) error {
 			r := pool(bySlice[t.name])
 			results[t.name] = append(results[t.name], r)
 			noisiest = max(noisiest, r.others, r.others0, r.steal, r.steal0)
-			fmt.Printf("  round %d %-8s %8.0f req/s  p50 %6.3f ms  p99 %6.3f ms  proxy cpu %5.1f µs/req  others on cpu 1/0 %4.1f%%/%4.1f%%  steal %4.1f%%/%4.1f%%\n",
+			fmt.Printf("  round %d %-9s %8.0f req/s  p50 %6.3f ms  p99 %6.3f ms  proxy cpu %5.1f µs/req  others on cpu 1/0 %4.1f%%/%4.1f%%  steal %4.1f%%/%4.1f%%\n",
 				round, t.name, r.RPS, r.P50, r.P99, r.cpuUS, r.others, r.others0, r.steal, r.steal0)
 		}
 	}
@@ -175,7 +198,7 @@ func (b *bench) run(rounds int) error {
 	}
 	for _, t := range targets {
 		m := med[t.name]
-		fmt.Printf("median   %-8s %8.0f req/s  p50 %6.3f ms  p99 %6.3f ms  proxy cpu %5.1f µs/req\n", t.name, m.RPS, m.P50, m.P99, m.cpuUS)
+		fmt.Printf("median   %-9s %8.0f req/s  p50 %6.3f ms  p99 %6.3f ms  proxy cpu %5.1f µs/req\n", t.name, m.RPS, m.P50, m.P99, m.cpuUS)
 	}
 	// The ratios are taken per round (the two proxies' slices interleaved, in
 	// the same host weather) and their median reported.
@@ -186,6 +209,16 @@ func (b *bench) run(rounds int) error {
 		p99Ratios = append(p99Ratios, g.P99/n.P99)
 	}
 	fmt.Printf("p99 gateway/nginx: %.2f (median of rounds %s; target <= 1.00)\n", medianOf(p99Ratios), list(p99Ratios))
+	if b.candidate != "" {
+		var rps, p99 []float64
+		for i, c := range results["gateway-b"] {
+			g := results["gateway"][i]
+			rps = append(rps, c.RPS/g.RPS)
+			p99 = append(p99, c.P99/g.P99)
+		}
+		fmt.Printf("gateway-b/gateway: throughput %.3f (rounds %s), p99 %.3f (rounds %s)\n",
+			medianOf(rps), list3(rps), medianOf(p99), list3(p99))
+	}
 
 	if err := b.coldStarts(upAddr); err != nil {
 		return err
@@ -336,8 +369,8 @@ func (b *bench) compile(name, def, upstream string, validate bool) (string, erro
 	return dir, nil
 }
 
-func (b *bench) startGateway(dir, addr, cpu string) (int, func(), error) {
-	cmd := exec.Command("taskset", "-c", cpu, b.gateway, "-bundle", filepath.Join(dir, "bundle.json"), "-binding-dir", dir,
+func (b *bench) startGatewayBinary(bin, dir, addr, cpu string) (int, func(), error) {
+	cmd := exec.Command("taskset", "-c", cpu, bin, "-bundle", filepath.Join(dir, "bundle.json"), "-binding-dir", dir,
 		"-addr", addr, "-admin-addr", load.FreeAddr(), "-access-log=false", "-shutdown-delay=-1s", "-log-level=warn")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -523,10 +556,15 @@ func medianOf(v []float64) float64 {
 	return v[len(v)/2]
 }
 
-func list(v []float64) string {
+func list(v []float64) string { return listPrec(v, 2) }
+
+// list3 has the precision of an A/B comparison.
+func list3(v []float64) string { return listPrec(v, 3) }
+
+func listPrec(v []float64, prec int) string {
 	parts := make([]string, len(v))
 	for i, x := range v {
-		parts[i] = fmt.Sprintf("%.2f", x)
+		parts[i] = strconv.FormatFloat(x, 'f', prec, 64)
 	}
 	return strings.Join(parts, " ")
 }
