@@ -199,6 +199,13 @@ func TestErrorsAreProblems(t *testing.T) {
 		}
 	})
 	garbage := rawUpstream(t, func(c net.Conn) { _, _ = io.WriteString(c, "NOT HTTP AT ALL\r\n\r\n") })
+	// A bare CR in a field value would split the response at some clients.
+	splitting := rawUpstream(t, func(c net.Conn) {
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nX-A: a\rSet-Cookie: session=evil\r\nContent-Length: 2\r\n\r\nok")
+	})
+	nul := rawUpstream(t, func(c net.Conn) {
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 2\r\n\r\nok")
+	})
 	tests := []struct {
 		name    string
 		api     *bundle.Bundle
@@ -210,6 +217,8 @@ func TestErrorsAreProblems(t *testing.T) {
 	}{
 		{"upstream refuses", testAPI(), bindingTo("http://" + closedAddr(t)), "GET", "/v1/items", 502, ""},
 		{"upstream speaks garbage", testAPI(), bindingTo(garbage), "GET", "/v1/items", 502, ""},
+		{"upstream field with a bare CR", testAPI(), bindingTo(splitting), "GET", "/v1/items", 502, ""},
+		{"upstream field with a NUL", testAPI(), bindingTo(nul), "GET", "/v1/items", 502, ""},
 		{"upstream too slow", testAPI(bundle.Route{Method: "GET", Path: "/v1/items", Timeout: bundle.Duration(200 * time.Millisecond)}),
 			bindingTo(slow.url), "GET", "/v1/items", 504, ""},
 		{"route without endpoint", testAPI(bundle.Route{Method: "GET", Path: "/v1/items", Endpoint: "-"}), bindingTo(), "GET", "/v1/items", 503, ""},

@@ -225,6 +225,9 @@ func TestParseResponse(t *testing.T) {
 		{"conflicting CL", "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", "conflicting", nil},
 		{"gzip TE", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", "unsupported transfer coding", nil},
 		{"obs-fold", "HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n", "folding", nil},
+		{"bare CR in value", "HTTP/1.1 200 OK\r\nX: a\rSet-Cookie: s=1\r\n\r\n", "control character", nil},
+		{"NUL in value", "HTTP/1.1 200 OK\r\nX: a\x00b\r\n\r\n", "control character", nil},
+		{"DEL in value", "HTTP/1.1 200 OK\r\nX: a\x7fb\r\n\r\n", "control character", nil},
 	}
 	var resp Response
 	for _, tt := range tests {

@@ -453,6 +453,14 @@ func ParseResponse(head []byte, resp *Response) error {
 		}
 		name := l[:c]
 		value := trimOWSBytes(l[c+1:])
+		// A bare CR or a NUL passed on would let an upstream split the
+		// client's response or smuggle a field past it (RFC 9110 §5.5: reject
+		// the message or replace them).
+		for _, b := range value {
+			if (b < 0x20 && b != '\t') || b == 0x7f {
+				return bad("control character in header field value")
+			}
+		}
 		f := FieldBytes{Name: name, Value: value, Hop: isHopBytes(name)}
 		resp.Fields = append(resp.Fields, f)
 		if !f.Hop {
