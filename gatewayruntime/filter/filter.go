@@ -31,6 +31,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -235,4 +236,16 @@ func ClientIP(r *http.Request) net.IP {
 		s.resolved = true
 	}
 	return s.clientIP
+}
+
+// IsAliasOf reports whether the field name k has a '_' and, read with '-'
+// for each '_', is a name it reports. CGI, WSGI and PHP upstreams see
+// X_User and X-User as one field (HTTP_X_USER), so a field the gateway sets
+// or removes must also be removed under such a name, or a client could
+// supply it that way.
+func IsAliasOf(k string, is func(canonical string) bool) bool {
+	if strings.IndexByte(k, '_') < 0 {
+		return false
+	}
+	return is(http.CanonicalHeaderKey(strings.ReplaceAll(k, "_", "-")))
 }

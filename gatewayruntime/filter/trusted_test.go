@@ -77,3 +77,22 @@ func TestStateAccessors(t *testing.T) {
 		t.Fatalf("IdentityFrom outside = %+v", id)
 	}
 }
+
+func TestIsAliasOf(t *testing.T) {
+	isXFF := func(k string) bool { return k == "X-Forwarded-For" }
+	for _, tt := range []struct {
+		name string
+		want bool
+	}{
+		{"X_Forwarded_For", true},
+		{"x_forwarded_for", true},
+		{"X-Forwarded_For", true},
+		{"X-Forwarded-For", false}, // the name itself is not an alias
+		{"X_Forwarded_Host", false},
+		{"api_key", false},
+	} {
+		if got := IsAliasOf(tt.name, isXFF); got != tt.want {
+			t.Errorf("IsAliasOf(%q) = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

@@ -61,12 +61,18 @@ func TestProxyForwardsRequestAndResponse(t *testing.T) {
 func TestForwardingFieldsCannotBeSpoofed(t *testing.T) {
 	up := newUpstream(t, nil)
 	spoof := map[string]string{
-		"X-Forwarded-For":   "6.6.6.6",
-		"X-Forwarded-Host":  "evil.example",
-		"X-Forwarded-Proto": "https",
-		"Forwarded":         "for=6.6.6.6;proto=https",
-		"X-Real-Ip":         "6.6.6.6",
-		"Host":              "api.example.com",
+		"X-Forwarded-For":    "6.6.6.6",
+		"X-Forwarded-Host":   "evil.example",
+		"X-Forwarded-Proto":  "https",
+		"X-Forwarded-Port":   "8443",
+		"X-Forwarded-Prefix": "/evil",
+		"Forwarded":          "for=6.6.6.6;proto=https",
+		"X-Real-Ip":          "6.6.6.6",
+		"Host":               "api.example.com",
+		// CGI, WSGI and PHP upstreams read these as X-Forwarded-For and
+		// X-Request-Id (HTTP_X_FORWARDED_FOR).
+		"X_Forwarded_For": "6.6.6.6",
+		"X_Request_Id":    "evil",
 	}
 	tests := []struct {
 		name    string
@@ -74,18 +80,26 @@ func TestForwardingFieldsCannotBeSpoofed(t *testing.T) {
 		want    map[string]string
 	}{
 		{"untrusted client", nil, map[string]string{
-			"X-Forwarded-For":   "127.0.0.1",
-			"X-Forwarded-Host":  "api.example.com",
-			"X-Forwarded-Proto": "http",
-			"Forwarded":         `for=127.0.0.1;host="api.example.com";proto=http`,
-			"X-Real-Ip":         "",
+			"X-Forwarded-For":    "127.0.0.1",
+			"X-Forwarded-Host":   "api.example.com",
+			"X-Forwarded-Proto":  "http",
+			"X-Forwarded-Port":   "",
+			"X-Forwarded-Prefix": "",
+			"Forwarded":          `for=127.0.0.1;host="api.example.com";proto=http`,
+			"X-Real-Ip":          "",
+			"X_Forwarded_For":    "",
+			"X_Request_Id":       "",
 		}},
 		{"trusted proxy in front", []string{"127.0.0.1/32"}, map[string]string{
-			"X-Forwarded-For":   "6.6.6.6, 127.0.0.1",
-			"X-Forwarded-Host":  "evil.example",
-			"X-Forwarded-Proto": "https",
-			"Forwarded":         `for=6.6.6.6;proto=https, for=127.0.0.1;host="evil.example";proto=https`,
-			"X-Real-Ip":         "",
+			"X-Forwarded-For":    "6.6.6.6, 127.0.0.1",
+			"X-Forwarded-Host":   "evil.example",
+			"X-Forwarded-Proto":  "https",
+			"X-Forwarded-Port":   "8443",
+			"X-Forwarded-Prefix": "/evil",
+			"Forwarded":          `for=6.6.6.6;proto=https, for=127.0.0.1;host="evil.example";proto=https`,
+			"X-Real-Ip":          "",
+			"X_Forwarded_For":    "",
+			"X_Request_Id":       "",
 		}},
 	}
 	for _, tt := range tests {
@@ -103,6 +117,37 @@ func TestForwardingFieldsCannotBeSpoofed(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestConnectionNominatesOnlyTheClientsFields: the fields a client names in
+// Connection are its own hop's and go (RFC 9110 §7.6.1), but naming the
+// fields the gateway sets does not take them away from the upstream.
+func TestConnectionNominatesOnlyTheClientsFields(t *testing.T) {
+	up := newUpstream(t, nil)
+	h := newHarness(t, testAPI(), bindingTo(up.url))
+	r := h.do("GET", "/v1/items", nil, map[string]string{
+		"Connection": "keep-alive, X-Secret, X-Request-Id, X-Forwarded-For, Forwarded",
+		"X-Secret":   "for the next hop only",
+	})
+	if r.status != 200 {
+		t.Fatalf("status %d", r.status)
+	}
+	req, _ := up.request()
+	if v := req.Header.Get("X-Secret"); v != "" {
+		t.Errorf("X-Secret = %q reached the upstream", v)
+	}
+	if got, want := req.Header.Get("X-Request-Id"), r.header.Get("X-Request-Id"); got == "" || got != want {
+		t.Errorf("upstream X-Request-Id %q, want the gateway's %q", got, want)
+	}
+	if v := req.Header.Get("X-Forwarded-For"); v != "127.0.0.1" {
+		t.Errorf("X-Forwarded-For = %q", v)
+	}
+	if v := req.Header.Get("Forwarded"); !strings.HasPrefix(v, "for=127.0.0.1") {
+		t.Errorf("Forwarded = %q", v)
+	}
+	if v := req.Header.Get("Connection"); strings.Contains(v, "X-") {
+		t.Errorf("Connection = %q still names fields", v)
 	}
 }
 

@@ -222,12 +222,18 @@ func TestJWTAcceptsEveryKeyType(t *testing.T) {
 			k := ks[name]
 			hdr := bearer(sign(t, k, claims(nil)))
 			hdr["X-Consumer"] = "mallory" // a client cannot set a claim header itself
+			hdr["X_Consumer"] = "mallory" // nor under a name CGI and WSGI read as the same
 			res := gw.do(t, "GET", "/v1/pets", hdr, "")
 			if res.status != http.StatusOK {
 				t.Fatalf("%s: status %d: %+v", k.alg, res.status, res.prob)
 			}
 			if got := res.echo.Headers["X-Consumer"]; got != "alice" {
 				t.Fatalf("X-Consumer upstream = %q, want alice", got)
+			}
+			for h, v := range res.echo.Headers {
+				if h != "X-Consumer" && strings.EqualFold(strings.ReplaceAll(h, "_", "-"), "X-Consumer") {
+					t.Fatalf("upstream got %s: %q", h, v)
+				}
 			}
 			if got := res.echo.Headers["X-Email"]; got != "alice@example.com" {
 				t.Fatalf("X-Email upstream = %q", got)

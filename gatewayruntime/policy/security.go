@@ -330,9 +330,7 @@ func (ev *evaluator) middleware(next http.Handler) http.Handler {
 			}
 		}
 		if ev.anonymous {
-			for _, h := range ev.strip {
-				r.Header.Del(h)
-			}
+			ev.stripForwarded(r)
 			for _, c := range ev.consumed {
 				c.strip(r)
 			}
@@ -343,12 +341,28 @@ func (ev *evaluator) middleware(next http.Handler) http.Handler {
 	})
 }
 
-// admit records the identity of the first scheme of the passing alternative and
-// forwards the verified claims.
-func (ev *evaluator) admit(w http.ResponseWriter, r *http.Request, next http.Handler, alt []requirement, verdicts []verdict) {
+// stripForwarded removes what a client sent in the fields the route's schemes
+// set, also under the names that read as theirs with '_' for '-'.
+func (ev *evaluator) stripForwarded(r *http.Request) {
+	if len(ev.strip) == 0 {
+		return
+	}
 	for _, h := range ev.strip {
 		r.Header.Del(h)
 	}
+	for k := range r.Header {
+		if filter.IsAliasOf(k, ev.strips) {
+			delete(r.Header, k)
+		}
+	}
+}
+
+func (ev *evaluator) strips(canonical string) bool { return slices.Contains(ev.strip, canonical) }
+
+// admit records the identity of the first scheme of the passing alternative and
+// forwards the verified claims.
+func (ev *evaluator) admit(w http.ResponseWriter, r *http.Request, next http.Handler, alt []requirement, verdicts []verdict) {
+	ev.stripForwarded(r)
 	for _, c := range ev.consumed {
 		c.strip(r)
 	}

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gatekiln/gatekiln/gatewayruntime/filter"
 	"github.com/gatekiln/gatekiln/gatewayruntime/http1"
 	"github.com/gatekiln/gatekiln/gatewayruntime/rawconn"
 )
@@ -237,19 +238,24 @@ func (u *Upstream) dropIdle() {
 
 // skipRequestField reports fields the gateway does not forward as sent:
 // hop-by-hop and framing fields, Host (the upstream's own is sent), Expect
-// (the gateway answered it) and the forwarding fields (rewritten).
+// (the gateway answered it) and the forwarding fields (see forwarded), under
+// their names and under the names that read as theirs with '_' for '-'.
 func skipRequestField(k string) bool {
 	switch k {
 	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
 		"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Content-Length", "Host", "Expect",
-		"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded", "X-Real-Ip":
+		"Forwarded", "X-Real-Ip":
 		return true
 	}
 	if k != "" && k[0] >= 'a' && k[0] <= 'z' {
 		return skipRequestField(http.CanonicalHeaderKey(k))
 	}
-	return false
+	return isForwardingField(k) || filter.IsAliasOf(k, managedField)
 }
+
+// managedField reports the fields whose values the gateway sets for the
+// upstream (canonical names).
+func managedField(k string) bool { return isForwardingField(k) || k == filter.RequestIDHeader }
 
 func (p *routeProxy) writeRequest(uc *upConn, r *http.Request, fwd *forwarded, rest string) error {
 	bw := uc.bw

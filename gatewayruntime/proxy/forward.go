@@ -14,19 +14,31 @@ import (
 //
 // A client cannot spoof them: when the TCP peer is not a trusted proxy
 // (Binding server.trustedProxies), every incoming forwarding field is dropped
-// and the values are the gateway's own observations. When the peer is trusted,
-// its X-Forwarded-For and Forwarded chains are kept and the peer is appended,
-// and its X-Forwarded-Host/-Proto are kept.
+// (every X-Forwarded-*, Forwarded, X-Real-IP, and the names that read as
+// theirs with '_' for '-', which CGI, WSGI and PHP upstreams merge with them)
+// and the values are the gateway's own observations. When the peer is
+// trusted, its X-Forwarded-For and Forwarded chains are kept and the peer is
+// appended, and its X-Forwarded-Host/-Proto and other X-Forwarded-* fields
+// (Port, Prefix, ...) are kept.
 type forwarded struct {
 	priorFor []string
 	priorFwd []string
 	peer     string
 	host     string
 	proto    string
+	// extra are a trusted peer's other X-Forwarded-* fields.
+	extra []extraField
 }
 
-// forwardingFields are never forwarded as the client sent them.
-var forwardingFields = [...]string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded", "X-Real-Ip"}
+type extraField struct {
+	name   string
+	values []string
+}
+
+// isForwardingField reports the X-Forwarded-* family (canonical names).
+func isForwardingField(k string) bool {
+	return strings.HasPrefix(k, "X-Forwarded-") || k == "Forwarded" || k == "X-Real-Ip"
+}
 
 func newForwarded(r *http.Request, trusted *filter.TrustedProxies) forwarded {
 	f := forwarded{peer: peerHost(r.RemoteAddr), host: r.Host, proto: "http"}
@@ -42,6 +54,15 @@ func newForwarded(r *http.Request, trusted *filter.TrustedProxies) forwarded {
 	}
 	f.priorFor = r.Header["X-Forwarded-For"]
 	f.priorFwd = r.Header["Forwarded"]
+	for k, v := range r.Header {
+		switch k {
+		case "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto":
+		default:
+			if strings.HasPrefix(k, "X-Forwarded-") {
+				f.extra = append(f.extra, extraField{k, v})
+			}
+		}
+	}
 	if v := r.Header["X-Forwarded-Host"]; len(v) == 1 && v[0] != "" {
 		f.host = v[0]
 	}
@@ -82,7 +103,16 @@ func (f *forwarded) appendTo(b []byte) []byte {
 		b = append(b, ", "...)
 	}
 	b = f.appendElement(b)
-	return append(b, "\r\n"...)
+	b = append(b, "\r\n"...)
+	for _, x := range f.extra {
+		for _, v := range x.values {
+			b = append(b, x.name...)
+			b = append(b, ": "...)
+			b = append(b, sanitize(v)...)
+			b = append(b, "\r\n"...)
+		}
+	}
+	return b
 }
 
 // appendElement appends this hop's RFC 7239 element.
@@ -107,8 +137,13 @@ func (f *forwarded) appendElement(b []byte) []byte {
 
 // set writes the fields into a header map (the ReverseProxy path).
 func (f *forwarded) set(h http.Header) {
-	for _, k := range forwardingFields {
-		delete(h, k)
+	for k := range h {
+		if isForwardingField(k) || filter.IsAliasOf(k, managedField) {
+			delete(h, k)
+		}
+	}
+	for _, x := range f.extra {
+		h[x.name] = x.values
 	}
 	xff := f.peer
 	if len(f.priorFor) > 0 {

@@ -504,6 +504,21 @@ func (c *conn) buildRequest() error {
 		if strings.EqualFold(f.Name, "Host") {
 			continue
 		}
+		if len(h.Hop) > 0 {
+			// The fields the client's Connection field names are its own
+			// hop's (RFC 9110 §7.6.1): dropped here, on receipt, and the
+			// names taken out of Connection, so that nothing later (the
+			// proxy, ReverseProxy) removes a field the gateway itself set,
+			// such as X-Request-Id or a security scheme's claim fields.
+			if nominated(f.Name, h.Hop) {
+				continue
+			}
+			if strings.EqualFold(f.Name, "Connection") {
+				if f.Value = withoutNominations(f.Value, h.Hop); f.Value == "" {
+					continue
+				}
+			}
+		}
 		key := canonicalKey(f.Name)
 		if old, ok := c.hdr[key]; ok {
 			c.hdr[key] = append(old, f.Value)
@@ -565,3 +580,24 @@ func canonicalKey(name string) string {
 
 // Context returns the server's base context, cancelled by Close.
 func (s *Server) Context() context.Context { return s.baseCtx }
+
+func nominated(name string, hop []string) bool {
+	for _, h := range hop {
+		if strings.EqualFold(name, h) {
+			return true
+		}
+	}
+	return false
+}
+
+// withoutNominations is a Connection field value with only its connection
+// options (close, keep-alive, upgrade), not the field names it lists.
+func withoutNominations(v string, hop []string) string {
+	var kept []string
+	for t := range strings.SplitSeq(v, ",") {
+		if t = http1.TrimOWS(t); t != "" && !nominated(t, hop) {
+			kept = append(kept, t)
+		}
+	}
+	return strings.Join(kept, ", ")
+}
