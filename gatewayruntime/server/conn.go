@@ -382,26 +382,19 @@ func (c *conn) extendBodyDeadline() {
 // so that the connection can carry the next request. It goes by the request's
 // framing, not by r.Body, which a handler may have wrapped or replaced.
 func (c *conn) finishBody() bool {
+	if c.bodyAbandoned() {
+		return false
+	}
 	var body io.Reader
 	switch {
 	case c.head.Chunked:
 		if c.bodyChk.cr.Done() {
 			return true
 		}
-		if c.bodyChk.expect100 || c.bodyChk.err != nil {
-			return false
-		}
 		body = &c.bodyChk
 	case c.head.ContentLength > 0:
-		if c.bodyCL.err != nil {
-			return false
-		}
 		if c.bodyCL.left == 0 {
 			return true
-		}
-		if c.bodyCL.expect100 || c.bodyCL.left > maxDrain {
-			// The client has not sent the body (or it is large): do not wait for it.
-			return false
 		}
 		body = &c.bodyCL
 	default:
@@ -409,6 +402,20 @@ func (c *conn) finishBody() bool {
 	}
 	n, err := io.CopyN(io.Discard, body, maxDrain+1)
 	return n <= maxDrain && errors.Is(err, io.EOF)
+}
+
+// bodyAbandoned says, as things stand, finishBody will not read the rest of
+// the request body, so the connection ends after the response: the client
+// has not sent it (it waits for 100 Continue, which was not sent), or more
+// than maxDrain of it is left, or reading it failed.
+func (c *conn) bodyAbandoned() bool {
+	switch {
+	case c.head.Chunked:
+		return !c.bodyChk.cr.Done() && (c.bodyChk.expect100 || c.bodyChk.err != nil)
+	case c.head.ContentLength > 0:
+		return c.bodyCL.err != nil || c.bodyCL.left > 0 && (c.bodyCL.expect100 || c.bodyCL.left > maxDrain)
+	}
+	return false
 }
 
 // lingeringClose ends a connection whose client may still be sending a body

@@ -136,7 +136,10 @@ func (w *response) commit(final bool) {
 
 // appendConnection appends the Connection field the response needs, if any.
 func (w *response) appendConnection(b []byte) []byte {
-	if w.c.srv.draining.Load() {
+	// A response before the request body was read (a 413, a 401) whose body
+	// will not be drained ends the connection: say so, so that the client
+	// does not send its next request on it.
+	if w.c.srv.draining.Load() || w.c.bodyAbandoned() {
 		w.closeAfter = true
 	}
 	if w.closeAfter {

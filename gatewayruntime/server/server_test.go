@@ -170,7 +170,13 @@ func TestWireBehaviour(t *testing.T) {
 		{"expect continue", "POST /body HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
 			[]string{"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK", "hi"}, nil},
 		{"no continue when the body is not read", "POST /ignorebody HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
-			[]string{"HTTP/1.1 200 OK"}, []string{"100 Continue"}},
+			// The client still holds its body: the connection cannot carry
+			// another request, and the response says so.
+			[]string{"HTTP/1.1 200 OK", "Connection: close\r\n"}, []string{"100 Continue"}},
+		{"a large unread body ends the connection", "POST /ignorebody HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000\r\n\r\nstart",
+			[]string{"HTTP/1.1 200 OK", "Connection: close\r\n"}, nil},
+		{"a small unread body does not", "POST /ignorebody HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloGET /cl HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+			[]string{"HTTP/1.1 200 OK\r\n", "Content-Length: 0\r\n\r\nHTTP/1.1 200 OK"}, nil},
 		{"malformed", "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
 			[]string{"HTTP/1.1 400 Bad Request\r\n", "application/problem+json", "Connection: close", "both Transfer-Encoding and Content-Length"}, nil},
 		{"bad escape", "GET /a%zz HTTP/1.1\r\nHost: a\r\n\r\n", []string{"HTTP/1.1 400 Bad Request\r\n"}, nil},
