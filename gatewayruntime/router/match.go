@@ -169,10 +169,22 @@ func decodeSegment(s string) (string, bool) {
 		i += 2
 	}
 	d := string(b)
-	if d == "." || d == ".." {
+	if hasDotSegment(d) {
 		return "", false
 	}
 	return d, true
+}
+
+// hasDotSegment reports a decoded segment that is a dot segment or, split at
+// its encoded slashes, holds one ("..%2Fadmin"): an upstream that decodes
+// %2F before it normalises would resolve it onto another path.
+func hasDotSegment(d string) bool {
+	for part := range strings.SplitSeq(d, "/") {
+		if part == "." || part == ".." {
+			return true
+		}
+	}
+	return false
 }
 
 func isHex(c byte) bool {

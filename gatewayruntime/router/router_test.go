@@ -77,6 +77,13 @@ func TestMatch(t *testing.T) {
 		{"GET", "/v1/pets/a%2Fb", Found, "GET /v1/pets/{id}", "id=a/b", ""},
 		{"GET", "/v1/pets/caf%C3%A9", Found, "GET /v1/pets/{id}", "id=café", ""},
 		{"GET", "/v1/pets/%zz", BadPath, "", "", ""},
+		// A dot segment between encoded slashes: an upstream that decodes %2F
+		// and then normalises would land on another path.
+		{"GET", "/v1/pets/..%2Fadmin", BadPath, "", "", ""},
+		{"GET", "/v1/pets/a%2F..%2F..%2Fadmin", BadPath, "", "", ""},
+		{"GET", "/v1/pets/a%2F.", BadPath, "", "", ""},
+		{"GET", "/v1/pets/%2e%2e%2fadmin", BadPath, "", "", ""},
+		{"GET", "/v1/pets/a..b%2Fc", Found, "GET /v1/pets/{id}", "id=a..b/c", ""},
 		{"GET", "/v1/pets/%4", BadPath, "", "", ""},
 		{"GET", "/v1/pets/%00", BadPath, "", "", ""},
 		{"GET", "/v1/pets/../admin", BadPath, "", "", ""},
