@@ -279,3 +279,27 @@ func FuzzParseRequest(f *testing.F) {
 		}
 	})
 }
+
+// TestHasCTL compares the word-at-a-time test with a byte loop, for every
+// byte value at every position of values of several lengths.
+func TestHasCTL(t *testing.T) {
+	slow := func(v []byte) bool {
+		for _, c := range v {
+			if (c < 0x20 && c != '\t') || c == 0x7f {
+				return true
+			}
+		}
+		return false
+	}
+	for _, n := range []int{1, 7, 8, 9, 16, 23} {
+		for pos := 0; pos < n; pos++ {
+			for c := 0; c < 256; c++ {
+				v := []byte(strings.Repeat("a\x80~ ", 6)[:n])
+				v[pos] = byte(c)
+				if got, want := hasCTL(v), slow(v); got != want {
+					t.Fatalf("hasCTL(%q) = %v, want %v", v, got, want)
+				}
+			}
+		}
+	}
+}

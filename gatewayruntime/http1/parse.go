@@ -2,6 +2,7 @@ package http1
 
 import (
 	"bytes"
+	"encoding/binary"
 	"strings"
 )
 
@@ -456,10 +457,8 @@ func ParseResponse(head []byte, resp *Response) error {
 		// A bare CR or a NUL passed on would let an upstream split the
 		// client's response or smuggle a field past it (RFC 9110 §5.5: reject
 		// the message or replace them).
-		for _, b := range value {
-			if (b < 0x20 && b != '\t') || b == 0x7f {
-				return bad("control character in header field value")
-			}
+		if hasCTL(value) {
+			return bad("control character in header field value")
 		}
 		f := FieldBytes{Name: name, Value: value, Hop: isHopBytes(name)}
 		resp.Fields = append(resp.Fields, f)
@@ -524,6 +523,28 @@ func ParseResponse(head []byte, resp *Response) error {
 		resp.KeepAlive = keep && !close
 	}
 	return nil
+}
+
+// hasCTL reports a control character other than HTAB (or DEL) in a field
+// value. Eight bytes are ruled out at a time: a word is looked at byte by
+// byte only when it may hold one (the test is exact: a byte below 0x20, or a
+// 0x7f, sets its lane's high bit; tabs send the word to the byte loop).
+func hasCTL(v []byte) bool {
+	const ones, highs, spaces, dels = 0x0101010101010101, 0x8080808080808080, 0x2020202020202020, 0x7f7f7f7f7f7f7f7f
+	for len(v) >= 8 {
+		x := binary.LittleEndian.Uint64(v)
+		y := x ^ dels
+		if ((x-spaces)&^x|(y-ones)&^y)&highs != 0 {
+			break
+		}
+		v = v[8:]
+	}
+	for _, c := range v {
+		if (c < 0x20 && c != '\t') || c == 0x7f {
+			return true
+		}
+	}
+	return false
 }
 
 // BodyAllowed reports whether a response to method with status carries a body.
