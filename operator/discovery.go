@@ -103,16 +103,22 @@ type lateKinds struct {
 func (l *lateKinds) Start(ctx context.Context) error {
 	t := time.NewTicker(l.interval)
 	defer t.Stop()
+	var failing string // the error last reported, reported once
 	for !l.allServed() {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		}
-		if err := l.look(ctx); err != nil {
-			// Discovery can fail for a while (an aggregated API down); the
-			// next tick tries again.
-			l.log.Error(err, "discovering exposure kinds")
+		// Discovery can fail for a while (an aggregated API down); the next
+		// tick tries again.
+		switch err := l.look(ctx); {
+		case err != nil && err.Error() != failing:
+			failing = err.Error()
+			l.log.Error(err, "discovering exposure kinds; trying again every interval", "interval", l.interval.String())
+		case err == nil && failing != "":
+			failing = ""
+			l.log.Info("discovering exposure kinds works again")
 		}
 	}
 	return nil
