@@ -160,6 +160,66 @@ func TestWebSocketUpgrade(t *testing.T) {
 	}
 }
 
+// TestOnlyWebSocketIsUpgraded: an Upgrade to another protocol (h2c, which
+// would make the upstream connection a tunnel that no route, security scheme
+// or limit sees) is ignored, even by an upstream that would switch: the
+// request is served as a plain one.
+func TestOnlyWebSocketIsUpgraded(t *testing.T) {
+	// An upstream that switches to whatever it is asked, as a lax one would.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				req, err := http.ReadRequest(bufio.NewReader(c))
+				if err != nil {
+					return
+				}
+				if up := req.Header.Get("Upgrade"); up != "" {
+					_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "+up+"\r\n\r\n")
+					return
+				}
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nplain")
+			}()
+		}
+	}()
+	h := newHarness(t, testAPI(), bindingTo("http://"+ln.Addr().String()))
+	for _, tt := range []struct {
+		upgrade string
+		status  int
+	}{
+		{"h2c", 200},
+		{"websocket, h2c", 200},
+		{"TLS/1.2", 200},
+		{"WebSocket", 101},
+	} {
+		c, err := net.Dial("tcp", h.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		_, _ = io.WriteString(c, "GET /v1/items HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: "+tt.upgrade+
+			"\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("Upgrade %s: %v", tt.upgrade, err)
+		}
+		resp.Body.Close()
+		c.Close()
+		if resp.StatusCode != tt.status {
+			t.Errorf("Upgrade %s: status %d, want %d", tt.upgrade, resp.StatusCode, tt.status)
+		}
+	}
+}
+
 // TestReverseProxyPathForwarding checks the net/http path (an HTTPS upstream)
 // rewrites the forwarding fields as the fast path does: spoofed ones dropped.
 func TestReverseProxyPathForwarding(t *testing.T) {

@@ -117,7 +117,16 @@ func (p *routeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, http.StatusServiceUnavailable, "", "This operation's endpoint has no URL configured.")
 		return
 	}
-	if c.ups[0].https || r.Header.Get("Upgrade") != "" {
+	upgrade := r.Header.Get("Upgrade")
+	if upgrade != "" && !strings.EqualFold(strings.TrimSpace(upgrade), "websocket") {
+		// Only WebSocket is switched to. Another protocol (h2c above all)
+		// would make the upstream connection a tunnel whose requests no
+		// route, security scheme or limit sees: the request goes as a plain
+		// one (RFC 9110 §7.8 lets a server ignore Upgrade).
+		delete(r.Header, "Upgrade")
+		upgrade = ""
+	}
+	if c.ups[0].https || upgrade != "" {
 		// net/http's client waits on Go's netpoller: off the event loop.
 		rawconn.Detach(r.Context())
 		p.reverseProxy().ServeHTTP(w, r)
