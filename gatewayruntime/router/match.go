@@ -136,7 +136,7 @@ func matchPieces(pieces []piece, s string, vals []string) ([]string, bool) {
 // decodeSegment percent-decodes one path segment and refuses what the gateway
 // will not forward: bad escapes, control characters, dot segments.
 func decodeSegment(s string) (string, bool) {
-	if s == "." || s == ".." {
+	if isDotSegment(s) {
 		return "", false
 	}
 	pct := false
@@ -180,11 +180,21 @@ func decodeSegment(s string) (string, bool) {
 // %2F before it normalises would resolve it onto another path.
 func hasDotSegment(d string) bool {
 	for part := range strings.SplitSeq(d, "/") {
-		if part == "." || part == ".." {
+		if isDotSegment(part) {
 			return true
 		}
 	}
 	return false
+}
+
+// isDotSegment reports "." and "..", also with path parameters (".;x",
+// "..;"): servlet containers drop a segment's ";..." before they resolve
+// dot segments, so "/a/..;/b" is "/b" to them.
+func isDotSegment(s string) bool {
+	if i := strings.IndexByte(s, ';'); i >= 0 {
+		s = s[:i]
+	}
+	return s == "." || s == ".."
 }
 
 func isHex(c byte) bool {

@@ -84,6 +84,12 @@ func TestMatch(t *testing.T) {
 		{"GET", "/v1/pets/a%2F.", BadPath, "", "", ""},
 		{"GET", "/v1/pets/%2e%2e%2fadmin", BadPath, "", "", ""},
 		{"GET", "/v1/pets/a..b%2Fc", Found, "GET /v1/pets/{id}", "id=a..b/c", ""},
+		// Path parameters: Tomcat and Spring drop ";..." first, so "..;" is "..".
+		{"GET", "/v1/pets/..;/admin", BadPath, "", "", ""},
+		{"GET", "/v1/pets/..;jsessionid=x", BadPath, "", "", ""},
+		{"GET", "/v1/pets/.;x", BadPath, "", "", ""},
+		{"GET", "/v1/pets/a%2F..;x", BadPath, "", "", ""},
+		{"GET", "/v1/pets/1;v=2", Found, "GET /v1/pets/{id}", "id=1;v=2", ""},
 		{"GET", "/v1/pets/%4", BadPath, "", "", ""},
 		{"GET", "/v1/pets/%00", BadPath, "", "", ""},
 		{"GET", "/v1/pets/../admin", BadPath, "", "", ""},
