@@ -248,6 +248,14 @@ func TestErrorsAreProblems(t *testing.T) {
 	splitting := rawUpstream(t, func(c net.Conn) {
 		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nX-A: a\rSet-Cookie: session=evil\r\nContent-Length: 2\r\n\r\nok")
 	})
+	// An upstream whose body fails at its first byte, which came with the
+	// head: nothing has reached the client, which gets a 502 rather than a
+	// dropped connection. (A head whose body is not there yet goes to the
+	// client at once, for streams; a failure after that drops the
+	// connection, see TestUpstreamBreakingOffMidBodyIsNotAWholeResponse.)
+	badChunk := rawUpstream(t, func(c net.Conn) {
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n")
+	})
 	nul := rawUpstream(t, func(c net.Conn) {
 		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 2\r\n\r\nok")
 	})
@@ -264,6 +272,7 @@ func TestErrorsAreProblems(t *testing.T) {
 		{"upstream speaks garbage", testAPI(), bindingTo(garbage), "GET", "/v1/items", 502, ""},
 		{"upstream field with a bare CR", testAPI(), bindingTo(splitting), "GET", "/v1/items", 502, ""},
 		{"upstream field with a NUL", testAPI(), bindingTo(nul), "GET", "/v1/items", 502, ""},
+		{"upstream body malformed from its first byte", testAPI(), bindingTo(badChunk), "GET", "/v1/items", 502, ""},
 		{"upstream too slow", testAPI(bundle.Route{Method: "GET", Path: "/v1/items", Timeout: bundle.Duration(200 * time.Millisecond)}),
 			bindingTo(slow.url), "GET", "/v1/items", 504, ""},
 		{"route without endpoint", testAPI(bundle.Route{Method: "GET", Path: "/v1/items", Endpoint: "-"}), bindingTo(), "GET", "/v1/items", 503, ""},

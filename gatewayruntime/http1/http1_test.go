@@ -303,3 +303,28 @@ func TestHasCTL(t *testing.T) {
 		}
 	}
 }
+
+// TestWriterUnwrite: what was written after a Mark can be dropped until
+// any of it goes out, not after.
+func TestWriterUnwrite(t *testing.T) {
+	var out bytes.Buffer
+	w := NewWriter(&out, 16, nil)
+	w.Put("keep")
+	m := w.Mark()
+	w.Put("drop")
+	if !w.Unwrite(m) {
+		t.Fatal("Unwrite of buffered bytes failed")
+	}
+	w.Put("-next")
+	m = w.Mark()
+	w.Put("0123456789abcdef") // spills: part of it goes out
+	if w.Unwrite(m) {
+		t.Fatal("Unwrite after bytes went out succeeded")
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); got != "keep-next0123456789abcdef" {
+		t.Fatalf("wrote %q", got)
+	}
+}

@@ -29,6 +29,27 @@ type Writer struct {
 	size int
 	err  error
 	pool BufferPool
+	// out counts the bytes handed to wr.
+	out uint64
+}
+
+// A Mark is a point of the stream a Writer writes (see Unwrite).
+type Mark struct {
+	out uint64
+	n   int
+}
+
+// Mark returns the point the next write starts at.
+func (w *Writer) Mark() Mark { return Mark{out: w.out, n: w.n} }
+
+// Unwrite drops what was written after m, when none of it has been handed
+// to the underlying writer yet; it reports whether it could.
+func (w *Writer) Unwrite(m Mark) bool {
+	if w.err != nil || w.out != m.out || w.n < m.n {
+		return false
+	}
+	w.n = m.n
+	return true
 }
 
 // NewWriter returns a Writer to w with a buffer of size bytes, borrowed from
@@ -87,6 +108,7 @@ func (w *Writer) Flush() error {
 		return nil
 	}
 	n, err := w.wr.Write(w.buf[:w.n])
+	w.out += uint64(n)
 	if n < w.n && err == nil {
 		err = io.ErrShortWrite
 	}
@@ -111,6 +133,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 		var n int
 		if w.n == 0 {
 			n, w.err = w.wr.Write(p)
+			w.out += uint64(n)
 		} else {
 			n = copy(w.buf[w.n:], p)
 			w.n += n

@@ -438,15 +438,28 @@ func (p *routeProxy) respond(w http.ResponseWriter, r *http.Request, uc *upConn)
 	if err != nil {
 		uc.nc.Close()
 		var ce *clientError
-		if !errors.As(err, &ce) {
-			// The upstream broke off mid-body: the client must not take the
-			// truncated response for a whole one.
-			panic(http.ErrAbortHandler)
+		if errors.As(err, &ce) {
+			return
 		}
-		return
+		f := classify(err)
+		uc.u.m.Error(int(f))
+		// The upstream failed before its body's first byte (a malformed
+		// chunk, a close): when nothing has reached the client yet, it gets
+		// a 502 rather than a dropped connection.
+		if us, ok := w.(unsender); ok && us.Unsend() {
+			p.writeError(w, r, failProtocol, err)
+			return
+		}
+		// The upstream broke off mid-body: the client must not take the
+		// truncated response for a whole one.
+		panic(http.ErrAbortHandler)
 	}
 	p.release(uc, resp.KeepAlive && complete)
 }
+
+// unsender is implemented by the gateway's HTTP/1.1 server ResponseWriter:
+// it takes back a head nothing of which has reached the client.
+type unsender interface{ Unsend() bool }
 
 func (p *routeProxy) release(uc *upConn, reusable bool) {
 	if reusable && uc.br.Buffered() == 0 {

@@ -35,6 +35,8 @@ type response struct {
 	written     int64
 	closeAfter  bool
 	hijacked    bool
+	// head is where the head starts in the write stream (see Unsend).
+	head http1.Mark
 }
 
 func (w *response) reset(r *http.Request, h *http1.Request) {
@@ -85,6 +87,7 @@ func (w *response) commit(final bool) {
 		w.WriteHeader(http.StatusOK)
 	}
 	w.committed = true
+	w.head = w.c.bw.Mark()
 	w.bodyAllowed = http1.BodyAllowed(w.req.Method, w.status)
 	h := w.header
 	if v := h["Connection"]; len(v) > 0 {
@@ -160,6 +163,7 @@ func (w *response) WriteUpstreamHead(status int, fields []http1.FieldBytes, cont
 	w.status = status
 	w.bodyAllowed = http1.BodyAllowed(w.req.Method, status)
 	bw := w.c.bw
+	w.head = bw.Mark()
 	// Appended in the buffer's free space, written at once.
 	b := append(bw.AvailableBuffer(), statusLine(status)...)
 	// The handler's fields, remembered so that the upstream's same-named ones
@@ -222,6 +226,19 @@ func equalFold(a string, b []byte) bool {
 			return false
 		}
 	}
+	return true
+}
+
+// Unsend takes back a committed head when neither it nor a body byte has
+// reached the client yet, so that the handler can answer otherwise (the
+// proxy: an upstream whose body failed before its first byte gets a 502
+// instead of a dropped connection). It reports whether it could.
+func (w *response) Unsend() bool {
+	if !w.committed || w.hijacked || w.written > 0 || !w.c.bw.Unwrite(w.head) {
+		return false
+	}
+	w.wroteHeader, w.committed = false, false
+	w.status, w.cl, w.chunked = 0, -1, false
 	return true
 }
 
