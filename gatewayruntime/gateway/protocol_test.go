@@ -251,6 +251,7 @@ func TestReverseProxyPathForwarding(t *testing.T) {
 	req.Header.Set("Forwarded", "for=6.6.6.6")
 	req.Header.Set("Connection", "X-Hop")
 	req.Header.Set("X-Hop", "dropped")
+	req.Header.Set("X-Http-Method-Override", "DELETE")
 	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -261,11 +262,12 @@ func TestReverseProxyPathForwarding(t *testing.T) {
 		t.Fatalf("upstream request URI %q", body)
 	}
 	want := map[string]string{
-		"X-Forwarded-For":   "127.0.0.1",
-		"X-Forwarded-Host":  "api.example.com",
-		"X-Forwarded-Proto": "http",
-		"Forwarded":         `for=127.0.0.1;host="api.example.com";proto=http`,
-		"X-Hop":             "",
+		"X-Forwarded-For":        "127.0.0.1",
+		"X-Forwarded-Host":       "api.example.com",
+		"X-Forwarded-Proto":      "http",
+		"Forwarded":              `for=127.0.0.1;host="api.example.com";proto=http`,
+		"X-Hop":                  "",
+		"X-Http-Method-Override": "",
 	}
 	for k, v := range want {
 		if g := strings.Join(got.Values(k), " | "); g != v {

@@ -151,6 +151,29 @@ func TestConnectionNominatesOnlyTheClientsFields(t *testing.T) {
 	}
 }
 
+// TestMethodOverrideFieldsAreDropped: the gateway routes and authorizes by
+// the request's own method, so the fields that let a framework treat a POST
+// as another method never reach the upstream.
+func TestMethodOverrideFieldsAreDropped(t *testing.T) {
+	up := newUpstream(t, nil)
+	h := newHarness(t, testAPI(), bindingTo(up.url))
+	override := map[string]string{
+		"X-HTTP-Method-Override": "DELETE",
+		"X-HTTP-Method":          "DELETE",
+		"X-Method-Override":      "PUT",
+		"X_HTTP_Method_Override": "DELETE",
+	}
+	if r := h.do("POST", "/v1/items", strings.NewReader("{}"), override); r.status != 200 {
+		t.Fatalf("status %d", r.status)
+	}
+	req, _ := up.request()
+	for k := range override {
+		if v := req.Header.Values(k); len(v) > 0 {
+			t.Errorf("upstream got %s: %v", k, v)
+		}
+	}
+}
+
 func TestRequestBodies(t *testing.T) {
 	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, r.Header.Get("Content-Length")+"|"+strings.Join(r.TransferEncoding, ","))

@@ -247,10 +247,26 @@ func skipRequestField(k string) bool {
 		"Forwarded", "X-Real-Ip":
 		return true
 	}
+	if methodOverride(k) {
+		return true
+	}
 	if k != "" && k[0] >= 'a' && k[0] <= 'z' {
 		return skipRequestField(http.CanonicalHeaderKey(k))
 	}
-	return isForwardingField(k) || filter.IsAliasOf(k, managedField)
+	return isForwardingField(k) || filter.IsAliasOf(k, func(c string) bool { return managedField(c) || methodOverride(c) })
+}
+
+// methodOverride reports the fields with which frameworks (Rails, Express's
+// method-override, Spring, ASP.NET) let a POST act as another method. The
+// gateway routes, authorizes, validates and limits by the request's own
+// method, so an upstream that obeyed one would run an operation the gateway
+// never checked (a POST allowed to a user acting as an admin's DELETE).
+func methodOverride(k string) bool {
+	switch k {
+	case "X-Http-Method-Override", "X-Http-Method", "X-Method-Override":
+		return true
+	}
+	return false
 }
 
 // managedField reports the fields whose values the gateway sets for the

@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"sync/atomic"
 	"time"
+
+	"github.com/gatekiln/gatekiln/gatewayruntime/filter"
 )
 
 // reverseProxy is the net/http path: HTTPS upstreams (HTTP/2 by ALPN) and
@@ -47,6 +49,11 @@ func (p *routeProxy) rewrite(pr *httputil.ProxyRequest) {
 		out.URL.Path = rest
 	}
 	out.Host = ""
+	for k := range out.Header {
+		if methodOverride(k) || filter.IsAliasOf(k, methodOverride) {
+			delete(out.Header, k)
+		}
+	}
 	fwd := newForwarded(pr.In, p.trusted)
 	fwd.set(out.Header)
 }
