@@ -360,12 +360,28 @@ func apiID(api *bundle.Bundle) string {
 // localStore keeps one x/time/rate limiter per key in this replica's memory.
 // Buckets that have refilled completely carry no state worth keeping and are
 // swept every minute, so idle keys (client addresses) do not accumulate.
+//
+// The keys are bounded too (maxLocalKeys, like the fixed zone of nginx's
+// limit_req): clients choose them (an IPv6 /64 holds 2^64 addresses, a
+// header any value), and a bucket of a slow rate stays for as long as it
+// takes to refill, so unbounded they would be a way to exhaust the gateway's
+// memory. A full shard first drops its refilled buckets, then arbitrary ones:
+// the clients evicted start over with a full bucket.
 type localStore struct {
 	limit  rate.Limit
 	burst  int
 	seed   maphash.Seed
-	shards [32]localShard
+	shards [localShards]localShard
+	// perShard bounds each shard's keys.
+	perShard int
 }
+
+const (
+	localShards = 32
+	// maxLocalKeys bounds a policy's local buckets: about 200 bytes each,
+	// some 25 MiB at most.
+	maxLocalKeys = 1 << 17
+)
 
 type localShard struct {
 	mu sync.Mutex
@@ -374,9 +390,10 @@ type localShard struct {
 
 func newLocalStore(ctx context.Context, b bucket) *localStore {
 	s := &localStore{
-		limit: rate.Limit(float64(b.requests) / b.period.Seconds()),
-		burst: int(b.capacity),
-		seed:  maphash.MakeSeed(),
+		limit:    rate.Limit(float64(b.requests) / b.period.Seconds()),
+		burst:    int(b.capacity),
+		seed:     maphash.MakeSeed(),
+		perShard: maxLocalKeys / localShards,
 	}
 	for i := range s.shards {
 		s.shards[i].m = map[string]*rate.Limiter{}
@@ -392,11 +409,31 @@ func (s *localStore) limiter(key string) *rate.Limiter {
 	sh.mu.Lock()
 	l, ok := sh.m[key]
 	if !ok {
+		if len(sh.m) >= s.perShard {
+			s.makeRoom(sh, time.Now())
+		}
 		l = rate.NewLimiter(s.limit, s.burst)
 		sh.m[key] = l
 	}
 	sh.mu.Unlock()
 	return l
+}
+
+// makeRoom frees an eighth of a full shard (sh.mu held): refilled buckets
+// first, then whichever the map's iteration yields.
+func (s *localStore) makeRoom(sh *localShard, now time.Time) {
+	target := s.perShard - s.perShard/8
+	for k, l := range sh.m {
+		if l.TokensAt(now) >= float64(s.burst) {
+			delete(sh.m, k)
+		}
+	}
+	for k := range sh.m {
+		if len(sh.m) <= target {
+			break
+		}
+		delete(sh.m, k)
+	}
 }
 
 func (s *localStore) take(_ context.Context, key string, _ bucket) (decision, error) {

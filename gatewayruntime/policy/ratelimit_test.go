@@ -835,3 +835,33 @@ func TestRedisClusterMismatch(t *testing.T) {
 		})
 	}
 }
+
+// TestLocalStoreBounded: keys a client chooses (every request a new one) do
+// not grow the local store past its bound, and limiting still works.
+func TestLocalStoreBounded(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := newLocalStore(ctx, bucket{requests: 1, period: time.Hour, capacity: 1})
+	s.perShard = 8
+	for i := range 10000 {
+		if _, err := s.take(context.Background(), "h:"+strconv.Itoa(i), bucket{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	total := 0
+	for i := range s.shards {
+		if n := len(s.shards[i].m); n > s.perShard {
+			t.Fatalf("shard %d holds %d keys, bound %d", i, n, s.perShard)
+		}
+		total += len(s.shards[i].m)
+	}
+	if total == 0 {
+		t.Fatal("no keys kept at all")
+	}
+	for i, want := range []bool{true, false} {
+		d, err := s.take(context.Background(), "client", bucket{})
+		if err != nil || d.allowed != want {
+			t.Fatalf("take %d: allowed %v (%v), want %v", i, d.allowed, err, want)
+		}
+	}
+}
