@@ -174,10 +174,12 @@ func (l *lease) finish(r decisionOrErr, tokens int64, asked, now time.Time) {
 }
 
 // leases holds the per-key state of leaseable buckets, sharded; keys idle for
-// a minute are swept.
+// a minute are swept, and a shard holds at most its share of maxLocalKeys
+// (keys come from clients; see localStore).
 type leases struct {
-	seed   maphash.Seed
-	shards [32]leaseShard
+	seed     maphash.Seed
+	shards   [localShards]leaseShard
+	perShard int
 }
 
 type leaseShard struct {
@@ -186,7 +188,7 @@ type leaseShard struct {
 }
 
 func newLeases(ctx context.Context) *leases {
-	ls := &leases{seed: maphash.MakeSeed()}
+	ls := &leases{seed: maphash.MakeSeed(), perShard: maxLocalKeys / localShards}
 	for i := range ls.shards {
 		ls.shards[i].m = map[string]*lease{}
 	}
@@ -199,11 +201,32 @@ func (ls *leases) get(key string) *lease {
 	sh.mu.Lock()
 	l, ok := sh.m[key]
 	if !ok {
+		if len(sh.m) >= ls.perShard {
+			ls.makeRoom(sh)
+		}
 		l = &lease{}
 		sh.m[key] = l
 	}
 	sh.mu.Unlock()
 	return l
+}
+
+// makeRoom frees an eighth of a full shard (sh.mu held), sparing leases with
+// a fetch in flight. An evicted lease's unspent tokens are lost: the bucket
+// admits less, never more.
+func (ls *leases) makeRoom(sh *leaseShard) {
+	target := ls.perShard - ls.perShard/8
+	for k, l := range sh.m {
+		if len(sh.m) <= target {
+			return
+		}
+		l.mu.Lock()
+		busy := l.fetching
+		l.mu.Unlock()
+		if !busy {
+			delete(sh.m, k)
+		}
+	}
 }
 
 func (ls *leases) sweep(ctx context.Context, every time.Duration) {

@@ -865,3 +865,27 @@ func TestLocalStoreBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestLeasesBounded: the Redis store's per-key leases are bounded like the
+// local buckets, and a lease with a fetch in flight is not evicted.
+func TestLeasesBounded(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ls := newLeases(ctx)
+	ls.perShard = 8
+	busy := ls.get("busy")
+	busy.mu.Lock()
+	busy.startFetch()
+	busy.mu.Unlock()
+	for i := range 10000 {
+		ls.get("h:" + strconv.Itoa(i))
+	}
+	for i := range ls.shards {
+		if n := len(ls.shards[i].m); n > ls.perShard {
+			t.Fatalf("shard %d holds %d leases, bound %d", i, n, ls.perShard)
+		}
+	}
+	if ls.get("busy") != busy {
+		t.Fatal("the lease with a fetch in flight was evicted")
+	}
+}
