@@ -166,32 +166,14 @@ func TestWebSocketUpgrade(t *testing.T) {
 // request is served as a plain one.
 func TestOnlyWebSocketIsUpgraded(t *testing.T) {
 	// An upstream that switches to whatever it is asked, as a lax one would.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				req, err := http.ReadRequest(bufio.NewReader(c))
-				if err != nil {
-					return
-				}
-				if up := req.Header.Get("Upgrade"); up != "" {
-					_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "+up+"\r\n\r\n")
-					return
-				}
-				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nplain")
-			}()
+	lax := rawUpstreamReq(t, func(c net.Conn, req *http.Request) {
+		if up := req.Header.Get("Upgrade"); up != "" {
+			_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "+up+"\r\n\r\n")
+			return
 		}
-	}()
-	h := newHarness(t, testAPI(), bindingTo("http://"+ln.Addr().String()))
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nplain")
+	})
+	h := newHarness(t, testAPI(), bindingTo(lax))
 	for _, tt := range []struct {
 		upgrade string
 		status  int

@@ -232,8 +232,14 @@ func TestBodyLimit(t *testing.T) {
 	}
 }
 
-// rawUpstream serves each connection with fn.
+// rawUpstream serves each connection with fn, after reading its first request.
 func rawUpstream(t *testing.T, fn func(c net.Conn)) string {
+	t.Helper()
+	return rawUpstreamReq(t, func(c net.Conn, _ *http.Request) { fn(c) })
+}
+
+// rawUpstreamReq serves each connection with fn, given its first request.
+func rawUpstreamReq(t *testing.T, fn func(c net.Conn, req *http.Request)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -248,11 +254,11 @@ func rawUpstream(t *testing.T, fn func(c net.Conn)) string {
 			}
 			go func() {
 				defer c.Close()
-				br := bufio.NewReader(c)
-				if _, err := http.ReadRequest(br); err != nil {
+				req, err := http.ReadRequest(bufio.NewReader(c))
+				if err != nil {
 					return
 				}
-				fn(c)
+				fn(c, req)
 			}()
 		}
 	}()

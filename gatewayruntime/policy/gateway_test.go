@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -162,22 +161,14 @@ func TestWithRealGateway(t *testing.T) {
 	t.Run("two replicas share the redis limit", func(t *testing.T) {
 		ed := sign(t, ks["ed-1"], claims(func(c jwt.MapClaims) { c["sub"] = "bob" }))
 		var ok, limited atomic.Int64
-		var wg sync.WaitGroup
-		for i := range 12 {
-			gw := gwA
-			if i%2 == 1 {
-				gw = gwB
+		alternating(12, []*realGateway{gwA, gwB}, func(gw *realGateway) {
+			switch gw.do(t, "GET", "/v1/pets", bearer(ed), "").status {
+			case 200:
+				ok.Add(1)
+			case 429:
+				limited.Add(1)
 			}
-			wg.Go(func() {
-				switch gw.do(t, "GET", "/v1/pets", bearer(ed), "").status {
-				case 200:
-					ok.Add(1)
-				case 429:
-					limited.Add(1)
-				}
-			})
-		}
-		wg.Wait()
+		})
 		if ok.Load() != 5 || limited.Load() != 7 {
 			t.Fatalf("bob: %d admitted, %d limited; want 5 and 7 across both replicas", ok.Load(), limited.Load())
 		}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -214,6 +215,17 @@ type response struct {
 }
 
 // do sends a request and decodes the upstream echo or the problem document.
+// alternating sends n requests at once with send, alternately through each
+// of gws (replicas of one API), and waits for them all.
+func alternating[G any](n int, gws []G, send func(gw G)) {
+	var wg sync.WaitGroup
+	for i := range n {
+		gw := gws[i%len(gws)]
+		wg.Go(func() { send(gw) })
+	}
+	wg.Wait()
+}
+
 func (g *testGateway) do(t *testing.T, method, path string, hdr map[string]string, body string) response {
 	t.Helper()
 	return doWith(t, g.client, method, g.URL+path, hdr, body)

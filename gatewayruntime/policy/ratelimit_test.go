@@ -204,27 +204,19 @@ func TestRedisRateLimitShared(t *testing.T) {
 
 	t.Run("two instances share one limit", func(t *testing.T) {
 		var allowed, limited atomic.Int64
-		var wg sync.WaitGroup
-		for i := range 30 {
-			gw := gwA
-			if i%2 == 1 {
-				gw = gwB
-			}
-			wg.Go(func() {
-				switch res := gw.do(t, "GET", "/v1/pets", nil, ""); res.status {
-				case 200:
-					allowed.Add(1)
-				case 429:
-					limited.Add(1)
-					if res.header.Get("Retry-After") == "" {
-						t.Error("429 without Retry-After")
-					}
-				default:
-					t.Errorf("status %d", res.status)
+		alternating(30, []*testGateway{gwA, gwB}, func(gw *testGateway) {
+			switch res := gw.do(t, "GET", "/v1/pets", nil, ""); res.status {
+			case 200:
+				allowed.Add(1)
+			case 429:
+				limited.Add(1)
+				if res.header.Get("Retry-After") == "" {
+					t.Error("429 without Retry-After")
 				}
-			})
-		}
-		wg.Wait()
+			default:
+				t.Errorf("status %d", res.status)
+			}
+		})
 		if allowed.Load() != 10 || limited.Load() != 20 {
 			t.Fatalf("allowed %d, limited %d; want exactly 10 and 20 across both instances", allowed.Load(), limited.Load())
 		}
@@ -751,23 +743,15 @@ func TestRedisCluster(t *testing.T) {
 	}
 	// Failing closed, a store error would answer 503: only 200 and 429 may come.
 	var allowed atomic.Int64
-	var wg sync.WaitGroup
-	for i := range 24 {
-		gw := gwA
-		if i%2 == 1 {
-			gw = gwB
+	alternating(24, []*testGateway{gwA, gwB}, func(gw *testGateway) {
+		switch res := gw.do(t, "POST", "/v1/pets", nil, "{}"); res.status {
+		case 200:
+			allowed.Add(1)
+		case 429:
+		default:
+			t.Errorf("POST: %d %s", res.status, res.body)
 		}
-		wg.Go(func() {
-			switch res := gw.do(t, "POST", "/v1/pets", nil, "{}"); res.status {
-			case 200:
-				allowed.Add(1)
-			case 429:
-			default:
-				t.Errorf("POST: %d %s", res.status, res.body)
-			}
-		})
-	}
-	wg.Wait()
+	})
 	if allowed.Load() != 10 {
 		t.Fatalf("allowed %d of 24, want the bucket's 10", allowed.Load())
 	}
