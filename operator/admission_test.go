@@ -77,6 +77,12 @@ func TestAdmission(t *testing.T) {
 		{"api https port clash", &v1alpha1.API{ObjectMeta: meta("tls"),
 			Spec: v1alpha1.APISpec{Definition: def, TLSSecretRef: &v1alpha1.SecretKeyRef{Name: "t"},
 				Service: v1alpha1.ServiceSpec{Port: 443}}}, "serves HTTPS on 443"},
+		{"api trusted proxies", &v1alpha1.API{ObjectMeta: meta("fwd"),
+			Spec: v1alpha1.APISpec{Definition: def, Forwarding: &v1alpha1.ForwardingSpec{
+				TrustedProxies: []string{"10.0.0.0/8", "192.0.2.7", "2001:db8::/32"}, ForwardedHeader: true}}}, ""},
+		{"api trusted proxy by name", &v1alpha1.API{ObjectMeta: meta("fwd-name"),
+			Spec: v1alpha1.APISpec{Definition: def, Forwarding: &v1alpha1.ForwardingSpec{
+				TrustedProxies: []string{"10.0.0.0/8", "lb.internal"}}}}, "each entry must be an IP address"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

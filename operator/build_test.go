@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -58,8 +59,9 @@ func TestSameInputsReuseImage(t *testing.T) {
 	}
 }
 
-// TestBindingOnlyChange: a new Endpoint URL and a rotated API key reach the
-// Binding ConfigMap and Secret, without a build, a push or a new Pod template.
+// TestBindingOnlyChange: a new Endpoint URL, a rotated API key and the API's
+// trusted proxies reach the Binding ConfigMap and Secret, without a build, a
+// push or a new Pod template.
 func TestBindingOnlyChange(t *testing.T) {
 	f := setup(t)
 	ctx := context.Background()
@@ -89,6 +91,11 @@ func TestBindingOnlyChange(t *testing.T) {
 	if err := f.c.Update(ctx, keys); err != nil {
 		t.Fatal(err)
 	}
+	api := f.getAPI(t, ns, "petstore")
+	api.Spec.Forwarding = &v1alpha1.ForwardingSpec{TrustedProxies: []string{"10.0.0.0/8"}, ForwardedHeader: true}
+	if err := f.c.Update(ctx, api); err != nil {
+		t.Fatal(err)
+	}
 
 	eventually(t, "binding carries the new URL and key", func() error {
 		cm := &corev1.ConfigMap{}
@@ -101,6 +108,9 @@ func TestBindingOnlyChange(t *testing.T) {
 		}
 		if got := b.Endpoints["petstore-backend"].URLs; len(got) != 1 || got[0] != "http://petstore-backend-v2:8080" {
 			return errorf("binding endpoint URLs %v", got)
+		}
+		if b.Server == nil || !slices.Equal(b.Server.TrustedProxies, []string{"10.0.0.0/8"}) || !b.Server.ForwardedHeader {
+			return errorf("binding server %+v", b.Server)
 		}
 		s := &corev1.Secret{}
 		if err := f.c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "petstore-binding"}, s); err != nil {

@@ -137,6 +137,7 @@ func compileKinds(api *v1alpha1.API, endpoints []v1alpha1.Endpoint, rateLimits [
 		Refs:         api.Spec.Refs,
 		Redis:        api.Spec.Redis,
 		TLSSecretRef: api.Spec.TLSSecretRef,
+		Forwarding:   api.Spec.Forwarding,
 	}
 	for i := range endpoints {
 		k.Endpoints[endpoints[i].Name] = endpoints[i].Spec

@@ -55,6 +55,30 @@ type APISpec struct {
 	// TLSSecretRef names a kubernetes.io/tls Secret for the gateway's own listener.
 	// +optional
 	TLSSecretRef *SecretKeyRef `json:"tlsSecretRef,omitempty"`
+	// Forwarding says which proxies in front of the gateway it believes about
+	// the client, and which forwarding fields it sends to upstreams.
+	// +optional
+	Forwarding *ForwardingSpec `json:"forwarding,omitempty"`
+}
+
+// ForwardingSpec configures the X-Forwarded-* and Forwarded fields. Without
+// trusted proxies a client cannot set them: the gateway drops what the client
+// sent and tells the upstream what it saw itself.
+type ForwardingSpec struct {
+	// TrustedProxies are the addresses or CIDRs of the proxies in front of the
+	// gateway (a load balancer, an ingress controller): their X-Forwarded-*
+	// and Forwarded fields are kept and the gateway's hop appended, and client
+	// IP rate limits count the client they name.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.all(p, isIP(p) || isCIDR(p))",message="trustedProxies: each entry must be an IP address (10.0.0.1) or a CIDR (10.0.0.0/8)"
+	TrustedProxies []string `json:"trustedProxies,omitempty"`
+	// ForwardedHeader also sends the RFC 7239 Forwarded field; X-Forwarded-For,
+	// -Host and -Proto are always sent. A trusted proxy's Forwarded is passed
+	// on (with the gateway's hop) either way.
+	// +optional
+	ForwardedHeader bool `json:"forwardedHeader,omitempty"`
 }
 
 // ObjectRefs maps definition-side names to object names.

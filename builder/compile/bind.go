@@ -2,6 +2,7 @@ package compile
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 
 	v1alpha1 "github.com/gatekiln/gatekiln/apis/v1alpha1"
 	"github.com/gatekiln/gatekiln/gatewayruntime/bundle"
+	"github.com/gatekiln/gatekiln/gatewayruntime/filter"
 )
 
 // Binding file layout: every secret value is a file under the Binding
@@ -318,17 +320,23 @@ func (bd *binder) redis(object string, r *v1alpha1.RedisRef) {
 }
 
 func (bd *binder) server() {
-	ref := bd.k.TLSSecretRef
-	if ref == nil {
-		return
+	sb := &bundle.ServerBinding{}
+	if ref := bd.k.TLSSecretRef; ref != nil {
+		cert, key := *ref, *ref
+		cert.Key, key.Key = "tls.crt", "tls.key"
+		sb.TLSCertFile = bd.secret("API", "tlsSecretRef", &cert, "", fileServerCert, SecretFormatRaw)
+		sb.TLSKeyFile = bd.secret("API", "tlsSecretRef", &key, "", fileServerKey, SecretFormatRaw)
 	}
-	cert, key := *ref, *ref
-	cert.Key, key.Key = "tls.crt", "tls.key"
-	sb := &bundle.ServerBinding{
-		TLSCertFile: bd.secret("API", "tlsSecretRef", &cert, "", fileServerCert, SecretFormatRaw),
-		TLSKeyFile:  bd.secret("API", "tlsSecretRef", &key, "", fileServerKey, SecretFormatRaw),
+	if f := bd.k.Forwarding; f != nil {
+		// The gateway parses them too; here a bad entry fails the compile
+		// (kubectl add api, CI) rather than the gateway's start.
+		if _, err := filter.ParseTrustedProxies(f.TrustedProxies); err != nil {
+			bd.c.fail("", "", CodeInvalidKinds, "API forwarding.trustedProxies: "+err.Error())
+		}
+		sb.TrustedProxies = slices.Clone(f.TrustedProxies)
+		sb.ForwardedHeader = f.ForwardedHeader
 	}
-	if sb.TLSCertFile != "" {
+	if sb.TLSCertFile != "" || len(sb.TrustedProxies) > 0 || sb.ForwardedHeader {
 		bd.binding.Server = sb
 	}
 }

@@ -170,6 +170,9 @@ func TestBindingProblems(t *testing.T) {
 				Reason: `Endpoint backend.elsewhere is in namespace "elsewhere"`}},
 		{name: "redis store without a redis", src: bindDoc, edit: func(k *Kinds) { k.Redis = nil },
 			want: Problem{Code: CodeInvalidKinds, Reason: `RateLimit "standard" has store Redis, but neither it nor the API names a Redis`}},
+		{name: "trusted proxy not an address", src: bindDoc, edit: func(k *Kinds) {
+			k.Forwarding = &v1alpha1.ForwardingSpec{TrustedProxies: []string{"10.0.0.0/8", "lb.internal"}}
+		}, want: Problem{Code: CodeInvalidKinds, Reason: `API forwarding.trustedProxies: trusted proxy "lb.internal"`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -186,6 +189,36 @@ func TestBindingProblems(t *testing.T) {
 			if got.Code != tc.want.Code || got.File != tc.want.File || got.Pointer != tc.want.Pointer || got.Line != tc.want.Line ||
 				!strings.HasPrefix(got.Reason, tc.want.Reason) {
 				t.Errorf("got  %#v\nwant %#v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestBindingServer(t *testing.T) {
+	tlsRef := &v1alpha1.SecretKeyRef{Name: "gw-tls"}
+	tests := []struct {
+		name string
+		tls  *v1alpha1.SecretKeyRef
+		fwd  *v1alpha1.ForwardingSpec
+		want *bundle.ServerBinding
+	}{
+		{"nothing", nil, nil, nil},
+		{"empty forwarding", nil, &v1alpha1.ForwardingSpec{}, nil},
+		{"tls", tlsRef, nil, &bundle.ServerBinding{TLSCertFile: "server/tls.crt", TLSKeyFile: "server/tls.key"}},
+		{"trusted proxies", nil, &v1alpha1.ForwardingSpec{TrustedProxies: []string{"10.0.0.0/8", "192.0.2.1"}},
+			&bundle.ServerBinding{TrustedProxies: []string{"10.0.0.0/8", "192.0.2.1"}}},
+		{"forwarded header with tls", tlsRef, &v1alpha1.ForwardingSpec{ForwardedHeader: true},
+			&bundle.ServerBinding{TLSCertFile: "server/tls.crt", TLSKeyFile: "server/tls.key", ForwardedHeader: true}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res, ps := compileString(t, bindDoc, &Kinds{Namespace: "shop", TLSSecretRef: tc.tls, Forwarding: tc.fwd,
+				Endpoints: fullKinds().Endpoints, RateLimits: fullKinds().RateLimits, Security: fullKinds().Security, Redis: fullKinds().Redis})
+			if ps != nil {
+				t.Fatal(ps)
+			}
+			if !reflect.DeepEqual(res.Binding.Server, tc.want) {
+				t.Errorf("server %+v, want %+v", res.Binding.Server, tc.want)
 			}
 		})
 	}

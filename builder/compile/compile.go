@@ -49,6 +49,8 @@ type Kinds struct {
 	Redis *v1alpha1.RedisRef
 	// TLSSecretRef names a kubernetes.io/tls Secret for the gateway's listener.
 	TLSSecretRef *v1alpha1.SecretKeyRef
+	// Forwarding is the API's trusted proxies and forwarding fields.
+	Forwarding *v1alpha1.ForwardingSpec
 }
 
 // Input is everything one compile reads.

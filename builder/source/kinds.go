@@ -103,7 +103,7 @@ func ParseKinds(data []byte) (*compile.Kinds, error) {
 			if err := strictUnmarshal(obj.Spec, &spec); err != nil {
 				return nil, fmt.Errorf("%s: spec: %w", where, err)
 			}
-			k.Refs, k.Redis, k.TLSSecretRef = spec.Refs, spec.Redis, spec.TLSSecretRef
+			k.Refs, k.Redis, k.TLSSecretRef, k.Forwarding = spec.Refs, spec.Redis, spec.TLSSecretRef, spec.Forwarding
 		default:
 			return nil, fmt.Errorf("%s: unknown kind %q (want Endpoint, RateLimit, Security or API)", where, obj.Kind)
 		}

@@ -135,6 +135,9 @@ type ServerBinding struct {
 	ClientCAFile string `json:"clientCaFile,omitempty"`
 	// TrustedProxies lists CIDRs whose X-Forwarded-For is believed.
 	TrustedProxies []string `json:"trustedProxies,omitempty"`
+	// ForwardedHeader: send the RFC 7239 Forwarded field to upstreams too
+	// (X-Forwarded-For, -Host and -Proto are always sent).
+	ForwardedHeader bool `json:"forwardedHeader,omitempty"`
 }
 
 // RedisBinding locates the store for global rate limits.

@@ -247,7 +247,7 @@ func TestReverseProxyPathForwarding(t *testing.T) {
 		"X-Forwarded-For":        "127.0.0.1",
 		"X-Forwarded-Host":       "api.example.com",
 		"X-Forwarded-Proto":      "http",
-		"Forwarded":              `for=127.0.0.1;host="api.example.com";proto=http`,
+		"Forwarded":              "", // off by default
 		"X-Hop":                  "",
 		"X-Http-Method-Override": "",
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"strings"
@@ -45,7 +46,7 @@ func TestProxyForwardsRequestAndResponse(t *testing.T) {
 		{"X-Forwarded-For", req.Header.Get("X-Forwarded-For"), "127.0.0.1"},
 		{"X-Forwarded-Host", req.Header.Get("X-Forwarded-Host"), "api.example.com"},
 		{"X-Forwarded-Proto", req.Header.Get("X-Forwarded-Proto"), "http"},
-		{"Forwarded", req.Header.Get("Forwarded"), `for=127.0.0.1;host="api.example.com";proto=http`},
+		{"Forwarded (off by default)", req.Header.Get("Forwarded"), ""},
 		{"response X-Up", r.header.Get("X-Up"), "visible"},
 		{"response X-Up-Hop", r.header.Get("X-Up-Hop"), ""},
 		{"response Keep-Alive", r.header.Get("Keep-Alive"), ""},
@@ -77,20 +78,32 @@ func TestForwardingFieldsCannotBeSpoofed(t *testing.T) {
 	tests := []struct {
 		name    string
 		trusted []string
+		rfc7239 bool     // Binding server.forwardedHeader
+		omit    []string // spoof fields not sent
 		want    map[string]string
 	}{
-		{"untrusted client", nil, map[string]string{
+		{"untrusted client", nil, false, nil, map[string]string{
 			"X-Forwarded-For":    "127.0.0.1",
 			"X-Forwarded-Host":   "api.example.com",
 			"X-Forwarded-Proto":  "http",
 			"X-Forwarded-Port":   "",
 			"X-Forwarded-Prefix": "",
-			"Forwarded":          `for=127.0.0.1;host="api.example.com";proto=http`,
+			"Forwarded":          "",
 			"X-Real-Ip":          "",
 			"X_Forwarded_For":    "",
 			"X_Request_Id":       "",
 		}},
-		{"trusted proxy in front", []string{"127.0.0.1/32"}, map[string]string{
+		{"untrusted client, Forwarded on", nil, true, nil, map[string]string{
+			"X-Forwarded-For": "127.0.0.1",
+			"Forwarded":       `for=127.0.0.1;host="api.example.com";proto=http`,
+			"X-Real-Ip":       "",
+		}},
+		{"trusted proxy sending only X-Forwarded-*, Forwarded on", []string{"127.0.0.1/32"}, true, []string{"Forwarded"}, map[string]string{
+			"X-Forwarded-For": "6.6.6.6, 127.0.0.1",
+			// The client, not the proxy in front, for upstreams that read Forwarded.
+			"Forwarded": `for=6.6.6.6, for=127.0.0.1;host="evil.example";proto=https`,
+		}},
+		{"trusted proxy in front", []string{"127.0.0.1/32"}, false, nil, map[string]string{
 			"X-Forwarded-For":    "6.6.6.6, 127.0.0.1",
 			"X-Forwarded-Host":   "evil.example",
 			"X-Forwarded-Proto":  "https",
@@ -105,9 +118,13 @@ func TestForwardingFieldsCannotBeSpoofed(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := bindingTo(up.url)
-			b.Server = &bundle.ServerBinding{TrustedProxies: tt.trusted}
+			b.Server = &bundle.ServerBinding{TrustedProxies: tt.trusted, ForwardedHeader: tt.rfc7239}
 			h := newHarness(t, testAPI(), b)
-			if r := h.do("GET", "/v1/items", nil, spoof); r.status != 200 {
+			send := maps.Clone(spoof)
+			for _, k := range tt.omit {
+				delete(send, k)
+			}
+			if r := h.do("GET", "/v1/items", nil, send); r.status != 200 {
 				t.Fatalf("status %d", r.status)
 			}
 			req, _ := up.request()
@@ -125,7 +142,9 @@ func TestForwardingFieldsCannotBeSpoofed(t *testing.T) {
 // fields the gateway sets does not take them away from the upstream.
 func TestConnectionNominatesOnlyTheClientsFields(t *testing.T) {
 	up := newUpstream(t, nil)
-	h := newHarness(t, testAPI(), bindingTo(up.url))
+	b := bindingTo(up.url)
+	b.Server = &bundle.ServerBinding{ForwardedHeader: true}
+	h := newHarness(t, testAPI(), b)
 	r := h.do("GET", "/v1/items", nil, map[string]string{
 		"Connection": "keep-alive, X-Secret, X-Request-Id, X-Forwarded-For, Forwarded",
 		"X-Secret":   "for the next hop only",

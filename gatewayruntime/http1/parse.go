@@ -42,7 +42,7 @@ func ParseRequest(head string, req *Request) error {
 	}
 	method, rest1, ok1 := strings.Cut(line, " ")
 	target, version, ok2 := strings.Cut(rest1, " ")
-	if !ok1 || !ok2 || !isToken(method) || target == "" || strings.IndexByte(version, ' ') >= 0 {
+	if !ok1 || !ok2 || !IsToken(method) || target == "" || strings.IndexByte(version, ' ') >= 0 {
 		return bad("malformed request line")
 	}
 	if !validTarget(target) {
@@ -182,7 +182,7 @@ func splitField(line string) (string, string, error) {
 		return "", "", bad("malformed header field")
 	}
 	name := line[:i]
-	if !isToken(name) {
+	if !IsToken(name) {
 		return "", "", bad("malformed header field name")
 	}
 	value := TrimOWS(line[i+1:])
@@ -325,7 +325,8 @@ func SafeFieldValue(v string) bool {
 	return true
 }
 
-func isToken(s string) bool {
+// IsToken reports whether s is an RFC 9110 token.
+func IsToken(s string) bool {
 	if s == "" {
 		return false
 	}

@@ -96,7 +96,7 @@ type Upstreams struct {
 	opts     *Options
 	clusters map[string]*Cluster
 	all      map[string]*Upstream
-	trusted  *filter.TrustedProxies
+	fwd      forwarding
 }
 
 // Build resolves every endpoint the Bundle's routes use against the Binding:
@@ -110,7 +110,7 @@ func Build(api *bundle.Bundle, b *bundle.Binding, bindingDir string, prev *Upstr
 		if err != nil {
 			return nil, fmt.Errorf("server.trustedProxies: %w", err)
 		}
-		us.trusted = t
+		us.fwd = forwarding{trusted: t, rfc7239: b.Server.ForwardedHeader}
 	}
 	used := map[string]bool{}
 	for _, r := range api.Routes {

@@ -40,7 +40,7 @@ func (p *routeProxy) serveFast(w http.ResponseWriter, r *http.Request) {
 	now := rawconn.Now(r.Context())
 	deadline := now.Add(p.timeout)
 	canRetry := retryableMethod(r.Method) && !hasBody(r)
-	fwd := newForwarded(r, p.trusted)
+	fwd := newForwarded(r, p.fwd)
 	rest := p.restPath(r)
 
 	var (

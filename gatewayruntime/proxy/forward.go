@@ -9,8 +9,11 @@ import (
 	"github.com/gatekiln/gatekiln/gatewayruntime/http1"
 )
 
-// forwarded holds what the gateway tells the upstream about the client
-// (X-Forwarded-For/-Host/-Proto and RFC 7239 Forwarded).
+// forwarded holds what the gateway tells the upstream about the client:
+// X-Forwarded-For/-Host/-Proto always, and the RFC 7239 Forwarded field when
+// the Binding asks for it (server.forwardedHeader) or a trusted peer sent one,
+// whose chain then stays whole. Off by default, as in Envoy, Traefik and
+// Kong: one family is what upstreams read, and two say the same thing twice.
 //
 // A client cannot spoof them: when the TCP peer is not a trusted proxy
 // (Binding server.trustedProxies), every incoming forwarding field is dropped
@@ -26,6 +29,8 @@ type forwarded struct {
 	peer     string
 	host     string
 	proto    string
+	// rfc7239: send Forwarded even when no trusted peer sent one.
+	rfc7239 bool
 	// extra are a trusted peer's other X-Forwarded-* fields.
 	extra []extraField
 }
@@ -40,8 +45,16 @@ func isForwardingField(k string) bool {
 	return strings.HasPrefix(k, "X-Forwarded-") || k == "Forwarded" || k == "X-Real-Ip"
 }
 
-func newForwarded(r *http.Request, trusted *filter.TrustedProxies) forwarded {
-	f := forwarded{peer: peerHost(r.RemoteAddr), host: r.Host, proto: "http"}
+// forwarding is a Binding's forwarding policy.
+type forwarding struct {
+	trusted *filter.TrustedProxies
+	// rfc7239 is Binding server.forwardedHeader.
+	rfc7239 bool
+}
+
+func newForwarded(r *http.Request, fp forwarding) forwarded {
+	f := forwarded{peer: peerHost(r.RemoteAddr), host: r.Host, proto: "http", rfc7239: fp.rfc7239}
+	trusted := fp.trusted
 	if r.TLS != nil {
 		f.proto = "https"
 	}
@@ -97,13 +110,12 @@ func (f *forwarded) appendTo(b []byte) []byte {
 	b = append(b, sanitize(f.host)...)
 	b = append(b, "\r\nX-Forwarded-Proto: "...)
 	b = append(b, f.proto...)
-	b = append(b, "\r\nForwarded: "...)
-	for _, p := range f.priorFwd {
-		b = append(b, sanitize(p)...)
-		b = append(b, ", "...)
-	}
-	b = f.appendElement(b)
 	b = append(b, "\r\n"...)
+	if f.sendsForwarded() {
+		b = append(b, "Forwarded: "...)
+		b = f.appendChain(b, true)
+		b = append(b, "\r\n"...)
+	}
 	for _, x := range f.extra {
 		for _, v := range x.values {
 			b = append(b, x.name...)
@@ -113,6 +125,59 @@ func (f *forwarded) appendTo(b []byte) []byte {
 		}
 	}
 	return b
+}
+
+func (f *forwarded) sendsForwarded() bool { return f.rfc7239 || len(f.priorFwd) > 0 }
+
+// appendChain appends the Forwarded value: the trusted peer's chain and this
+// hop's element. A trusted peer that sent only X-Forwarded-For (most load
+// balancers do) has its chain carried over, so that an upstream reading
+// Forwarded finds the client, not the load balancer.
+func (f *forwarded) appendChain(b []byte, clean bool) []byte {
+	for _, p := range f.priorFwd {
+		if clean {
+			p = sanitize(p)
+		}
+		b = append(b, p...)
+		b = append(b, ", "...)
+	}
+	if len(f.priorFwd) == 0 {
+		for _, v := range f.priorFor {
+			for n := range strings.SplitSeq(v, ",") {
+				if n = http1.TrimOWS(n); n != "" {
+					b = appendForNode(b, n)
+					b = append(b, ", "...)
+				}
+			}
+		}
+	}
+	return f.appendElement(b)
+}
+
+// appendForNode appends an X-Forwarded-For entry as a Forwarded "for"
+// parameter (RFC 7239 §6, §7.4).
+func appendForNode(b []byte, n string) []byte {
+	b = append(b, "for="...)
+	if a, err := netip.ParseAddr(n); err == nil {
+		if a.Is4() {
+			return append(b, a.String()...)
+		}
+		return append(append(append(b, `"[`...), a.String()...), `]"`...)
+	}
+	if ap, err := netip.ParseAddrPort(n); err == nil {
+		return append(append(append(b, '"'), ap.String()...), '"')
+	}
+	if n == "unknown" || n[0] == '_' && http1.IsToken(n) {
+		return append(b, n...) // obfuscated identifiers are tokens
+	}
+	// Anything else is passed as a quoted string, which holds it safely.
+	b = append(b, '"')
+	for i := 0; i < len(n); i++ {
+		if c := n[i]; c != '"' && c != '\\' && c >= ' ' && c != 0x7f {
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
 }
 
 // appendElement appends this hop's RFC 7239 element.
@@ -152,12 +217,9 @@ func (f *forwarded) set(h http.Header) {
 	h["X-Forwarded-For"] = []string{xff}
 	h["X-Forwarded-Host"] = []string{f.host}
 	h["X-Forwarded-Proto"] = []string{f.proto}
-	var b []byte
-	for _, p := range f.priorFwd {
-		b = append(b, p...)
-		b = append(b, ", "...)
+	if f.sendsForwarded() {
+		h["Forwarded"] = []string{string(f.appendChain(nil, false))}
 	}
-	h["Forwarded"] = []string{string(f.appendElement(b))}
 }
 
 // sanitize replaces characters that would break a header line.

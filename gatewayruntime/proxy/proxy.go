@@ -45,7 +45,6 @@ import (
 	"time"
 
 	"github.com/gatekiln/gatekiln/gatewayruntime/bundle"
-	"github.com/gatekiln/gatekiln/gatewayruntime/filter"
 	"github.com/gatekiln/gatekiln/gatewayruntime/http1"
 	"github.com/gatekiln/gatekiln/gatewayruntime/problem"
 	"github.com/gatekiln/gatekiln/gatewayruntime/rawconn"
@@ -53,7 +52,7 @@ import (
 
 // Handler returns the proxy for one route of the Bundle Build was given.
 func (us *Upstreams) Handler(api *bundle.Bundle, route *bundle.Route) (http.Handler, error) {
-	p := &routeProxy{opts: us.opts, trusted: us.trusted, strip: stripSegments(route)}
+	p := &routeProxy{opts: us.opts, fwd: us.fwd, strip: stripSegments(route)}
 	if route.Endpoint == "" {
 		return p, nil
 	}
@@ -97,7 +96,7 @@ func stripSegments(r *bundle.Route) int {
 
 type routeProxy struct {
 	opts    *Options
-	trusted *filter.TrustedProxies
+	fwd     forwarding
 	cluster *Cluster
 	strip   int
 	timeout time.Duration

@@ -54,7 +54,7 @@ func (p *routeProxy) rewrite(pr *httputil.ProxyRequest) {
 			delete(out.Header, k)
 		}
 	}
-	fwd := newForwarded(pr.In, p.trusted)
+	fwd := newForwarded(pr.In, p.fwd)
 	fwd.set(out.Header)
 }
 
