@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/gatekiln/gatekiln/gatewayruntime/filter"
 )
 
 // accessLog writes one JSON line per request, the shape slog's JSON handler
@@ -151,10 +153,7 @@ func (a *accessLog) close() {
 
 func (a *accessLog) log(r *http.Request, route string, status int, written int64, d time.Duration) {
 	now := time.Now()
-	var id string
-	if v := r.Header["X-Request-Id"]; len(v) > 0 {
-		id = v[0]
-	}
+	id := filter.RequestIDFrom(r.Context())
 	var ua string
 	if v := r.Header["User-Agent"]; len(v) > 0 {
 		ua = v[0]

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gatekiln/gatekiln/gatewayruntime/filter"
 )
 
 // slogJSON is how slog's JSON handler writes s: the escaping the access log
@@ -66,7 +68,11 @@ func TestAccessLogLine(t *testing.T) {
 	defer a.close()
 	r := httptest.NewRequest("GET", "/v1/items/a%20b?x=1", nil)
 	r.RemoteAddr = "192.0.2.7:4711"
-	r.Header["X-Request-Id"] = []string{"abc-1"}
+	// The id is the request State's (what the gateway decided), not a field.
+	st := filter.NewState(nil)
+	st.SetRequestID("abc-1")
+	r = r.WithContext(filter.WithState(r.Context(), st))
+	r.Header["X-Request-Id"] = []string{"client-sent"}
 	r.Header["User-Agent"] = []string{"evil\n{\"status\":200}"}
 	a.log(r, "GET /v1/items/{id}", 502, 123, 1500*time.Microsecond)
 	a.flush()

@@ -42,15 +42,23 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	st.Reset(trusted)
 
-	// Request id: a sane incoming one is kept, else one is made.
+	// Request id: a sane incoming one is kept, else one is made. It lives in
+	// the State: the proxy sends it upstream, and the response carries it
+	// (pinned where the writer can, which spares every request map work).
 	id := r.Header["X-Request-Id"]
 	if len(id) == 1 && validRequestID(id[0]) {
 		st.RequestID = id[0]
 	} else {
+		if id != nil {
+			delete(r.Header, "X-Request-Id") // no filter sees the client's
+		}
 		id = st.SetRequestID(g.ids.next())
-		r.Header["X-Request-Id"] = id
 	}
-	w.Header()["X-Request-Id"] = id
+	if pw, ok := w.(fieldPinner); ok {
+		pw.PinField(filter.RequestIDHeader, id[0])
+	} else {
+		w.Header()["X-Request-Id"] = id
+	}
 
 	sw, ok := w.(statusWriter)
 	if !ok {
@@ -210,6 +218,9 @@ func newRequestIDs() requestIDs {
 	_, _ = rand.Read(b[:])
 	return requestIDs{prefix: hex.EncodeToString(b[:]) + "-"}
 }
+
+// fieldPinner is the gateway's HTTP/1.1 ResponseWriter (server.response).
+type fieldPinner interface{ PinField(name, value string) }
 
 func (ids *requestIDs) next() string {
 	var buf [40]byte

@@ -151,6 +151,9 @@ func TestWebSocketUpgrade(t *testing.T) {
 	if resp.StatusCode != 101 || resp.Header.Get("Upgrade") != "websocket" {
 		t.Fatalf("upgrade answer %d %v", resp.StatusCode, resp.Header)
 	}
+	if ids := resp.Header.Values("X-Request-Id"); len(ids) != 1 || ids[0] == "" {
+		t.Errorf("upgrade answer request ids %q, want the gateway's one", ids)
+	}
 	for _, msg := range []string{"hello\n", "second frame\n"} {
 		_, _ = io.WriteString(c, msg)
 		got, err := br.ReadString('\n')

@@ -408,6 +408,10 @@ func TestRequestID(t *testing.T) {
 			if got == "" || req.Header.Get("X-Request-Id") != got || (got == tc.sent) != tc.keep {
 				t.Fatalf("sent %q, client got %q, upstream got %q", tc.sent, got, req.Header.Get("X-Request-Id"))
 			}
+			// One value each way: a replaced id does not travel beside the new one.
+			if n, m := len(r.header.Values("X-Request-Id")), len(req.Header.Values("X-Request-Id")); n != 1 || m != 1 {
+				t.Fatalf("client got %d ids, upstream %d", n, m)
+			}
 		})
 	}
 }

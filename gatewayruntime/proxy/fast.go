@@ -294,6 +294,14 @@ func (p *routeProxy) writeRequest(uc *upConn, r *http.Request, fwd *forwarded, r
 	b = append(b, " HTTP/1.1\r\nHost: "...)
 	b = append(b, u.host...)
 	b = append(b, "\r\n"...)
+	// The request id is the State's (the gateway's own or the client's sane
+	// one); without a State, whatever the map holds goes.
+	id := filter.RequestIDFrom(r.Context())
+	if id != "" {
+		b = append(b, "X-Request-Id: "...)
+		b = append(b, id...)
+		b = append(b, "\r\n"...)
+	}
 	var listed []string
 	if conn := r.Header["Connection"]; len(conn) > 0 {
 		for _, v := range conn {
@@ -305,7 +313,7 @@ func (p *routeProxy) writeRequest(uc *upConn, r *http.Request, fwd *forwarded, r
 		}
 	}
 	for k, vs := range r.Header {
-		if skipRequestField(k) || (listed != nil && contains(listed, k)) {
+		if skipRequestField(k) || (listed != nil && contains(listed, k)) || (id != "" && k == filter.RequestIDHeader) {
 			continue
 		}
 		for _, v := range vs {

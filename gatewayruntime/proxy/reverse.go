@@ -56,6 +56,9 @@ func (p *routeProxy) rewrite(pr *httputil.ProxyRequest) {
 	}
 	fwd := newForwarded(pr.In, p.fwd)
 	fwd.set(out.Header)
+	if id := filter.RequestIDFrom(pr.In.Context()); id != "" {
+		out.Header[filter.RequestIDHeader] = []string{id}
+	}
 }
 
 type clusterTransport routeProxy

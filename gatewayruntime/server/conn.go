@@ -505,7 +505,9 @@ func (c *conn) buildRequest() error {
 		host = pu.Host
 	}
 
-	clear(c.hdr)
+	if len(c.hdr) > 0 {
+		clear(c.hdr)
+	}
 	c.vals = c.vals[:0]
 	for _, f := range h.Fields {
 		if strings.EqualFold(f.Name, "Host") {

@@ -37,12 +37,14 @@ type response struct {
 	hijacked    bool
 	// head is where the head starts in the write stream (see Unsend).
 	head http1.Mark
+	// pinName (canonical) and pinValue are a field set by PinField.
+	pinName, pinValue string
 }
 
 func (w *response) reset(r *http.Request, h *http1.Request) {
 	if w.header == nil {
 		w.header = make(http.Header, 8)
-	} else {
+	} else if len(w.header) > 0 {
 		clear(w.header)
 	}
 	*w = response{
@@ -56,6 +58,20 @@ func (w *response) reset(r *http.Request, h *http1.Request) {
 }
 
 func (w *response) Header() http.Header { return w.header }
+
+// PinField makes the response carry the field name (canonical form): value,
+// ahead of and instead of a same-named field of Header() or of an upstream
+// head. The gateway pins its X-Request-Id this way: a Header entry would cost
+// every proxied request a map insert, walk and clear.
+func (w *response) PinField(name, value string) { w.pinName, w.pinValue = name, value }
+
+// appendPinned appends the pinned field, if any.
+func (w *response) appendPinned(b []byte) []byte {
+	if w.pinName == "" {
+		return b
+	}
+	return appendValues(b, w.pinName, []string{w.pinValue})
+}
 
 func (w *response) WriteHeader(code int) {
 	if w.hijacked || w.wroteHeader {
@@ -75,7 +91,8 @@ func (w *response) WriteHeader(code int) {
 // writeInformational sends a 1xx head (103 Early Hints) at once.
 func (w *response) writeInformational(code int) {
 	w.c.bw.Put(statusLine(code))
-	writeHeader(w.c.bw, w.header)
+	w.c.bw.PutBytes(w.appendPinned(w.c.bw.AvailableBuffer()))
+	writeHeader(w.c.bw, w.header, w.pinName)
 	w.c.bw.Put("\r\n")
 	_ = w.c.bw.Flush()
 }
@@ -126,7 +143,8 @@ func (w *response) commit(final bool) {
 	}
 	bw := w.c.bw
 	bw.Put(statusLine(w.status))
-	writeHeader(bw, h)
+	bw.PutBytes(w.appendPinned(bw.AvailableBuffer()))
+	writeHeader(bw, h, w.pinName)
 	if _, ok := h["Date"]; !ok {
 		bw.Put("Date: ")
 		bw.Put(httpDate())
@@ -170,9 +188,18 @@ func (w *response) WriteUpstreamHead(status int, fields []http1.FieldBytes, cont
 	// are skipped (one map walk, not one per upstream field).
 	var setBuf [8]string
 	set := setBuf[:0]
-	for k, vs := range w.header {
-		set = append(set, k)
-		b = appendValues(b, k, vs)
+	if w.pinName != "" {
+		set = append(set, w.pinName)
+		b = w.appendPinned(b)
+	}
+	if len(w.header) > 0 {
+		for k, vs := range w.header {
+			if k == w.pinName {
+				continue
+			}
+			set = append(set, k)
+			b = appendValues(b, k, vs)
+		}
 	}
 	for i := range fields {
 		f := &fields[i]
@@ -351,6 +378,10 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err := c.bw.Flush(); err != nil {
 		return nil, nil, err
 	}
+	if w.pinName != "" {
+		// The hijacker writes the head from Header() (ReverseProxy's 101).
+		w.header[w.pinName] = []string{w.pinValue}
+	}
 	w.hijacked = true
 	_ = c.nc.SetDeadline(time.Time{})
 	c.srv.trackConn(c, false)
@@ -373,9 +404,12 @@ func (w *response) EnableFullDuplex() error { return nil }
 
 // writeHeader writes fields, replacing CR and LF in values (header injection)
 // and skipping names that are not tokens.
-func writeHeader(bw *http1.Writer, h http.Header) {
+// writeHeader writes h's fields but skip's (a pinned field's name).
+func writeHeader(bw *http1.Writer, h http.Header, skip string) {
 	for k, vs := range h {
-		writeValues(bw, k, vs)
+		if k != skip {
+			writeValues(bw, k, vs)
+		}
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gatekiln/gatekiln/gatewayruntime/filter"
+	"github.com/gatekiln/gatekiln/gatewayruntime/http1"
 )
 
 // start serves h on a loopback port and returns its address.
@@ -480,5 +481,51 @@ func TestHijackNeedsAnUpgradeField(t *testing.T) {
 	_, addr := start(t, Config{Handler: h})
 	if got := raw(t, addr, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"); !strings.Contains(got, "not hijacked") {
 		t.Fatalf("got %q", got)
+	}
+}
+
+// TestPinnedField: a pinned field is written once, ahead of the handler's
+// fields, replacing a same-named Header entry and an upstream head's field,
+// and does not outlive its request.
+func TestPinnedField(t *testing.T) {
+	type pinner interface{ PinField(name, value string) }
+	type upstreamHead interface {
+		WriteUpstreamHead(status int, fields []http1.FieldBytes, contentLength int64)
+	}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/unpinned" {
+			w.(pinner).PinField("X-Request-Id", "pinned-"+r.URL.Path[1:])
+		}
+		w.Header().Set("X-Request-Id", "from-the-map")
+		w.Header().Set("X-Other", "kept")
+		if r.URL.Path == "/upstream" {
+			w.(upstreamHead).WriteUpstreamHead(200, []http1.FieldBytes{
+				{Name: []byte("x-request-id"), Value: []byte("from-upstream")},
+				{Name: []byte("X-Up"), Value: []byte("1")},
+			}, 0)
+		}
+	})
+	_, addr := start(t, Config{Handler: h})
+	got := raw(t, addr, "GET /plain HTTP/1.1\r\nHost: a\r\n\r\nGET /upstream HTTP/1.1\r\nHost: a\r\n\r\n"+
+		"GET /unpinned HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+	heads := strings.Split(got, "HTTP/1.1 200 OK\r\n")[1:]
+	if len(heads) != 3 {
+		t.Fatalf("want 3 responses, got %q", got)
+	}
+	for i, want := range []struct{ id, more string }{
+		{"pinned-plain", "X-Other: kept\r\n"},
+		{"pinned-upstream", "X-Up: 1\r\n"},
+		{"from-the-map", "X-Other: kept\r\n"},
+	} {
+		head := heads[i]
+		if n := strings.Count(strings.ToLower(head), "x-request-id:"); n != 1 {
+			t.Errorf("response %d: %d request id fields in %q", i, n, head)
+		}
+		if !strings.Contains(head, "X-Request-Id: "+want.id+"\r\n") || !strings.Contains(head, want.more) {
+			t.Errorf("response %d: want X-Request-Id %s and %q in %q", i, want.id, want.more, head)
+		}
+	}
+	if !strings.HasPrefix(heads[0], "X-Request-Id: pinned-plain\r\n") {
+		t.Errorf("the pinned field is not first: %q", heads[0])
 	}
 }
