@@ -108,9 +108,36 @@ type Route struct {
 	Bundle *bundle.Route
 	// Name is "METHOD /path/{template}", the route's label in metrics and logs.
 	Name string
-	// Params holds the path parameters by template name, percent-decoded.
-	// Nil when the template has none.
-	Params map[string]string
+	// Params holds the path parameters in template order, percent-decoded;
+	// empty when the template has none. A slice, not a map: most requests
+	// have one or two, and a map would cost each of them an insert and a clear.
+	Params []Param
+}
+
+// Param is one path parameter.
+type Param struct{ Name, Value string }
+
+// Param returns the value of the path parameter name, or "".
+func (r *Route) Param(name string) string {
+	for _, p := range r.Params {
+		if p.Name == name {
+			return p.Value
+		}
+	}
+	return ""
+}
+
+// ParamMap returns the path parameters as a new map (nil when there are
+// none), for APIs that take one (openapi3filter).
+func (r *Route) ParamMap() map[string]string {
+	if len(r.Params) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(r.Params))
+	for _, p := range r.Params {
+		m[p.Name] = p.Value
+	}
+	return m
 }
 
 // Identity is set by an authentication filter and read by rate limiting (the
@@ -137,7 +164,7 @@ type State struct {
 	clientIP net.IP
 	resolved bool
 	// Storage reused by the next request on the same connection.
-	params map[string]string
+	params [8]Param
 	idBuf  [1]string
 }
 
@@ -151,19 +178,12 @@ func NewState(trusted *TrustedProxies) *State { return &State{trusted: trusted} 
 // HTTP/1.1 server reuses one State (and one *http.Request) per connection:
 // filters must not keep either after their handler returns.
 func (s *State) Reset(trusted *TrustedProxies) {
-	params := s.params
-	clear(params)
-	*s = State{trusted: trusted, params: params}
+	*s = State{trusted: trusted}
 }
 
-// ParamMap returns an empty map for Route.Params that the State reuses for
+// ParamBuf returns empty storage for Route.Params that the State reuses for
 // the connection's next request.
-func (s *State) ParamMap() map[string]string {
-	if s.params == nil {
-		s.params = make(map[string]string, 4)
-	}
-	return s.params
-}
+func (s *State) ParamBuf() []Param { return s.params[:0] }
 
 // SetRequestID records the request id and returns it as a one-element header
 // value that the State reuses for the connection's next request.

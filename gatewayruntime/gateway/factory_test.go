@@ -48,7 +48,7 @@ func (f *recordingFactory) Build(api *bundle.Bundle, route *bundle.Route, b *bun
 				problem.Write(w, r, http.StatusForbidden, "", f.name+" says no")
 				return
 			}
-			r.Header.Add("X-Chain", f.name+":"+rt.Params["id"])
+			r.Header.Add("X-Chain", f.name+":"+rt.Param("id"))
 			next.ServeHTTP(w, r)
 		})
 	}, nil

@@ -126,11 +126,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	st.Route = filter.Route{API: g.api, Bundle: cr.bundle, Name: cr.name}
 	if len(params) > 0 {
-		m := st.ParamMap()
+		ps := st.ParamBuf()
 		for _, p := range params {
-			m[p.Name] = p.Value
+			ps = append(ps, filter.Param(p))
 		}
-		st.Route.Params = m
+		st.Route.Params = ps
 	}
 	if r.ContentLength > cr.maxBody {
 		problem.Write(w, r, http.StatusRequestEntityTooLarge, "", "The request body exceeds "+strconv.FormatInt(cr.maxBody, 10)+" bytes.")

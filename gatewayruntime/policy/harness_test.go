@@ -139,7 +139,7 @@ func startGateway(t *testing.T, api *bundle.Bundle, b *bundle.Binding, dir strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	match := func(method, path string) (*compiled, map[string]string) {
+	match := func(method, path string) (*compiled, []filter.Param) {
 		segs := strings.Split(path, "/")
 	next:
 		for i := range routes {
@@ -147,16 +147,13 @@ func startGateway(t *testing.T, api *bundle.Bundle, b *bundle.Binding, dir strin
 			if c.route.Method != method || len(c.segs) != len(segs) {
 				continue
 			}
-			var params map[string]string
+			var params []filter.Param
 			for j, s := range c.segs {
 				if strings.HasPrefix(s, "{") {
 					if segs[j] == "" {
 						continue next
 					}
-					if params == nil {
-						params = map[string]string{}
-					}
-					params[strings.Trim(s, "{}")] = segs[j]
+					params = append(params, filter.Param{Name: strings.Trim(s, "{}"), Value: segs[j]})
 					continue
 				}
 				if s != segs[j] {

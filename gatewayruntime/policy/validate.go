@@ -135,7 +135,7 @@ func (v *validator) middleware(next http.Handler) http.Handler {
 		}
 		in := &openapi3filter.RequestValidationInput{Request: r, Route: rt, Options: v.opts}
 		if rt := filter.RouteFrom(r.Context()); rt != nil {
-			in.PathParams = rt.Params
+			in.PathParams = rt.ParamMap()
 		}
 		if v.request {
 			if r.Body != nil && r.Body != http.NoBody {

@@ -302,26 +302,8 @@ func (p *routeProxy) writeRequest(uc *upConn, r *http.Request, fwd *forwarded, r
 		b = append(b, id...)
 		b = append(b, "\r\n"...)
 	}
-	var listed []string
-	if conn := r.Header["Connection"]; len(conn) > 0 {
-		for _, v := range conn {
-			for _, t := range strings.Split(v, ",") {
-				if t = strings.TrimSpace(t); t != "" {
-					listed = append(listed, http.CanonicalHeaderKey(t))
-				}
-			}
-		}
-	}
-	for k, vs := range r.Header {
-		if skipRequestField(k) || (listed != nil && contains(listed, k)) || (id != "" && k == filter.RequestIDHeader) {
-			continue
-		}
-		for _, v := range vs {
-			b = append(b, k...)
-			b = append(b, ": "...)
-			b = append(b, sanitize(v)...)
-			b = append(b, "\r\n"...)
-		}
+	if len(r.Header) > 0 {
+		b = appendRequestFields(b, r.Header, id)
 	}
 	b = fwd.appendTo(b)
 	_, _ = bw.Write(b)
@@ -354,6 +336,33 @@ func (p *routeProxy) writeRequest(uc *upConn, r *http.Request, fwd *forwarded, r
 	err := bw.Flush()
 	uc.io.hold = false
 	return err
+}
+
+// appendRequestFields appends the client's fields that go upstream as sent;
+// id is the request id the caller wrote (a field of that name is skipped).
+func appendRequestFields(b []byte, h http.Header, id string) []byte {
+	var listed []string
+	if conn := h["Connection"]; len(conn) > 0 {
+		for _, v := range conn {
+			for _, t := range strings.Split(v, ",") {
+				if t = strings.TrimSpace(t); t != "" {
+					listed = append(listed, http.CanonicalHeaderKey(t))
+				}
+			}
+		}
+	}
+	for k, vs := range h {
+		if skipRequestField(k) || (listed != nil && contains(listed, k)) || (id != "" && k == filter.RequestIDHeader) {
+			continue
+		}
+		for _, v := range vs {
+			b = append(b, k...)
+			b = append(b, ": "...)
+			b = append(b, sanitize(v)...)
+			b = append(b, "\r\n"...)
+		}
+	}
+	return b
 }
 
 // clientBody marks the request body's read errors as the client's, so that
