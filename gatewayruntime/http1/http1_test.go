@@ -227,6 +227,24 @@ func TestParseResponse(t *testing.T) {
 		{"obs-fold", "HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n", "folding", nil},
 		{"bare CR in value", "HTTP/1.1 200 OK\r\nX: a\rSet-Cookie: s=1\r\n\r\n", "control character", nil},
 		{"NUL in value", "HTTP/1.1 200 OK\r\nX: a\x00b\r\n\r\n", "control character", nil},
+		{"bare LF in value", "HTTP/1.1 200 OK\r\nX: a\nSet-Cookie: s=1\r\n\r\n", "malformed header field", nil},
+		{"bare LF after the status line", "HTTP/1.1 200 OK\nX: a\r\n\r\n", "no status line", nil},
+		{"hop-by-hop in any case, and only those", "HTTP/1.1 200 OK\r\ncontent-LENGTH: 2\r\ncOnNeCtIoN: close\r\nTE: x\r\nupgrade: x\r\n" +
+			"PROXY-Authorization: x\r\nproxy-authenticate: x\r\nProxy-Connection: x\r\nKEEP-ALIVE: x\r\ntrailer: x\r\n" +
+			"Content-Lengths: 1\r\nX-Connection: x\r\nTee: x\r\nUpgrades: x\r\nKeep-Alive2: x\r\n\r\n", "", func(t *testing.T, r *Response) {
+			if r.ContentLength != 2 || r.KeepAlive {
+				t.Fatalf("%+v", r)
+			}
+			var kept []string
+			for _, f := range r.Fields {
+				if !f.Hop {
+					kept = append(kept, string(f.Name))
+				}
+			}
+			if got := strings.Join(kept, ","); got != "Content-Lengths,X-Connection,Tee,Upgrades,Keep-Alive2" {
+				t.Fatalf("forwarded fields = %v", got)
+			}
+		}},
 		{"DEL in value", "HTTP/1.1 200 OK\r\nX: a\x7fb\r\n\r\n", "control character", nil},
 	}
 	var resp Response

@@ -388,34 +388,81 @@ func IsHopByHop(name string) bool {
 	return false
 }
 
-func isHopBytes(name []byte) bool {
-	// Most fields are not hop-by-hop: rule them out by length and first
-	// letter before comparing.
-	if len(name) < 2 || len(name) > 19 {
-		return false
-	}
-	switch name[0] | 0x20 {
-	case 'c', 'p', 'k', 't', 'u':
-	default:
-		return false
-	}
-	for _, h := range hopByHop {
-		if len(name) == len(h) && bytes.EqualFold(name, []byte(h)) {
-			return true
+// hopField classifies a response field name: not hop-by-hop, or which one.
+type hopField uint8
+
+const (
+	notHop hopField = iota
+	hopOther
+	hopContentLength
+	hopTransferEncoding
+	hopConnection
+)
+
+// hopKind classifies a token name by its length, then one comparison: most
+// response fields are not hop-by-hop, and this runs for every one of them.
+func hopKind(name []byte) hopField {
+	switch len(name) {
+	case 2:
+		if foldEq(name, "te") {
+			return hopOther
+		}
+	case 7:
+		if foldEq(name, "trailer") || foldEq(name, "upgrade") {
+			return hopOther
+		}
+	case 10:
+		if foldEq(name, "connection") {
+			return hopConnection
+		}
+		if foldEq(name, "keep-alive") {
+			return hopOther
+		}
+	case 14:
+		if foldEq(name, "content-length") {
+			return hopContentLength
+		}
+	case 16:
+		if foldEq(name, "proxy-connection") {
+			return hopOther
+		}
+	case 17:
+		if foldEq(name, "transfer-encoding") {
+			return hopTransferEncoding
+		}
+	case 18:
+		if foldEq(name, "proxy-authenticate") {
+			return hopOther
+		}
+	case 19:
+		if foldEq(name, "proxy-authorization") {
+			return hopOther
 		}
 	}
-	return false
+	return notHop
+}
+
+// foldEq compares b with lower, a lower-case name of the same length, case
+// insensitively. b must be a token: among tchars only the letters map to a
+// lower-case letter under |0x20, and only '-' to '-'.
+func foldEq(b []byte, lower string) bool {
+	for i := 0; i < len(lower); i++ {
+		if b[i]|0x20 != lower[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // ParseResponse parses an upstream response head.
 func ParseResponse(head []byte, resp *Response) error {
 	*resp = Response{Fields: resp.Fields[:0], ContentLength: -1}
-	i := bytes.Index(head, []byte("\r\n"))
-	if i < 0 {
+	i := bytes.IndexByte(head, '\n')
+	if i < 1 || head[i-1] != '\r' {
 		return bad("no status line")
 	}
-	line := head[:i]
-	rest := head[i+2:]
+	line := head[:i-1]
+	rest := head[i+1:]
 	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' ||
 		!isDigit(line[9]) || !isDigit(line[10]) || !isDigit(line[11]) || (len(line) > 12 && line[12] != ' ') {
 		return bad("malformed status line")
@@ -440,12 +487,20 @@ func ParseResponse(head []byte, resp *Response) error {
 		hop         [][]byte
 	)
 	for {
-		j := bytes.Index(rest, []byte("\r\n"))
-		if j <= 0 {
-			break
+		// Lines end in CRLF: a bare LF is refused here, a bare CR below (a
+		// control character in a name or a value).
+		j := bytes.IndexByte(rest, '\n')
+		if j <= 0 || rest[j-1] != '\r' {
+			if j < 0 {
+				break
+			}
+			return bad("malformed header field")
 		}
-		l := rest[:j]
-		rest = rest[j+2:]
+		if j == 1 {
+			break // the empty line
+		}
+		l := rest[:j-1]
+		rest = rest[j+1:]
 		if l[0] == ' ' || l[0] == '\t' {
 			return bad("obsolete line folding")
 		}
@@ -461,13 +516,10 @@ func ParseResponse(head []byte, resp *Response) error {
 		if hasCTL(value) {
 			return bad("control character in header field value")
 		}
-		f := FieldBytes{Name: name, Value: value, Hop: isHopBytes(name)}
-		resp.Fields = append(resp.Fields, f)
-		if !f.Hop {
-			continue
-		}
-		switch {
-		case bytes.EqualFold(name, []byte("Content-Length")):
+		kind := hopKind(name)
+		resp.Fields = append(resp.Fields, FieldBytes{Name: name, Value: value, Hop: kind != notHop})
+		switch kind {
+		case hopContentLength:
 			n, err := parseContentLengthBytes(value)
 			if err != nil {
 				return err
@@ -477,13 +529,13 @@ func ParseResponse(head []byte, resp *Response) error {
 			}
 			cls++
 			resp.ContentLength = n
-		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+		case hopTransferEncoding:
 			te++
 			if !bytes.EqualFold(value, []byte("chunked")) {
 				return &Error{Status: 502, Reason: "unsupported transfer coding"}
 			}
 			chunked = true
-		case bytes.EqualFold(name, []byte("Connection")):
+		case hopConnection:
 			for rest := value; len(rest) > 0; {
 				var tok []byte
 				if i := bytes.IndexByte(rest, ','); i >= 0 {

@@ -17,24 +17,36 @@ func (r *Router[T]) Match(method, path string, params []Param) (Result[T], []Par
 	if path == "" || path[0] != '/' {
 		return Result[T]{Status: BadPath}, params
 	}
-	var segBuf [16]segment
+	// One pass splits the path and checks each segment's bytes; a path
+	// deeper than the buffer goes to the heap (and matches nothing deeper
+	// than the deepest route).
+	var segBuf [8]segment
 	segs := segBuf[:0]
-	rest := path[1:]
-	for {
-		i := strings.IndexByte(rest, '/')
-		s := rest
-		if i >= 0 {
-			s = rest[:i]
+	start, pct, semi := 1, false, -1
+	for i := 1; ; i++ {
+		if i < len(path) && path[i] != '/' {
+			switch c := path[i]; {
+			case c == '%':
+				pct = true
+			case c == ';':
+				if semi < 0 {
+					semi = i - start
+				}
+			case c < 0x20 || c == 0x7f:
+				return Result[T]{Status: BadPath}, params
+			}
+			continue
 		}
-		dec, ok := decodeSegment(s)
+		s := path[start:i]
+		dec, ok := finishSegment(s, pct, semi)
 		if !ok {
 			return Result[T]{Status: BadPath}, params
 		}
 		segs = append(segs, segment{raw: s, dec: dec})
-		if i < 0 {
+		if i >= len(path) {
 			break
 		}
-		rest = rest[i+1:]
+		start, pct, semi = i+1, false, -1
 	}
 	if len(segs) > r.depth {
 		return Result[T]{Status: NotFound}, params
@@ -136,17 +148,32 @@ func matchPieces(pieces []piece, s string, vals []string) ([]string, bool) {
 // decodeSegment percent-decodes one path segment and refuses what the gateway
 // will not forward: bad escapes, control characters, dot segments.
 func decodeSegment(s string) (string, bool) {
-	if isDotSegment(s) {
-		return "", false
-	}
-	pct := false
+	pct, semi := false, -1
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c == '%' {
+		switch c := s[i]; {
+		case c == '%':
 			pct = true
-		} else if c < 0x20 || c == 0x7f {
+		case c == ';':
+			if semi < 0 {
+				semi = i
+			}
+		case c < 0x20 || c == 0x7f:
 			return "", false
 		}
+	}
+	return finishSegment(s, pct, semi)
+}
+
+// finishSegment is decodeSegment for a segment already scanned: it has no
+// control characters, pct says it has a '%', semi is its first ';' (or -1).
+func finishSegment(s string, pct bool, semi int) (string, bool) {
+	// A dot segment, also with path parameters (see isDotSegment).
+	d := s
+	if semi >= 0 {
+		d = s[:semi]
+	}
+	if d == "." || d == ".." {
+		return "", false
 	}
 	if !pct {
 		return s, true
@@ -168,7 +195,7 @@ func decodeSegment(s string) (string, bool) {
 		b = append(b, c)
 		i += 2
 	}
-	d := string(b)
+	d = string(b)
 	if hasDotSegment(d) {
 		return "", false
 	}
