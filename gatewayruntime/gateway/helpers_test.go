@@ -132,8 +132,14 @@ type harness struct {
 // kubelet-style directory.
 func newHarness(t testing.TB, api *bundle.Bundle, b *bundle.Binding, configure ...func(*Config)) *harness {
 	t.Helper()
+	return newHarnessFiles(t, api, b, nil, configure...)
+}
+
+// newHarnessFiles is newHarness with files beside the Binding (CAs, keys).
+func newHarnessFiles(t testing.TB, api *bundle.Bundle, b *bundle.Binding, files map[string][]byte, configure ...func(*Config)) *harness {
+	t.Helper()
 	dir := newBindingDir(t)
-	dir.swap(b, nil)
+	dir.swap(b, files)
 	cfg := Config{Bundle: api, BindingDir: dir.dir, ShutdownDelay: -1, ReloadInterval: time.Hour}
 	for _, f := range configure {
 		f(&cfg)

@@ -2,11 +2,14 @@ package gateway
 
 import (
 	"bufio"
+	"encoding/pem"
 	"errors"
 	"io"
 	"maps"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -411,6 +414,50 @@ func TestRequestID(t *testing.T) {
 			// One value each way: a replaced id does not travel beside the new one.
 			if n, m := len(r.header.Values("X-Request-Id")), len(req.Header.Values("X-Request-Id")); n != 1 || m != 1 {
 				t.Fatalf("client got %d ids, upstream %d", n, m)
+			}
+		})
+	}
+}
+
+// TestLocationIsMapped: a Location in the upstream's own terms (its origin
+// and base path) reaches the client in the gateway's (its base path), on
+// the fast path and on the net/http path (an HTTPS upstream).
+func TestLocationIsMapped(t *testing.T) {
+	// The upstream's origin is the one it was asked at (the gateway sends the
+	// upstream URL's host as Host).
+	locate := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := "http://" + r.Host
+		if r.TLS != nil {
+			origin = "https://" + r.Host
+		}
+		w.Header().Set("Location", strings.ReplaceAll(r.URL.Query().Get("loc"), "ORIGIN", origin))
+		w.WriteHeader(http.StatusCreated)
+	})
+	plain := newUpstream(t, locate)
+	secure := httptest.NewTLSServer(locate)
+	t.Cleanup(secure.Close)
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: secure.Certificate().Raw})
+
+	for _, path := range []struct{ name, upstream string }{{"fast path", "plain"}, {"net/http path", "https"}} {
+		t.Run(path.name, func(t *testing.T) {
+			var h *harness
+			if path.upstream == "plain" {
+				h = newHarness(t, testAPI(), bindingTo(plain.url+"/base/"))
+			} else {
+				b := bindingTo(secure.URL + "/base")
+				b.Endpoints["backend"] = bundle.EndpointBinding{URLs: []string{secure.URL + "/base"}, CAFile: "ca.pem", ServerName: "example.com"}
+				h = newHarnessFiles(t, testAPI(), b, map[string][]byte{"ca.pem": ca})
+			}
+			for _, tc := range []struct{ loc, want string }{
+				{"ORIGIN/base/items/7?x=1", "/v1/items/7?x=1"},
+				{"/base/items/7", "/v1/items/7"},
+				{"/elsewhere/7", "/elsewhere/7"},
+				{"https://other.example/base/items/7", "https://other.example/base/items/7"},
+			} {
+				r := h.do("POST", "/v1/items?loc="+url.QueryEscape(tc.loc), nil, nil)
+				if r.status != http.StatusCreated || r.header.Get("Location") != tc.want {
+					t.Errorf("upstream Location %q: client got %d %q, want %q", tc.loc, r.status, r.header.Get("Location"), tc.want)
+				}
 			}
 		})
 	}

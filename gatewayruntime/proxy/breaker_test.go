@@ -94,20 +94,20 @@ func TestRetryPolicy(t *testing.T) {
 	}
 }
 
-func TestStripSegments(t *testing.T) {
+func TestClientBase(t *testing.T) {
 	tests := []struct {
 		path, upstream string
-		want           int
+		want           string
 	}{
-		{"/v2/pets/{id}", "/pets/{id}", 1},
-		{"/api/v1/pets", "/pets", 2},
-		{"/pets", "/pets", 0},
-		{"/v1/", "/", 1},
-		{"/v1", "", 1},
+		{"/v2/pets/{id}", "/pets/{id}", "/v2"},
+		{"/api/v1/pets", "/pets", "/api/v1"},
+		{"/pets", "/pets", ""},
+		{"/v1/", "/", "/v1"},
+		{"/v1", "", "/v1"},
 	}
 	for _, tt := range tests {
-		if got := stripSegments(&bundle.Route{Path: tt.path, UpstreamPath: tt.upstream}); got != tt.want {
-			t.Errorf("stripSegments(%s, %s) = %d, want %d", tt.path, tt.upstream, got, tt.want)
+		if got := clientBase(&bundle.Route{Path: tt.path, UpstreamPath: tt.upstream}); got != tt.want {
+			t.Errorf("clientBase(%s, %s) = %q, want %q", tt.path, tt.upstream, got, tt.want)
 		}
 	}
 }

@@ -417,6 +417,13 @@ func (p *routeProxy) respond(w http.ResponseWriter, r *http.Request, uc *upConn)
 	if bodyAllowed && resp.Chunked {
 		cl = -1
 	}
+	for i := range resp.Fields {
+		if f := &resp.Fields[i]; len(f.Name) == 8 && !f.Hop && strings.EqualFold(string(f.Name), "Location") {
+			if v, ok := p.location(string(f.Value), uc.u); ok {
+				f.Value = []byte(v)
+			}
+		}
+	}
 	if hw, ok := w.(headWriter); ok {
 		hw.WriteUpstreamHead(resp.Status, resp.Fields, cl)
 	} else {

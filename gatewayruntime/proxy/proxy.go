@@ -52,7 +52,8 @@ import (
 
 // Handler returns the proxy for one route of the Bundle Build was given.
 func (us *Upstreams) Handler(api *bundle.Bundle, route *bundle.Route) (http.Handler, error) {
-	p := &routeProxy{opts: us.opts, fwd: us.fwd, strip: stripSegments(route)}
+	base := clientBase(route)
+	p := &routeProxy{opts: us.opts, fwd: us.fwd, base: base, strip: strings.Count(base, "/")}
 	if route.Endpoint == "" {
 		return p, nil
 	}
@@ -83,21 +84,12 @@ func (us *Upstreams) Handler(api *bundle.Bundle, route *bundle.Route) (http.Hand
 	return p, nil
 }
 
-// stripSegments counts the base path's segments: the route's path is the base
-// path followed by its upstream path.
-func stripSegments(r *bundle.Route) int {
-	up := strings.TrimSuffix(r.UpstreamPath, "/")
-	full := strings.TrimSuffix(r.Path, "/")
-	if up == "" || !strings.HasSuffix(full, up) {
-		return strings.Count(full, "/")
-	}
-	return strings.Count(full[:len(full)-len(up)], "/")
-}
-
 type routeProxy struct {
 	opts    *Options
 	fwd     forwarding
 	cluster *Cluster
+	// base is the API's base path (clientBase); strip counts its segments.
+	base    string
 	strip   int
 	timeout time.Duration
 	retry   retryPolicy

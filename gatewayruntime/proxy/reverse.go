@@ -159,6 +159,11 @@ func (t *clusterTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		} else {
 			u.br.success(probe)
 		}
+		if v := resp.Header["Location"]; len(v) == 1 {
+			if m, ok := p.location(v[0], u); ok {
+				resp.Header["Location"] = []string{m}
+			}
+		}
 		if rwc, ok := resp.Body.(io.ReadWriteCloser); ok && s == http.StatusSwitchingProtocols {
 			resp.Body = &cancelRWC{ReadWriteCloser: rwc, cancel: cancel}
 		} else {
