@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -317,4 +318,62 @@ func TestBufferLoan(t *testing.T) {
 	if b := g.Buffer(); &b[0] == &a[0] {
 		t.Fatal("a buffer returned outside a coroutine was lent again")
 	}
+}
+
+// TestDispatchOrder: in a batch, coroutines woken by upstream (dialed)
+// connections run before those woken by client (accepted) ones, each group
+// in event order; a reused slot forgets that it was a client's.
+func TestDispatchOrder(t *testing.T) {
+	p := &poller{}
+	var slots []*waiters
+	type conn struct {
+		name     string
+		accepted bool
+	}
+	conns := []conn{{"client-a", true}, {"upstream-a", false}, {"client-b", true}, {"upstream-b", false}}
+	coros := map[*Coro]string{}
+	var events []syscall.EpollEvent
+	for i, c := range conns {
+		w := &waiters{r: make(chan struct{}, 1), w: make(chan struct{}, 1)}
+		w.gen.Store(1)
+		w.accepted.Store(c.accepted)
+		co := &Coro{p: p}
+		coros[co] = c.name
+		w.rco.Store(co)
+		slots = append(slots, w)
+		events = append(events, syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(i), Pad: 1})
+	}
+	p.slots.Store(&slots)
+	p.dispatch(events)
+	var got []string
+	for _, co := range p.run {
+		got = append(got, coros[co])
+	}
+	if want := "upstream-a upstream-b client-a client-b"; strings.Join(got, " ") != want {
+		t.Errorf("run order %v, want %s", got, want)
+	}
+	if len(p.later) != 0 {
+		t.Errorf("later keeps %d coroutines after dispatch", len(p.later))
+	}
+
+	// A slot a client's connection left is not a client's for the next one.
+	p2, err := defaultPoller()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fds[1])
+	id, w, err := p2.register(fds[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.accepted.Store(true)
+	p2.unregister(fds[0], id)
+	if _, w2, err := p2.register(fds[0]); err != nil || w2 != w || w2.accepted.Load() {
+		t.Errorf("reused slot: same waiters %v, still accepted %v (err %v)", w2 == w, w2.accepted.Load(), err)
+	}
+	syscall.Close(fds[0])
 }

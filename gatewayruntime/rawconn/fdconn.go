@@ -498,6 +498,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 				_ = syscall.Close(fd)
 				return nil, c.opError("accept", err)
 			}
+			nc.w.accepted.Store(true)
 			return nc, nil
 		case errors.Is(err, syscall.EAGAIN):
 			// Whoever owns tl may close it rather than l: the wait is bounded so

@@ -46,6 +46,7 @@ type poller struct {
 	events []syscall.EpollEvent
 	wake   []waker
 	run    []*Coro
+	later  []*Coro   // client connections' coroutines of a batch (dispatch)
 	now    time.Time // when the coroutines' batch began (Coro.Now)
 	// bufs are the I/O buffers the loop's coroutines lend (FDConn.Buffer),
 	// the most recently returned last.
@@ -61,6 +62,9 @@ type waiters struct {
 	// rco, wco: the coroutine parked on each direction, resumed by the loop.
 	rco, wco atomic.Pointer[Coro]
 	queued   uint8 // loop only: which channels are in the wake list
+	// accepted: a client connection (Listener.Accept), whose coroutines run
+	// after those of upstream connections in a batch (dispatch).
+	accepted atomic.Bool
 }
 
 // evSlot is the event data of the eventfd.
@@ -148,49 +152,8 @@ func (p *poller) poll(uintptr) bool {
 		if e != 0 || n == 0 {
 			return false
 		}
-		slots := *p.slots.Load()
-		wakes := p.wake[:0]
-		remote := false
-		for i := range p.events[:n] {
-			ev := &p.events[i]
-			// The data word carries the slot (Fd) and its generation (Pad).
-			if ev.Fd == evSlot {
-				remote = true
-				continue
-			}
-			if ev.Fd < 0 || int(ev.Fd) >= len(slots) {
-				continue
-			}
-			w := slots[ev.Fd]
-			if w == nil || w.gen.Load() != ev.Pad {
-				continue // closed, or the slot was reused
-			}
-			if ev.Events&(syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 && w.queued&1 == 0 {
-				w.queued |= 1
-				if w.rco.Load() != nil {
-					wake(w.r, &w.rco, p)
-				} else {
-					wakes = append(wakes, waker{w.r, &w.rco})
-				}
-			}
-			if ev.Events&(syscall.EPOLLOUT|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 && w.queued&2 == 0 {
-				w.queued |= 2
-				if w.wco.Load() != nil {
-					wake(w.w, &w.wco, p)
-				} else {
-					wakes = append(wakes, waker{w.w, &w.wco})
-				}
-			}
-		}
-		for i := range p.events[:n] {
-			if s := p.events[i].Fd; s >= 0 && int(s) < len(slots) && slots[s] != nil {
-				slots[s].queued = 0
-			}
-		}
-		if remote {
-			p.takeRemote()
-		}
-		// Coroutines run now, on this goroutine, oldest event first.
+		wakes := p.dispatch(p.events[:n])
+		// Coroutines run now, on this goroutine, in dispatch's order.
 		if len(p.run) > 0 {
 			p.now = Mono()
 		}
@@ -223,6 +186,73 @@ func (p *poller) poll(uintptr) bool {
 		// loop back when the epoll descriptor has more.
 		return false
 	}
+}
+
+// dispatch turns a batch of events into the coroutines to resume (p.run)
+// and the other waiters to wake (returned). Coroutines run oldest event
+// first, except that those woken by an upstream connection (its response is
+// in) run before those woken by a client connection (a new request): serving
+// a request writes it to an upstream, and an upstream on the same CPU, woken
+// by that write, may preempt the loop at once, so responses already read
+// would wait for it. Measured side by side on the gateway benchmark (four
+// runs of five rounds), this order served 1.8% more requests on average
+// (-0.3% to +3.4%) than oldest first, at about the same p99 (0.96-1.04×).
+func (p *poller) dispatch(events []syscall.EpollEvent) []waker {
+	slots := *p.slots.Load()
+	wakes := p.wake[:0]
+	remote := false
+	for i := range events {
+		ev := &events[i]
+		// The data word carries the slot (Fd) and its generation (Pad).
+		if ev.Fd == evSlot {
+			remote = true
+			continue
+		}
+		if ev.Fd < 0 || int(ev.Fd) >= len(slots) {
+			continue
+		}
+		w := slots[ev.Fd]
+		if w == nil || w.gen.Load() != ev.Pad {
+			continue // closed, or the slot was reused
+		}
+		if ev.Events&(syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 && w.queued&1 == 0 {
+			w.queued |= 1
+			switch {
+			case w.rco.Load() == nil:
+				wakes = append(wakes, waker{w.r, &w.rco})
+			case w.accepted.Load():
+				// wake queues the coroutine last on p.run: it goes to later.
+				n := len(p.run)
+				wake(w.r, &w.rco, p)
+				if len(p.run) > n {
+					p.later = append(p.later, p.run[n])
+					p.run = p.run[:n]
+				}
+			default:
+				wake(w.r, &w.rco, p)
+			}
+		}
+		if ev.Events&(syscall.EPOLLOUT|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 && w.queued&2 == 0 {
+			w.queued |= 2
+			if w.wco.Load() != nil {
+				wake(w.w, &w.wco, p)
+			} else {
+				wakes = append(wakes, waker{w.w, &w.wco})
+			}
+		}
+	}
+	for i := range events {
+		if s := events[i].Fd; s >= 0 && int(s) < len(slots) && slots[s] != nil {
+			slots[s].queued = 0
+		}
+	}
+	if remote {
+		p.takeRemote()
+	}
+	p.run = append(p.run, p.later...)
+	clear(p.later)
+	p.later = p.later[:0]
+	return wakes
 }
 
 // epollET is EPOLLET as the uint32 it is (syscall declares it negative).
@@ -311,6 +341,7 @@ func (p *poller) register(fd int) (int32, *waiters, error) {
 	default:
 	}
 	gen := w.gen.Add(1)
+	w.accepted.Store(false)
 	p.mu.Unlock()
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLOUT | syscall.EPOLLRDHUP | epollET, Fd: id, Pad: gen}
 	if _, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_CTL, uintptr(p.epfd), syscall.EPOLL_CTL_ADD, uintptr(fd),
