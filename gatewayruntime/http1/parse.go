@@ -399,48 +399,42 @@ const (
 	hopConnection
 )
 
-// hopKind classifies a token name by its length, then one comparison: most
-// response fields are not hop-by-hop, and this runs for every one of them.
+// hopKind classifies a token name: a lookup by its length, then at most two
+// comparisons, since most response fields are not hop-by-hop and this runs
+// for every one of them.
 func hopKind(name []byte) hopField {
-	switch len(name) {
-	case 2:
-		if foldEq(name, "te") {
-			return hopOther
-		}
-	case 7:
-		if foldEq(name, "trailer") || foldEq(name, "upgrade") {
-			return hopOther
-		}
-	case 10:
-		if foldEq(name, "connection") {
-			return hopConnection
-		}
-		if foldEq(name, "keep-alive") {
-			return hopOther
-		}
-	case 14:
-		if foldEq(name, "content-length") {
-			return hopContentLength
-		}
-	case 16:
-		if foldEq(name, "proxy-connection") {
-			return hopOther
-		}
-	case 17:
-		if foldEq(name, "transfer-encoding") {
-			return hopTransferEncoding
-		}
-	case 18:
-		if foldEq(name, "proxy-authenticate") {
-			return hopOther
-		}
-	case 19:
-		if foldEq(name, "proxy-authorization") {
-			return hopOther
+	if len(name) >= len(hopByLen) {
+		return notHop
+	}
+	for _, h := range hopByLen[len(name)] {
+		if foldEq(name, h.lower) {
+			return h.kind
 		}
 	}
 	return notHop
 }
+
+type hopName struct {
+	lower string
+	kind  hopField
+}
+
+// hopByLen holds hopByHop by name length, lower-cased and classified.
+var hopByLen = func() (t [20][]hopName) {
+	for _, h := range hopByHop {
+		kind := hopOther
+		switch h {
+		case "Content-Length":
+			kind = hopContentLength
+		case "Transfer-Encoding":
+			kind = hopTransferEncoding
+		case "Connection":
+			kind = hopConnection
+		}
+		t[len(h)] = append(t[len(h)], hopName{strings.ToLower(h), kind})
+	}
+	return t
+}()
 
 // foldEq compares b with lower, a lower-case name of the same length, case
 // insensitively. b must be a token: among tchars only the letters map to a

@@ -402,9 +402,9 @@ func (w *response) SetWriteDeadline(t time.Time) error { return w.c.nc.SetWriteD
 // handler read the request body after writing the response.
 func (w *response) EnableFullDuplex() error { return nil }
 
-// writeHeader writes fields, replacing CR and LF in values (header injection)
-// and skipping names that are not tokens.
-// writeHeader writes h's fields but skip's (a pinned field's name).
+// writeHeader writes h's fields except skip (a pinned field's name),
+// replacing CR and LF in values (header injection) and skipping names that
+// are not tokens.
 func writeHeader(bw *http1.Writer, h http.Header, skip string) {
 	for k, vs := range h {
 		if k != skip {
