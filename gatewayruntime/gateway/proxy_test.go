@@ -332,6 +332,7 @@ func TestErrorsAreProblems(t *testing.T) {
 		{"trailing slash", testAPI(), bindingTo(slow.url), "GET", "/v1/items/", 404, ""},
 		{"no such method", testAPI(), bindingTo(slow.url), "PATCH", "/v1/items/1", 405, "DELETE, GET, HEAD, OPTIONS, PUT"},
 		{"dot segment", testAPI(), bindingTo(slow.url), "GET", "/v1/items/%2e%2e", 400, ""},
+		{"dot segment behind a backslash", testAPI(), bindingTo(slow.url), "GET", "/v1/items/1%5C..%5Cadmin", 400, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -26,8 +26,8 @@ func (r *Router[T]) Match(method, path string, params []Param) (Result[T], []Par
 	for i := 1; ; i++ {
 		if i < len(path) && path[i] != '/' {
 			switch c := path[i]; {
-			case c == '%':
-				pct = true
+			case c == '%', c == '\\':
+				pct = true // both take finishSegment's slow path
 			case c == ';':
 				if semi < 0 {
 					semi = i - start
@@ -151,7 +151,7 @@ func decodeSegment(s string) (string, bool) {
 	pct, semi := false, -1
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; {
-		case c == '%':
+		case c == '%', c == '\\':
 			pct = true
 		case c == ';':
 			if semi < 0 {
@@ -165,7 +165,8 @@ func decodeSegment(s string) (string, bool) {
 }
 
 // finishSegment is decodeSegment for a segment already scanned: it has no
-// control characters, pct says it has a '%', semi is its first ';' (or -1).
+// control characters, pct says it has a '%' or a '\', semi is its first ';'
+// (or -1).
 func finishSegment(s string, pct bool, semi int) (string, bool) {
 	// A dot segment, also with path parameters (see isDotSegment).
 	d := s
@@ -203,16 +204,22 @@ func finishSegment(s string, pct bool, semi int) (string, bool) {
 }
 
 // hasDotSegment reports a decoded segment that is a dot segment or, split at
-// its encoded slashes, holds one ("..%2Fadmin"): an upstream that decodes
-// %2F before it normalises would resolve it onto another path.
+// its encoded slashes or its backslashes, holds one ("..%2Fadmin",
+// "..\admin", "..%5Cadmin"): an upstream that decodes %2F, or takes "\" for
+// "/" as IIS and ASP.NET do, before it normalises would resolve it onto
+// another path.
 func hasDotSegment(d string) bool {
-	for part := range strings.SplitSeq(d, "/") {
+	for part := range strings.FieldsFuncSeq(d, isSlash) {
 		if isDotSegment(part) {
 			return true
 		}
 	}
+	// FieldsFunc drops empty fields, so a segment that is all slashes has
+	// no parts; a dot segment is never empty, so that loses nothing.
 	return false
 }
+
+func isSlash(r rune) bool { return r == '/' || r == '\\' }
 
 // isDotSegment reports "." and "..", also with path parameters (".;x",
 // "..;"): servlet containers drop a segment's ";..." before they resolve

@@ -11,10 +11,11 @@
 //     never creates a new segment and can be a parameter value ("a/b").
 //   - A malformed escape ("%zz"), a control character after decoding, or a dot
 //     segment ("." or "..", also when encoded, also between encoded slashes as
-//     in "..%2Fadmin", also with path parameters as in "..;x", which servlet
-//     containers drop before they resolve it) is refused with 400: the
-//     gateway never forwards a path the upstream could normalise onto another
-//     route.
+//     in "..%2Fadmin" or backslashes as in "..\admin" and "..%5Cadmin",
+//     which IIS and ASP.NET take for slashes, also with path parameters as in
+//     "..;x", which servlet containers drop before they resolve it) is
+//     refused with 400: the gateway never forwards a path the upstream could
+//     normalise onto another route.
 //   - Matching is case-sensitive and exact. A trailing slash is significant:
 //     "/pets/" is a different path from "/pets" and matches only a template
 //     that ends in "/". An empty segment ("//") never matches a parameter.

@@ -84,6 +84,18 @@ func TestMatch(t *testing.T) {
 		{"GET", "/v1/pets/a%2F.", BadPath, "", "", ""},
 		{"GET", "/v1/pets/%2e%2e%2fadmin", BadPath, "", "", ""},
 		{"GET", "/v1/pets/a..b%2Fc", Found, "GET /v1/pets/{id}", "id=a..b/c", ""},
+		// The same with backslashes, raw or encoded: IIS and ASP.NET take
+		// "\" for "/". One that makes no dot segment is a value like any.
+		{"GET", `/v1/pets/..\admin`, BadPath, "", "", ""},
+		{"GET", `/v1/pets/a\..\..\admin`, BadPath, "", "", ""},
+		{"GET", `/v1/pets/.\`, BadPath, "", "", ""},
+		{"GET", "/v1/pets/..%5Cadmin", BadPath, "", "", ""},
+		{"GET", "/v1/pets/a%5c..%5C..;x", BadPath, "", "", ""},
+		{"GET", `/v1/pets/a\b%2F..`, BadPath, "", "", ""},
+		{"GET", `/v1/pets/a\b`, Found, "GET /v1/pets/{id}", `id=a\b`, ""},
+		{"GET", "/v1/pets/a%5Cb", Found, "GET /v1/pets/{id}", `id=a\b`, ""},
+		{"GET", `/v1/pets/..\`, BadPath, "", "", ""},
+		{"GET", `/v1/pets/\\`, Found, "GET /v1/pets/{id}", `id=\\`, ""},
 		// Path parameters: Tomcat and Spring drop ";..." first, so "..;" is "..".
 		{"GET", "/v1/pets/..;/admin", BadPath, "", "", ""},
 		{"GET", "/v1/pets/..;jsessionid=x", BadPath, "", "", ""},
