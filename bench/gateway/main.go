@@ -209,6 +209,8 @@ func (b *bench) run(rounds int) error {
 		p99Ratios = append(p99Ratios, g.P99/n.P99)
 	}
 	fmt.Printf("p99 gateway/nginx: %.2f (median of rounds %s; target <= 1.00)\n", medianOf(p99Ratios), list(p99Ratios))
+	// Not a target, but what a pod's memory request has to cover.
+	fmt.Printf("gateway peak RSS under load: %.1f MiB\n", statusMiB(gwPID, "VmHWM:"))
 	if b.candidate != "" {
 		var rps, p99 []float64
 		for i, c := range results["gateway-b"] {
@@ -539,10 +541,13 @@ func withChildren(pid int) []int {
 	return pids
 }
 
-func rssMiB(pid int) float64 {
+func rssMiB(pid int) float64 { return statusMiB(pid, "VmRSS:") }
+
+// statusMiB reads a memory figure (VmRSS:, VmHWM:) of /proc/PID/status.
+func statusMiB(pid int, field string) float64 {
 	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
+		if strings.HasPrefix(line, field) {
 			kb, _ := strconv.ParseFloat(strings.Fields(line)[1], 64)
 			return kb / 1024
 		}

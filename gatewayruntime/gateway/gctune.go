@@ -19,34 +19,47 @@ const DefaultHeapFloor = 16 << 20
 // is no goal at all).
 const maxGCPercent = 1e8
 
-// The proxy's steady state allocates little (about 70 bytes a request: the
+// The proxy's steady state allocates little (about 90 bytes a request: the
 // request head's strings and the request id) over a small live heap (a few
 // MB of routes, keys and schemas), so at the default GC target it collects
-// every half second under load. Each collection marks the whole live heap on
+// about every second under load. Each collection marks the whole live heap on
 // the event loop's CPU, and the requests queued behind it make the latency
 // tail: measured here, collecting about four times less often moved p99 from
 // 1.11× nginx's to 0.95× (paired rounds). A floor under the heap goal does
 // that without changing what a large heap (a big definition) gets, and leaves
 // idle memory as it was: the heap only grows toward the floor under load.
 
-// tuneGC sets the GC target so that the heap goal, twice the live heap at
-// the base target, is at least floor. base is the target the operator set
-// (GOGC; 100 by default); a negative one (GC off) is left alone.
+// tuneGC sets the GC target so that the heap goal is at least floor. base is
+// the target the operator set (GOGC; 100 by default); a negative one (GC off)
+// is left alone.
 func tuneGC(base int, floor uint64) {
 	if floor == 0 || base < 0 {
 		return
 	}
-	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-	metrics.Read(s)
-	if s[0].Value.Kind() != metrics.KindUint64 {
-		return
+	s := []metrics.Sample{
+		{Name: "/gc/heap/live:bytes"},
+		{Name: "/gc/scan/stack:bytes"},
+		{Name: "/gc/scan/globals:bytes"},
 	}
-	debug.SetGCPercent(floorPercent(base, s[0].Value.Uint64(), floor))
+	metrics.Read(s)
+	var v [3]uint64
+	for i, x := range s {
+		if x.Value.Kind() != metrics.KindUint64 {
+			return
+		}
+		v[i] = x.Value.Uint64()
+	}
+	debug.SetGCPercent(floorPercent(base, v[0], v[1]+v[2], floor))
 }
 
-// floorPercent is the GC target that makes the heap goal, live*(1+p/100),
-// at least floor, and never below base.
-func floorPercent(base int, live, floor uint64) int {
+// floorPercent is the GC target that makes the heap goal at least floor, and
+// never below base. The runtime's goal is the larger of live + (live +
+// roots)*p/100, where roots are the stacks and globals it scans, and its
+// minimum heap, 4 MiB*p/100: the smallest p that lifts either to the floor.
+// (Taken from the live heap alone, the target lifted the minimum heap to
+// several times the floor: about 60 MB for 16 MiB, and as much resident
+// under load.)
+func floorPercent(base int, live, roots, floor uint64) int {
 	if live == 0 {
 		live = 1 << 20
 	}
@@ -55,15 +68,21 @@ func floorPercent(base int, live, floor uint64) int {
 	}
 	// In float, capped: a floor near 2^64 must not wrap to a negative
 	// target, which would turn the GC off.
-	p := min(float64(floor-live)*100/float64(live), maxGCPercent)
+	byGoal := float64(floor-live) * 100 / float64(live+roots)
+	byMinimum := float64(floor) * 100 / runtimeHeapMinimum
+	p := min(byGoal, byMinimum, maxGCPercent)
 	return max(int(p), base)
 }
 
+// runtimeHeapMinimum is the Go runtime's minimum heap goal at GOGC=100
+// (defaultHeapMinimum); it scales with the target.
+const runtimeHeapMinimum = 4 << 20
+
 // A raised GC target has a cost at idle: garbage is only collected once the
 // heap reaches the goal, and the runtime's background scavenger keeps free
-// heap memory up to about the goal mapped. So a burst of requests (about 70
+// heap memory up to about the goal mapped. So a burst of requests (about 90
 // bytes each) leaves up to the floor's worth resident while the gateway then
-// idles, ten MB after 100k requests. releaseIdle hands it back once
+// idles, nine MB after 100k requests. releaseIdle hands it back once
 // allocation has paused for a few seconds: not in the short gaps of bursty
 // traffic, where the memory would only be faulted in again.
 

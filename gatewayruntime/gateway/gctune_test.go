@@ -14,22 +14,25 @@ import (
 func TestFloorPercent(t *testing.T) {
 	const mb = 1 << 20
 	for _, tt := range []struct {
-		name        string
-		base        int
-		live, floor uint64
-		want        int
+		name               string
+		base               int
+		live, roots, floor uint64
+		want               int
 	}{
-		{"small live heap: the goal is the floor", 100, 2 * mb, 16 * mb, 700},
-		{"live heap half the floor: the base target suffices", 100, 8 * mb, 16 * mb, 100},
-		{"live heap over the floor: the base target", 100, 64 * mb, 16 * mb, 100},
-		{"a higher base target is kept", 1000, 2 * mb, 16 * mb, 1000},
-		{"a lower base target is raised", 50, 4 * mb, 16 * mb, 300},
-		{"no live heap reading yet: taken as 1 MB", 100, 0, 16 * mb, 1500},
-		{"a floor near 2^64 is capped, not wrapped", 100, 1, 1<<64 - 1, 1e8},
+		// The runtime's minimum heap, 4 MiB at 100, reaches 16 MiB at 400.
+		{"small live heap: the minimum heap is lifted to the floor", 100, 2 * mb, 0, 16 * mb, 400},
+		{"larger live heap: the goal is lifted to the floor", 100, 6 * mb, 2 * mb, 32 * mb, 325},
+		{"stacks and globals count toward the goal", 100, 2 * mb, 2 * mb, 16 * mb, 350},
+		{"live heap half the floor: the base target suffices", 100, 8 * mb, 0, 16 * mb, 100},
+		{"live heap over the floor: the base target", 100, 64 * mb, 1 * mb, 16 * mb, 100},
+		{"a higher base target is kept", 1000, 2 * mb, 0, 16 * mb, 1000},
+		{"a lower base target is raised", 50, 4 * mb, 0, 16 * mb, 300},
+		{"no live heap reading yet: taken as 1 MB", 100, 0, 0, 16 * mb, 400},
+		{"a floor near 2^64 is capped, not wrapped", 100, 1, 0, 1<<64 - 1, 1e8},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := floorPercent(tt.base, tt.live, tt.floor); got != tt.want {
-				t.Errorf("floorPercent(%d, %d, %d) = %d, want %d", tt.base, tt.live, tt.floor, got, tt.want)
+			if got := floorPercent(tt.base, tt.live, tt.roots, tt.floor); got != tt.want {
+				t.Errorf("floorPercent(%d, %d, %d, %d) = %d, want %d", tt.base, tt.live, tt.roots, tt.floor, got, tt.want)
 			}
 		})
 	}
@@ -68,9 +71,13 @@ func TestHeapFloor(t *testing.T) {
 				}
 				return
 			}
-			// The floor (1 GiB) over a live heap of a few MB: hundreds of times.
+			// The floor (1 GiB) over a live heap of a few MB: hundreds of times,
+			// and the runtime's goal at the floor, not some multiple of it.
 			if p := gcPercent(); p < 1000 {
 				t.Fatalf("GC target %d, want the heap goal at the 1 GiB floor", p)
+			}
+			if goal := heapGoal(); goal < 1<<30*99/100 || goal > 1<<30*101/100 {
+				t.Fatalf("heap goal %d MB, want the 1 GiB floor", goal>>20)
 			}
 		})
 	}
@@ -234,4 +241,10 @@ func startReleaseIdle(every time.Duration) (stop func()) {
 		releaseIdle(ctx, every)
 	}()
 	return func() { cancel(); <-done }
+}
+
+func heapGoal() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/goal:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
 }
