@@ -49,7 +49,7 @@ func main() {
 	flag.DurationVar(&cfg.ReloadInterval, "reload-interval", 0, "how often the Binding directory is checked (default 1s)")
 	flag.DurationVar(&cfg.ShutdownDelay, "shutdown-delay", 0, "not-ready time before closing listeners on SIGTERM (default 5s; negative: none)")
 	flag.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", 0, "longest drain of in-flight requests (default 30s)")
-	flag.TextVar(&heapFloor, "gc-heap-floor", gateway.ByteSize(gateway.DefaultHeapFloor), "heap size the GC lets the heap grow to when twice the live heap is less, e.g. 16MiB: fewer collections under load for a few MB more memory (0: the GOGC target alone)")
+	flag.TextVar(&heapFloor, "gc-heap-floor", gateway.ByteSize(gateway.DefaultHeapFloor), "heap goal under load: the GC lets the heap grow to this size (e.g. 16MiB) before it collects, when the GOGC target alone would collect sooner: fewer collections for a few MB more memory; idle memory is returned either way (0: the GOGC target alone)")
 	flag.StringVar(&otlpEndpoint, "otlp-endpoint", os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), "OTLP/HTTP traces endpoint URL; tracing is off when empty")
 	flag.Parse()
 	cfg.HeapFloor = uint64(heapFloor)
