@@ -75,7 +75,8 @@ func floorPercent(base int, live, roots, floor uint64) int {
 }
 
 // runtimeHeapMinimum is the Go runtime's minimum heap goal at GOGC=100
-// (defaultHeapMinimum); it scales with the target.
+// (defaultHeapMinimum); it scales with the target. TestHeapFloor reads the
+// runtime's goal, so a runtime that changes it fails there.
 const runtimeHeapMinimum = 4 << 20
 
 // A raised GC target has a cost at idle: garbage is only collected once the
