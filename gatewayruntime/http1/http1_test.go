@@ -346,3 +346,40 @@ func TestWriterUnwrite(t *testing.T) {
 		t.Fatalf("wrote %q", got)
 	}
 }
+
+// TestHopKind: every hop-by-hop name is classified in any case, framing
+// fields by their own kind, and other names (also of the same lengths, and
+// longer than any) are not hop-by-hop.
+func TestHopKind(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		want hopField
+	}{
+		{"Connection", hopConnection},
+		{"CONNECTION", hopConnection},
+		{"content-length", hopContentLength},
+		{"Transfer-Encoding", hopTransferEncoding},
+		{"te", hopOther},
+		{"Trailer", hopOther},
+		{"upgrade", hopOther},
+		{"Keep-Alive", hopOther},
+		{"Proxy-Connection", hopOther},
+		{"Proxy-Authenticate", hopOther},
+		{"proxy-authorization", hopOther},
+		{"Tx", notHop},
+		{"Content-Type", notHop},
+		{"Content-Language", notHop},
+		{"X-Request-Id", notHop},
+		{"Proxy-Authorization-Extra", notHop},
+		{"", notHop},
+	} {
+		if got := hopKind([]byte(tt.name)); got != tt.want {
+			t.Errorf("hopKind(%q) = %d, want %d", tt.name, got, tt.want)
+		}
+	}
+	for _, h := range hopByHop {
+		if hopKind([]byte(strings.ToUpper(h))) == notHop {
+			t.Errorf("%s is not classified", h)
+		}
+	}
+}

@@ -419,8 +419,14 @@ type hopName struct {
 	kind  hopField
 }
 
-// hopByLen holds hopByHop by name length, lower-cased and classified.
-var hopByLen = func() (t [20][]hopName) {
+// hopByLen holds hopByHop by name length, lower-cased and classified; it is
+// as long as the longest name, so a name added to hopByHop needs nothing here.
+var hopByLen = func() [][]hopName {
+	longest := 0
+	for _, h := range hopByHop {
+		longest = max(longest, len(h))
+	}
+	t := make([][]hopName, longest+1)
 	for _, h := range hopByHop {
 		kind := hopOther
 		switch h {
