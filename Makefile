@@ -46,7 +46,8 @@ $(BIN)/controller-gen: tools/go.mod tools/go.sum
 	cd tools && $(GO) build -o $@ sigs.k8s.io/controller-tools/cmd/controller-gen
 tools: $(BIN)/golangci-lint $(BIN)/controller-gen ## build pinned tools into bin/
 
-lint: $(BIN)/golangci-lint ## gofmt, go vet and golangci-lint
+lint: $(BIN)/golangci-lint ## gofmt, go mod tidy, go vet and golangci-lint
+	@$(GO) mod tidy -diff >/dev/null || { echo "make lint: go.mod/go.sum are not tidy; run go mod tidy"; exit 1; }
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 	$(GO) vet -tags pprof ./gatewayruntime/gateway
