@@ -65,9 +65,10 @@ func main() {
 		rounds     = flag.Int("rounds", 3, "rounds (each proxy in turn, in slices)")
 		conns      = flag.Int("c", 64, "wrk connections")
 		path       = flag.String("path", "/v2/user/user1", "request path (a public petstore operation)")
+		verbose    = flag.Bool("v", false, "print every slice's figures too")
 	)
 	flag.Parse()
-	b := &bench{gateway: *gatewayBin, candidate: *candidate, cli: *cliBin, corpus: *corpus, seconds: *seconds, slice: *slice, conns: *conns, path: *path}
+	b := &bench{verbose: *verbose, gateway: *gatewayBin, candidate: *candidate, cli: *cliBin, corpus: *corpus, seconds: *seconds, slice: *slice, conns: *conns, path: *path}
 	if err := b.run(*rounds); err != nil {
 		fmt.Fprintln(os.Stderr, "gateway-bench:", err)
 		os.Exit(1)
@@ -78,6 +79,7 @@ type bench struct {
 	gateway, candidate    string
 	cli, corpus, path     string
 	seconds, slice, conns int
+	verbose               bool
 	work, script          string
 	stops                 []func()
 }
@@ -178,6 +180,10 @@ func (b *bench) run(rounds int) error {
 					return fmt.Errorf("%s: %w", t.name, err)
 				}
 				bySlice[t.name] = append(bySlice[t.name], r)
+				if b.verbose {
+					fmt.Printf("    slice %d.%d %-9s %8.0f req/s  p50 %6.3f ms  p90 %6.3f ms  p99 %6.3f ms  p99.9 %6.3f ms  others %4.1f%%/%4.1f%%  steal %4.1f%%/%4.1f%%\n",
+						round, i+1, t.name, r.RPS, r.P50, r.quantile(0.90), r.P99, r.quantile(0.999), r.others, r.others0, r.steal, r.steal0)
+				}
 			}
 		}
 		for _, t := range targets {
@@ -447,30 +453,30 @@ func proxyConf(addr, upstream string) string {
 }
 
 // wrk runs wrk on cpu 0 and measures the CPU the proxy's processes used, and
-// how much of cpu 1 neither the proxy nor the upstream used.
+// how much of cpus 1 and 0 neither the proxy, the upstream nor wrk used.
 func (b *bench) wrk(url string, seconds int, pids, upstream []int) (result, error) {
-	before, upBefore, cpuBefore := cpuTicks(pids), cpuTicks(upstream), cpuStat()
+	before, upBefore, cpuBefore, start := cpuTicks(pids), cpuTicks(upstream), cpuStat(), time.Now()
 	w, ps, err := load.Wrk("0", b.conns, seconds, url, "-s", b.script)
-	after, upAfter, cpuAfter := cpuTicks(pids), cpuTicks(upstream), cpuStat()
+	after, upAfter, cpuAfter, wall := cpuTicks(pids), cpuTicks(upstream), cpuStat(), time.Since(start)
 	if err != nil {
 		return result{}, err
 	}
 	r := result{Result: w}
 	r.cpuUS = float64(after-before) / float64(clockTicks) * 1e6 / w.Requests
+	ticks := wall.Seconds() * clockTicks
+	// A cpu's busy time is the wall time it was neither idle nor stolen:
+	// /proc/stat counts idle time exactly (from the idle loop's clock), but
+	// user and system time by sampling at each tick, which swung the share
+	// by ±15% between runs. Our processes' times (rusage, /proc/PID/stat)
+	// are exact too.
 	share := func(cpu int, used int64) float64 {
-		total := cpuAfter[cpu].total - cpuBefore[cpu].total
-		if total <= 0 {
-			return 0
-		}
-		return max(0, float64(cpuAfter[cpu].busy-cpuBefore[cpu].busy-used)*100/float64(total))
+		idle := cpuAfter[cpu].idle - cpuBefore[cpu].idle
+		stolen := cpuAfter[cpu].steal - cpuBefore[cpu].steal
+		return max(0, (ticks-float64(idle+stolen+used))*100/ticks)
 	}
 	r.others = share(1, (after-before)+(upAfter-upBefore))
 	stolen := func(cpu int) float64 {
-		total := cpuAfter[cpu].total - cpuBefore[cpu].total
-		if total <= 0 {
-			return 0
-		}
-		return float64(cpuAfter[cpu].steal-cpuBefore[cpu].steal) * 100 / float64(total)
+		return float64(cpuAfter[cpu].steal-cpuBefore[cpu].steal) * 100 / ticks
 	}
 	r.steal, r.steal0 = stolen(1), stolen(0)
 	if ps != nil {
@@ -479,31 +485,37 @@ func (b *bench) wrk(url string, seconds int, pids, upstream []int) (result, erro
 	return r, nil
 }
 
-type cpuTime struct{ busy, total, steal int64 }
+type cpuTime struct{ idle, steal int64 }
 
-// cpuStat returns the busy (not idle, waiting or stolen), stolen and total
-// ticks of cpus 0 and 1 from /proc/stat.
+// cpuStat returns the idle (idle and waiting) and stolen ticks of cpus 0 and
+// 1 from /proc/stat.
 func cpuStat() (t [2]cpuTime) {
 	data, _ := os.ReadFile("/proc/stat")
 	for _, line := range strings.Split(string(data), "\n") {
 		f := strings.Fields(line)
-		if len(f) < 8 || (f[0] != "cpu0" && f[0] != "cpu1") {
+		if len(f) < 9 || (f[0] != "cpu0" && f[0] != "cpu1") {
 			continue
 		}
 		c := &t[f[0][3]-'0']
 		for i, v := range f[1:] {
 			n, _ := strconv.ParseInt(v, 10, 64)
-			c.total += n
 			switch i {
 			case 3, 4: // idle, iowait
+				c.idle += n
 			case 7:
 				c.steal += n
-			default:
-				c.busy += n
 			}
 		}
 	}
 	return t
+}
+
+// quantile is the latency (ms) at level q of the run's requests.
+func (r result) quantile(q float64) float64 {
+	if len(r.Quantiles) == 0 {
+		return 0
+	}
+	return r.Quantiles[min(len(r.Quantiles)-1, max(0, int(q*float64(len(r.Quantiles)))-1))]
 }
 
 func loadAvg() string {
