@@ -44,7 +44,7 @@ func TestProxyConf(t *testing.T) {
 			t.Errorf("nginx with the gateway's headers lacks %s", h)
 		}
 	}
-	// Both keep upstream keep-alive, and the headers stay inside location.
+	// Both keep upstream keep-alive, and the added lines leave the braces balanced.
 	for _, conf := range []string{bare, same} {
 		if !strings.Contains(conf, `proxy_set_header Connection "";`) || !strings.Contains(conf, "keepalive 256;") {
 			t.Errorf("no upstream keep-alive:\n%s", conf)
