@@ -100,12 +100,14 @@ var releaseHeap = debug.FreeOSMemory
 // releaseIdle collects and returns the free heap to the OS
 // (debug.FreeOSMemory: a collection, then a full scavenge) when less than
 // idleAllocs was allocated between each of the last idleLooks looks and
-// releaseFrom more is
-// reclaimable (garbage not yet collected, free memory still mapped) than a
-// release left, until ctx ends. Under load it does nothing (allocation never
-// pauses); at idle it acts once. (Some free memory a release cannot return,
-// a few hundred KiB, at times a few MB, the runtime keeps; it is not
-// released again and again.)
+// releaseFrom more is reclaimable (garbage not yet collected, free memory
+// still mapped) than a release left, until ctx ends. Under load it does
+// nothing (allocation never pauses); at idle it acts once. (Some free memory
+// a release cannot return, a few hundred KiB, at times a few MB, the runtime
+// keeps: its background scavenger can mark a heap chunk as having nothing
+// to return while it still has free pages, and FreeOSMemory then skips it;
+// see bench/gateway's cold starts. kept is what the last release left, so
+// that memory does not trigger release after release.)
 func releaseIdle(ctx context.Context, every time.Duration) {
 	s := []metrics.Sample{
 		{Name: "/gc/heap/allocs:bytes"},
