@@ -10,13 +10,16 @@ import (
 // with -own-poller=false: client and upstream sockets on Go's netpoller.
 func TestWithGoNetpoller(t *testing.T) {
 	rawconntest.OnGoNetpoller(t, map[string]func(*testing.T){
-		"ProxyForwardsRequestAndResponse": TestProxyForwardsRequestAndResponse,
-		"RequestBodies":                   TestRequestBodies,
-		"ErrorsAreProblems":               TestErrorsAreProblems,
-		"CircuitBreakerOpensAndCloses":    TestCircuitBreakerOpensAndCloses,
-		"Retries":                         TestRetries,
-		"StreamingResponse":               TestStreamingResponse,
-		"WebSocketUpgrade":                TestWebSocketUpgrade,
-		"GracefulShutdownUnderLoad":       TestGracefulShutdownUnderLoad,
+		"ProxyForwardsRequestAndResponse":  TestProxyForwardsRequestAndResponse,
+		"RequestBodies":                    TestRequestBodies,
+		"ErrorsAreProblems":                TestErrorsAreProblems,
+		"StaleUpstreamBytes":               TestStaleUpstreamBytesNeverAnswerAnotherRequest,
+		"EarlyAnswerToABody":               TestEarlyAnswerToABody,
+		"SlowUploadIsNotAnUpstreamTimeout": TestSlowUploadIsNotAnUpstreamTimeout,
+		"CircuitBreakerOpensAndCloses":     TestCircuitBreakerOpensAndCloses,
+		"Retries":                          TestRetries,
+		"StreamingResponse":                TestStreamingResponse,
+		"WebSocketUpgrade":                 TestWebSocketUpgrade,
+		"GracefulShutdownUnderLoad":        TestGracefulShutdownUnderLoad,
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"maps"
 	"net"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/gatekiln/gatekiln/gatewayruntime/bundle"
 )
@@ -143,6 +146,32 @@ func TestForwardingFieldsCannotBeSpoofed(t *testing.T) {
 // TestConnectionNominatesOnlyTheClientsFields: the fields a client names in
 // Connection are its own hop's and go (RFC 9110 §7.6.1), but naming the
 // fields the gateway sets does not take them away from the upstream.
+// TestNoHostNoForwardedHost: an HTTP/1.0 request without Host forwards no
+// X-Forwarded-Host rather than an empty one.
+func TestNoHostNoForwardedHost(t *testing.T) {
+	up := newUpstream(t, nil)
+	h := newHarness(t, testAPI(), bindingTo(up.url))
+	c, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, "GET /v1/items HTTP/1.0\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if status, _, err := readAnswer(bufio.NewReader(c)); err != nil || status != 200 {
+		t.Fatalf("status %d, %v", status, err)
+	}
+	req, _ := up.request()
+	if v, ok := req.Header["X-Forwarded-Host"]; ok {
+		t.Fatalf("X-Forwarded-Host %q forwarded for a request without a host", v)
+	}
+	if req.Header.Get("X-Forwarded-For") != "127.0.0.1" {
+		t.Fatalf("X-Forwarded-For %q", req.Header.Get("X-Forwarded-For"))
+	}
+}
+
 func TestConnectionNominatesOnlyTheClientsFields(t *testing.T) {
 	up := newUpstream(t, nil)
 	b := bindingTo(up.url)
@@ -173,10 +202,10 @@ func TestConnectionNominatesOnlyTheClientsFields(t *testing.T) {
 	}
 }
 
-// TestMethodOverrideFieldsAreDropped: the gateway routes and authorizes by
-// the request's own method, so the fields that let a framework treat a POST
-// as another method never reach the upstream.
-func TestMethodOverrideFieldsAreDropped(t *testing.T) {
+// TestOverrideFieldsAreDropped: the gateway routes and authorizes by the
+// request's own method, path and peer, so the fields that would make an
+// upstream take the request for another method, path or client never reach it.
+func TestOverrideFieldsAreDropped(t *testing.T) {
 	up := newUpstream(t, nil)
 	h := newHarness(t, testAPI(), bindingTo(up.url))
 	override := map[string]string{
@@ -184,6 +213,13 @@ func TestMethodOverrideFieldsAreDropped(t *testing.T) {
 		"X-HTTP-Method":          "DELETE",
 		"X-Method-Override":      "PUT",
 		"X_HTTP_Method_Override": "DELETE",
+		"X-Original-URL":         "/admin",
+		"X-Rewrite-URL":          "/admin",
+		"X_Original_URL":         "/admin",
+		"True-Client-IP":         "10.0.0.1",
+		"Client-IP":              "10.0.0.1",
+		"X-Client-IP":            "10.0.0.1",
+		"X-Cluster-Client-IP":    "10.0.0.1",
 	}
 	if r := h.do("POST", "/v1/items", strings.NewReader("{}"), override); r.status != 200 {
 		t.Fatalf("status %d", r.status)
@@ -223,6 +259,86 @@ func TestRequestBodies(t *testing.T) {
 				t.Fatalf("upstream got %d bytes, want %d", len(body), len(tt.want))
 			}
 		})
+	}
+}
+
+// TestEarlyAnswerToABody: an upstream that answers a large request before
+// reading its body, then closes (which resets the gateway's writes), has
+// answered: the client gets that answer, not a 502, whether its body was sent
+// with a length or chunked.
+func TestEarlyAnswerToABody(t *testing.T) {
+	up := rawUpstream(t, func(c net.Conn) {
+		_, _ = io.WriteString(c, "HTTP/1.1 413 Content Too Large\r\nContent-Length: 9\r\nX-Up: early\r\n\r\ntoo large")
+		time.Sleep(50 * time.Millisecond)
+	})
+	h := newHarness(t, testAPI(), bindingTo(up))
+	big := strings.Repeat("0123456789", 800_000) // 8 MB: more than the socket buffers hold
+	for _, framing := range []string{"Content-Length: 8000000\r\n", "Transfer-Encoding: chunked\r\n"} {
+		name, _, _ := strings.Cut(framing, ":")
+		t.Run(name, func(t *testing.T) {
+			c, err := net.Dial("tcp", h.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			go func() {
+				_, _ = io.WriteString(c, "POST /v1/items HTTP/1.1\r\nHost: gw\r\n"+framing+"\r\n")
+				if strings.HasPrefix(framing, "Transfer") {
+					_, _ = fmt.Fprintf(c, "%x\r\n%s\r\n0\r\n\r\n", len(big), big)
+				} else {
+					_, _ = io.WriteString(c, big)
+				}
+			}()
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 413 || string(b) != "too large" || resp.Header.Get("X-Up") != "early" {
+				t.Fatalf("got %d %q, want the upstream's early 413", resp.StatusCode, b)
+			}
+		})
+	}
+}
+
+// TestSlowUploadIsNotAnUpstreamTimeout: the route timeout runs from the
+// request sent to the response head, so a client that takes longer than it
+// to upload a body (but keeps sending) is served, and the upstream is not
+// blamed.
+func TestSlowUploadIsNotAnUpstreamTimeout(t *testing.T) {
+	up := newUpstream(t, nil)
+	api := testAPI(bundle.Route{Method: "POST", Path: "/v1/items", Timeout: bundle.Duration(300 * time.Millisecond)})
+	h := newHarness(t, api, bindingTo(up.url))
+	c, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, "POST /v1/items HTTP/1.1\r\nHost: gw\r\nContent-Length: 6\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range "abcdef" {
+		time.Sleep(100 * time.Millisecond)
+		if _, err := io.WriteString(c, string(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d, want 200: a slow upload is not the upstream's delay", resp.StatusCode)
+	}
+	if _, body := up.request(); body != "abcdef" {
+		t.Fatalf("upstream got %q", body)
+	}
+	if n := testutil.ToFloat64(h.g.metrics.UpstreamErrorsCounter("backend", up.url, "timeout")); n != 0 {
+		t.Fatalf("%v upstream timeouts counted", n)
 	}
 }
 

@@ -99,14 +99,15 @@ func TestRetries(t *testing.T) {
 		badHits   int64 // exact hits on the failing upstream
 		goodHits  int64
 		retryable bool
+		retried   float64 // the retries metric's increase: attempts after the first
 	}{
-		{"GET retried away from a 503", []string{bad.url, good.url}, "GET", "", 200, 1, 1, true},
-		{"GET retried away from a dead URL", []string{dead, good.url}, "GET", "", 200, 0, 1, true},
-		{"POST never retried on 5xx", []string{bad.url, good.url}, "POST", "x", 503, 1, 0, false},
-		{"POST without body never retried", []string{bad.url, good.url}, "POST", "", 503, 1, 0, false},
-		{"PUT with a body not retried", []string{bad.url, good.url}, "PUT", "x", 503, 1, 0, false},
-		{"DELETE retried", []string{bad.url, good.url}, "DELETE", "", 200, 1, 1, true},
-		{"attempts run out", []string{bad.url, bad.url + "/"}, "GET", "", 503, 3, 0, true},
+		{"GET retried away from a 503", []string{bad.url, good.url}, "GET", "", 200, 1, 1, true, 1},
+		{"GET retried away from a dead URL", []string{dead, good.url}, "GET", "", 200, 0, 1, true, 1},
+		{"POST never retried on 5xx", []string{bad.url, good.url}, "POST", "x", 503, 1, 0, false, 0},
+		{"POST without body never retried", []string{bad.url, good.url}, "POST", "", 503, 1, 0, false, 0},
+		{"PUT with a body not retried", []string{bad.url, good.url}, "PUT", "x", 503, 1, 0, false, 0},
+		{"DELETE retried", []string{bad.url, good.url}, "DELETE", "", 200, 1, 1, true, 1},
+		{"attempts run out", []string{bad.url, bad.url + "/"}, "GET", "", 503, 3, 0, true, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -122,15 +123,21 @@ func TestRetries(t *testing.T) {
 			if tt.method == "PUT" || tt.method == "DELETE" {
 				path = "/v1/items/1"
 			}
-			// Send until the failing URL is the first one tried (round robin).
-			var r reply
+			// Send until the failing URL is the first one tried (round robin;
+			// a dead URL shows as a retry).
+			var (
+				r        reply
+				retried0 float64
+			)
+			retriedNow := func() float64 { return testutil.ToFloat64(h.g.metrics.RetriesCounter("backend", "retried")) }
 			for i := 0; i < 2; i++ {
+				retried0 = retriedNow()
 				var body io.Reader
 				if tt.body != "" {
 					body = strings.NewReader(tt.body)
 				}
 				r = h.do(tt.method, path, body, nil)
-				if bad.hits.Load() != bad0 || tt.urls[0] == dead {
+				if bad.hits.Load() != bad0 || (tt.urls[0] == dead && retriedNow() > retried0) {
 					break
 				}
 				bad0, good0 = bad.hits.Load(), good.hits.Load()
@@ -143,6 +150,9 @@ func TestRetries(t *testing.T) {
 			}
 			if got := good.hits.Load() - good0; got != tt.goodHits {
 				t.Errorf("good upstream hit %d times, want %d", got, tt.goodHits)
+			}
+			if got := retriedNow() - retried0; got != tt.retried {
+				t.Errorf("retries metric rose by %v, want %v", got, tt.retried)
 			}
 		})
 	}

@@ -210,8 +210,18 @@ func TestParseResponse(t *testing.T) {
 				t.Fatal(r.Status)
 			}
 		}},
-		{"chunked wins", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n", "", func(t *testing.T, r *Response) {
-			if !r.Chunked || r.ContentLength != -1 {
+		{"chunked wins, connection not reused", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n", "", func(t *testing.T, r *Response) {
+			if !r.Chunked || r.ContentLength != -1 || r.KeepAlive {
+				t.Fatalf("%+v", r)
+			}
+		}},
+		{"chunked alone keeps the connection", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", "", func(t *testing.T, r *Response) {
+			if !r.Chunked || !r.KeepAlive {
+				t.Fatalf("%+v", r)
+			}
+		}},
+		{"chunked in 1.0, connection not reused", "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n", "", func(t *testing.T, r *Response) {
+			if !r.Chunked || r.KeepAlive {
 				t.Fatalf("%+v", r)
 			}
 		}},

@@ -575,6 +575,12 @@ func ParseResponse(head []byte, resp *Response) error {
 	} else {
 		resp.KeepAlive = keep && !close
 	}
+	if chunked && (cls > 0 || resp.Minor == 0) {
+		// Framing an upstream should never send (RFC 9112 §6.1, §6.3): the
+		// body is read as chunked, but the connection is not trusted with
+		// another request.
+		resp.KeepAlive = false
+	}
 	return nil
 }
 

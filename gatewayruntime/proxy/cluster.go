@@ -334,12 +334,18 @@ const (
 	minRetryConcurrency = 3
 )
 
-func (c *Cluster) takeRetry() bool {
-	limit := max(c.active.Load()*retryBudgetPercent/100, minRetryConcurrency)
-	if c.retrying.Add(1) > limit {
-		c.retrying.Add(-1)
-		c.refused.Inc()
-		return false
+// retry says whether a request may make another attempt, and counts it. A
+// request takes one unit of the budget at its first retry and holds it (held
+// says so) until it ends, however many attempts it makes.
+func (c *Cluster) retry(held *bool) bool {
+	if !*held {
+		limit := max(c.active.Load()*retryBudgetPercent/100, minRetryConcurrency)
+		if c.retrying.Add(1) > limit {
+			c.retrying.Add(-1)
+			c.refused.Inc()
+			return false
+		}
+		*held = true
 	}
 	c.retried.Inc()
 	return true

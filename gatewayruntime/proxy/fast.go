@@ -30,7 +30,8 @@ func (e *clientError) Error() string { return "client: " + e.err.Error() }
 func (e *clientError) Unwrap() error { return e.err }
 
 // strictStaleAfter applies to requests that cannot be retried: a pooled
-// connection idle longer than this is peeked at before it carries them.
+// connection idle longer than this is also peeked at before it carries them,
+// which finds a close that arrived after the poller last looked.
 const strictStaleAfter = 10 * time.Millisecond
 
 func (p *routeProxy) serveFast(w http.ResponseWriter, r *http.Request) {
@@ -73,12 +74,11 @@ func (p *routeProxy) serveFast(w http.ResponseWriter, r *http.Request) {
 		if f == ok {
 			status := uc.resp.Status
 			if status >= 500 && p.retry.on5xx && canRetry && retries < p.retry.attempts &&
-				time.Now().Before(deadline) && (holdsBudget || c.takeRetry()) {
+				time.Now().Before(deadline) && c.retry(&holdsBudget) {
 				u.m.Error(int(fail5xx))
 				u.br.failure(probe)
 				u.inflight.Add(-1)
 				p.discard(uc, r)
-				holdsBudget = true
 				retries++
 				exclude = u
 				lastFail, lastErr = fail5xx, nil
@@ -127,8 +127,7 @@ func (p *routeProxy) serveFast(w http.ResponseWriter, r *http.Request) {
 		p.opts.Logger.Debug("upstream attempt failed", "endpoint", c.name, "upstream", u.url.Redacted(), "err", err)
 		lastFail, lastErr = f, err
 		if canRetry && retries < p.retry.attempts && p.retry.wants(f) && time.Now().Before(deadline) &&
-			(holdsBudget || c.takeRetry()) {
-			holdsBudget = true
+			c.retry(&holdsBudget) {
 			retries++
 			exclude = u
 			continue
@@ -158,11 +157,7 @@ func (p *routeProxy) attempt(r *http.Request, u *Upstream, fwd *forwarded, rest 
 	if p.retry.perTry > 0 && start.Add(p.retry.perTry).Before(deadline) {
 		tryDeadline = start.Add(p.retry.perTry)
 	}
-	strict := strictStaleAfter
-	if canRetry {
-		strict = staleAfter
-	}
-	uc, err := u.getConn(r.Context(), start, tryDeadline, strict)
+	uc, err := u.getConn(r.Context(), start, tryDeadline, !canRetry)
 	if err != nil {
 		return nil, classify(err), false, err
 	}
@@ -173,18 +168,43 @@ func (p *routeProxy) attempt(r *http.Request, u *Upstream, fwd *forwarded, rest 
 		_ = uc.nc.SetDeadline(tryDeadline)
 		uc.deadline = tryDeadline
 	}
-	if err := p.writeRequest(uc, r, fwd, rest); err != nil {
-		uc.nc.Close()
+	body := hasBody(r)
+	if body {
+		uc.io.progress = min(p.opts.BodyIdleTimeout, tryDeadline.Sub(start))
+	}
+	err = p.writeRequest(uc, r, fwd, rest)
+	if body {
+		// The timeout runs from the request sent to the response head: the
+		// time a client took to upload is not the upstream's delay.
+		uc.io.progress = 0
+		tryDeadline = time.Now().Add(tryDeadline.Sub(start))
+		_ = uc.nc.SetDeadline(tryDeadline)
+		uc.deadline = tryDeadline
+	}
+	var early error
+	if err != nil {
 		var ce *clientError
 		if errors.As(err, &ce) {
+			uc.nc.Close()
 			return nil, failReset, false, err
 		}
-		return nil, classify(err), uc.reused && isStale(err), err
+		if !body || alive(uc.nc) {
+			uc.nc.Close()
+			return nil, classify(err), uc.reused && isStale(err), err
+		}
+		// The upstream answered before it took the whole body (a 413, a
+		// 401, a redirect) and stopped reading: that answer, when one is
+		// there, is the response (RFC 9112 §9.5), on a connection that is
+		// done.
+		early = err
 	}
 	for {
 		head, err := uc.br.ReadHead()
 		if err != nil {
 			uc.nc.Close()
+			if early != nil {
+				err = early
+			}
 			return nil, classify(err), uc.reused && isStale(err), err
 		}
 		if err := http1.ParseResponse(head, &uc.resp); err != nil {
@@ -200,6 +220,9 @@ func (p *routeProxy) attempt(r *http.Request, u *Upstream, fwd *forwarded, rest 
 		}
 		break
 	}
+	if early != nil {
+		uc.resp.KeepAlive = false
+	}
 	// The request is all written (the held write went out with the first
 	// read): its buffer goes back for other requests.
 	uc.bw.Release()
@@ -213,13 +236,13 @@ func isStale(err error) bool {
 }
 
 // getConn is get with a stricter idle check for requests that cannot be retried.
-func (u *Upstream) getConn(ctx context.Context, now, deadline time.Time, checkAfter time.Duration) (*upConn, error) {
-	if checkAfter >= staleAfter {
+func (u *Upstream) getConn(ctx context.Context, now, deadline time.Time, strict bool) (*upConn, error) {
+	if !strict {
 		return u.get(ctx, now, deadline)
 	}
 	for {
 		uc, err := u.get(ctx, now, deadline)
-		if err != nil || !uc.reused || now.Sub(uc.lastUsed) < checkAfter || alive(uc.nc) {
+		if err != nil || !uc.reused || now.Sub(uc.lastUsed) < strictStaleAfter || alive(uc.nc) {
 			return uc, err
 		}
 		uc.nc.Close()
@@ -247,23 +270,30 @@ func skipRequestField(k string) bool {
 		"Forwarded", "X-Real-Ip":
 		return true
 	}
-	if methodOverride(k) {
+	if overrideField(k) {
 		return true
 	}
 	if k != "" && k[0] >= 'a' && k[0] <= 'z' {
 		return skipRequestField(http.CanonicalHeaderKey(k))
 	}
-	return isForwardingField(k) || filter.IsAliasOf(k, func(c string) bool { return managedField(c) || methodOverride(c) })
+	return isForwardingField(k) || filter.IsAliasOf(k, func(c string) bool { return managedField(c) || overrideField(c) })
 }
 
-// methodOverride reports the fields with which frameworks (Rails, Express's
-// method-override, Spring, ASP.NET) let a POST act as another method. The
-// gateway routes, authorizes, validates and limits by the request's own
-// method, so an upstream that obeyed one would run an operation the gateway
-// never checked (a POST allowed to a user acting as an admin's DELETE).
-func methodOverride(k string) bool {
+// overrideField reports the fields with which frameworks let a request claim
+// to be another one: another method (Rails, Express's method-override,
+// Spring, ASP.NET), another path (Symfony's and IIS's X-Original-URL and
+// X-Rewrite-URL) or another client address (Akamai's and others'
+// True-Client-IP and the like). The gateway routes, authorizes, validates and
+// limits by the request's own method, path and peer, so an upstream that
+// obeyed one would run an operation the gateway never checked (a POST allowed
+// to a user acting as an admin's DELETE, a public path standing in for
+// /admin) or trust an address nobody vouched for. The client's own copies are
+// never forwarded.
+func overrideField(k string) bool {
 	switch k {
-	case "X-Http-Method-Override", "X-Http-Method", "X-Method-Override":
+	case "X-Http-Method-Override", "X-Http-Method", "X-Method-Override",
+		"X-Original-Url", "X-Rewrite-Url",
+		"True-Client-Ip", "Client-Ip", "X-Client-Ip", "X-Cluster-Client-Ip":
 		return true
 	}
 	return false

@@ -106,8 +106,11 @@ func (f *forwarded) appendTo(b []byte) []byte {
 		b = append(b, ", "...)
 	}
 	b = append(b, f.peer...)
-	b = append(b, "\r\nX-Forwarded-Host: "...)
-	b = append(b, sanitize(f.host)...)
+	if f.host != "" {
+		// An HTTP/1.0 request may name no host: then none is forwarded.
+		b = append(b, "\r\nX-Forwarded-Host: "...)
+		b = append(b, sanitize(f.host)...)
+	}
 	b = append(b, "\r\nX-Forwarded-Proto: "...)
 	b = append(b, f.proto...)
 	b = append(b, "\r\n"...)
@@ -215,7 +218,9 @@ func (f *forwarded) set(h http.Header) {
 		xff = strings.Join(f.priorFor, ", ") + ", " + f.peer
 	}
 	h["X-Forwarded-For"] = []string{xff}
-	h["X-Forwarded-Host"] = []string{f.host}
+	if f.host != "" {
+		h["X-Forwarded-Host"] = []string{f.host}
+	}
 	h["X-Forwarded-Proto"] = []string{f.proto}
 	if f.sendsForwarded() {
 		h["Forwarded"] = []string{string(f.appendChain(nil, false))}

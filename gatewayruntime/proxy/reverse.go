@@ -50,7 +50,7 @@ func (p *routeProxy) rewrite(pr *httputil.ProxyRequest) {
 	}
 	out.Host = ""
 	for k := range out.Header {
-		if methodOverride(k) || filter.IsAliasOf(k, methodOverride) {
+		if overrideField(k) || filter.IsAliasOf(k, overrideField) {
 			delete(out.Header, k)
 		}
 	}
@@ -131,8 +131,7 @@ func (t *clusterTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 			u.br.failure(probe)
 			p.opts.Logger.Debug("upstream attempt failed", "endpoint", c.name, "upstream", u.url.Redacted(), "err", err)
 			if canRetry && retries < p.retry.attempts && p.retry.wants(f) && time.Now().Before(deadline) &&
-				(holdsBudget || c.takeRetry()) {
-				holdsBudget = true
+				c.retry(&holdsBudget) {
 				retries++
 				exclude = u
 				continue
@@ -142,13 +141,12 @@ func (t *clusterTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		u.m.Latency.Observe(time.Since(start).Seconds())
 		s := resp.StatusCode
 		if s >= 500 && p.retry.on5xx && canRetry && retries < p.retry.attempts && time.Now().Before(deadline) &&
-			(holdsBudget || c.takeRetry()) {
+			c.retry(&holdsBudget) {
 			u.m.Error(int(fail5xx))
 			u.br.failure(probe)
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 			resp.Body.Close()
 			cancel()
-			holdsBudget = true
 			retries++
 			exclude = u
 			continue

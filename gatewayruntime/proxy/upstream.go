@@ -18,12 +18,6 @@ import (
 	"github.com/gatekiln/gatekiln/gatewayruntime/rawconn"
 )
 
-// staleAfter is how long a pooled connection may sit idle before it is checked
-// (one non-blocking peek) for a close by the upstream. Connections reused
-// sooner than that are used without a syscall; upstreams do not close
-// keep-alive connections within milliseconds.
-const staleAfter = 500 * time.Millisecond
-
 // Upstream is one URL of an endpoint: its connection pool, its circuit breaker
 // and, for HTTPS and protocol upgrades, a net/http Transport.
 type Upstream struct {
@@ -111,8 +105,7 @@ func (u *Upstream) get(ctx context.Context, now, deadline time.Time) (*upConn, e
 		if c == nil {
 			break
 		}
-		idle := now.Sub(c.lastUsed)
-		if idle > u.opts.IdleConnTimeout || (idle > staleAfter && !alive(c.nc)) {
+		if now.Sub(c.lastUsed) > u.opts.IdleConnTimeout || !drained(c.nc) {
 			c.nc.Close()
 			continue
 		}
@@ -177,6 +170,11 @@ type exchangeIO struct {
 	wtw     writeThenWaiter
 	hold    bool
 	pending []byte
+	// progress, while a request body is sent, is how long each write may
+	// take (the body idle or the route timeout, the shorter): the upstream
+	// must keep taking the body, and the time spent waiting for the client's
+	// next part counts against neither.
+	progress time.Duration
 }
 
 // WaitReadable makes the held write and waits for the answer before the
@@ -201,6 +199,9 @@ func (x *exchangeIO) Write(p []byte) (int, error) {
 		// before the next read takes it.
 		x.pending = p
 		return len(p), nil
+	}
+	if x.progress > 0 {
+		_ = x.c.SetWriteDeadline(time.Now().Add(x.progress))
 	}
 	return x.c.Write(p)
 }
@@ -341,6 +342,19 @@ func (u *Upstream) transport() *http.Transport {
 		}
 	})
 	return u.tr
+}
+
+// drained says whether nothing has arrived on an idle connection since its
+// last response. Bytes there (a body longer than its Content-Length, a body
+// after a HEAD, 204 or 304 head, an answer the upstream sent unasked) would be
+// read as the next request's response, which may be another client's, and EOF
+// means the upstream has closed it. On the gateway's poller the check costs a
+// system call only when the socket has reported readable since the response.
+func drained(nc net.Conn) bool {
+	if d, ok := nc.(interface{ Drained() bool }); ok {
+		return d.Drained()
+	}
+	return alive(nc)
 }
 
 // alive peeks at an idle connection without blocking: data or EOF on an idle

@@ -37,6 +37,8 @@ type FDConn struct {
 	// co is the coroutine whose waits on c yield (nil: waits block the
 	// goroutine); set by Go and Attach.
 	co *Coro
+	// full: the last read filled its buffer, so more may be waiting (Drained).
+	full bool
 }
 
 const stateClosed = 1 << 40
@@ -174,10 +176,36 @@ func (c *FDConn) RawRead(f func(fd uintptr) bool) error {
 // ReadFD reads once from fd (see Conn.ReadFD).
 func (c *FDConn) ReadFD(fd uintptr, p []byte) (n int, ok bool, err error) {
 	n, ok, e := readFD(fd, p)
+	c.full = n == len(p)
 	if e != 0 {
 		return 0, true, c.opError("read", os.NewSyscallError("read", e))
 	}
 	return n, ok, nil
+}
+
+// Drained reports whether nothing has arrived on c since its last read took
+// all there was: no byte and no EOF. A keep-alive connection that is not
+// drained must not carry another request, which would take the stale bytes
+// (a late body, a second response) for its answer. The kernel is asked (a
+// peek) only when the last read filled its buffer or the socket has become
+// readable since; for a connection whose answer one short read took whole,
+// the usual case, the check costs no system call. The caller must be the
+// connection's only reader.
+func (c *FDConn) Drained() bool {
+	if !c.acquire() {
+		return false
+	}
+	defer c.release()
+	if !c.full && len(c.w.r) == 0 {
+		return true
+	}
+	if !peekEmpty(uintptr(c.fd)) {
+		return false
+	}
+	// Anything that arrives after the peek signals readiness afresh.
+	c.full = false
+	drain(c.w.r)
+	return true
 }
 
 // write writes what it can of p: n, and whether the socket buffer is full.

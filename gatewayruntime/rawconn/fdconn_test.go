@@ -82,6 +82,61 @@ func TestPolledWriteThenRead(t *testing.T) {
 	}
 }
 
+// TestPolledDrained: Drained is false while anything read has not been
+// taken (a read that filled its buffer, bytes that arrived later, EOF) and
+// true once the socket is empty.
+func TestPolledDrained(t *testing.T) {
+	s, c := polledPair(t)
+	// settle lets the poller see what was just written.
+	settle := func() { time.Sleep(20 * time.Millisecond) }
+	if !c.Drained() {
+		t.Fatal("a new connection is not drained")
+	}
+	_, _ = s.Write([]byte("abcdef"))
+	settle()
+	buf := make([]byte, 3)
+	if n, err := c.Read(buf); n != 3 || err != nil {
+		t.Fatalf("read %d, %v", n, err)
+	}
+	if c.Drained() {
+		t.Fatal("drained with 3 bytes unread")
+	}
+	buf = make([]byte, 64)
+	if n, err := c.Read(buf); n != 3 || err != nil {
+		t.Fatalf("read %d, %v", n, err)
+	}
+	if !c.Drained() {
+		t.Fatal("not drained after a short read took the rest")
+	}
+	// Bytes that arrive afterwards.
+	_, _ = s.Write([]byte("late"))
+	settle()
+	if c.Drained() {
+		t.Fatal("drained with late bytes unread")
+	}
+	if n, err := c.Read(buf); n != 4 || err != nil {
+		t.Fatalf("read %d, %v", n, err)
+	}
+	// A read that fills its buffer exactly and leaves nothing: one peek says so.
+	_, _ = s.Write([]byte("xyz"))
+	settle()
+	if n, err := c.Read(buf[:3]); n != 3 || err != nil {
+		t.Fatalf("read %d, %v", n, err)
+	}
+	if !c.Drained() {
+		t.Fatal("not drained after a read took all there was")
+	}
+	if !c.Drained() {
+		t.Fatal("not drained when asked again (the peek must leave nothing behind)")
+	}
+	// EOF.
+	_ = s.CloseWrite()
+	settle()
+	if c.Drained() {
+		t.Fatal("drained with the peer's FIN unread")
+	}
+}
+
 func TestPolledWriteThenWait(t *testing.T) {
 	s, c := polledPair(t)
 	answer := make(chan struct{})

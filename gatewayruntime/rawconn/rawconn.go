@@ -243,6 +243,30 @@ func (c *Conn) opError(op string, err error) error {
 // the socket without the file layer's checks (position lock, permission hooks),
 // as nginx's recv and send do; MSG_NOSIGNAL makes a closed peer an EPIPE
 // error without a SIGPIPE. p must not be empty.
+// peekEmpty reports whether fd, a non-blocking socket, has neither data nor
+// EOF to read.
+func peekEmpty(fd uintptr) bool {
+	var b [1]byte
+	for {
+		_, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		if e != syscall.EINTR {
+			return e == syscall.EAGAIN
+		}
+	}
+}
+
+// Drained reports whether nothing is waiting to be read on c: no byte and no
+// EOF (see FDConn.Drained). Without the poller's readiness to go by, it
+// always peeks.
+func (c *Conn) Drained() bool {
+	ok := false
+	if err := c.rc.Control(func(fd uintptr) { ok = peekEmpty(fd) }); err != nil {
+		return false
+	}
+	return ok
+}
+
 func recv(fd uintptr, p []byte) (uintptr, syscall.Errno) {
 	n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), 0, 0, 0)
 	return n, e
