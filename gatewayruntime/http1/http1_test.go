@@ -62,6 +62,11 @@ func TestParseRequest(t *testing.T) {
 				t.Fatal("no expect")
 			}
 		}},
+		{"expect ignored in 1.0", "PUT / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n", 0, func(t *testing.T, r *Request) {
+			if r.Expect100 {
+				t.Fatal("an HTTP/1.0 client would be sent 100 Continue")
+			}
+		}},
 		{"value OWS trimmed", "GET / HTTP/1.1\r\nHost: a\r\nX-A: \t v \t\r\n\r\n", 0, func(t *testing.T, r *Request) {
 			if r.Fields[1].Value != "v" {
 				t.Fatalf("%q", r.Fields[1].Value)

@@ -121,7 +121,9 @@ func ParseRequest(head string, req *Request) error {
 			if !strings.EqualFold(value, "100-continue") {
 				return &Error{Status: 417, Reason: "unsupported expectation"}
 			}
-			req.Expect100 = true
+			// An HTTP/1.0 client cannot be sent a 1xx; its 100-continue is
+			// ignored (RFC 9110 §10.1.1).
+			req.Expect100 = req.Minor == 1
 		}
 	}
 	if req.Minor == 1 && hosts != 1 {
@@ -130,7 +132,7 @@ func ParseRequest(head string, req *Request) error {
 	if hosts > 1 {
 		return bad("more than one Host field")
 	}
-	if hosts == 1 && !validHost(req.Host) {
+	if hosts == 1 && !ValidHost(req.Host) {
 		return bad("malformed Host field")
 	}
 	if teCount > 0 {
@@ -263,7 +265,9 @@ func validTarget(t string) bool {
 	return t[0] == '/' || t == "*" || strings.HasPrefix(t, "http://") || strings.HasPrefix(t, "https://")
 }
 
-func validHost(h string) bool {
+// ValidHost reports whether h has only the characters a host[:port] may
+// (RFC 3986 reg-name, IP literals, a port).
+func ValidHost(h string) bool {
 	for i := 0; i < len(h); i++ {
 		if !hostChar[h[i]] {
 			return false

@@ -121,7 +121,7 @@ func (c *conn) serve(co *rawconn.Coro) {
 	// hold bytes (http1.BufferPool).
 	pool, _ := c.nc.(http1.BufferPool)
 	c.br = http1.NewReader(c.nc, readBufSize, c.srv.cfg.MaxHeaderBytes, pool)
-	c.br.OnWait = c.headerDeadline
+	c.br.OnWait = c.awaitHead
 	c.bw = http1.NewWriter(c.nc, writeBufSize, pool)
 	c.hdr = make(http.Header, 8)
 	c.st = filter.NewState(nil)
@@ -354,6 +354,15 @@ func (c *conn) runHandler() (ok bool) {
 	return true
 }
 
+// awaitHead runs when a request head did not arrive whole: the responses
+// written so far go out first (the client may wait for them before it sends
+// the rest, and the connection may end before it does), then the header
+// timeout starts.
+func (c *conn) awaitHead() {
+	_ = c.bw.Flush()
+	c.headerDeadline()
+}
+
 // headerDeadline starts the header timeout when a head did not arrive whole.
 func (c *conn) headerDeadline() {
 	if c.headerWait {
@@ -387,21 +396,28 @@ func (c *conn) finishBody() bool {
 	}
 	var body io.Reader
 	switch {
+	case c.bodyRead():
+		return true
 	case c.head.Chunked:
-		if c.bodyChk.cr.Done() {
-			return true
-		}
 		body = &c.bodyChk
 	case c.head.ContentLength > 0:
-		if c.bodyCL.left == 0 {
-			return true
-		}
 		body = &c.bodyCL
 	default:
 		return true
 	}
 	n, err := io.CopyN(io.Discard, body, maxDrain+1)
 	return n <= maxDrain && errors.Is(err, io.EOF)
+}
+
+// bodyRead says whether the request body, if any, has been read to its end.
+func (c *conn) bodyRead() bool {
+	switch {
+	case c.head.Chunked:
+		return c.bodyChk.cr.Done()
+	case c.head.ContentLength > 0:
+		return c.bodyCL.left == 0
+	}
+	return true
 }
 
 // bodyAbandoned says, as things stand, finishBody will not read the rest of
@@ -440,7 +456,10 @@ func (c *conn) refuse(err error) {
 	case isTimeout(err):
 		status = http.StatusRequestTimeout
 	default:
-		return // the client went away
+		// The client went away, or only stopped sending: what it was sent
+		// still goes.
+		_ = c.bw.Flush()
+		return
 	}
 	if c.srv.cfg.Rejected != nil {
 		c.srv.cfg.Rejected(status)
@@ -464,7 +483,10 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-var errBadPath = &http1.Error{Status: http.StatusBadRequest, Reason: "malformed request path"}
+var (
+	errBadPath = &http1.Error{Status: http.StatusBadRequest, Reason: "malformed request path"}
+	errBadHost = &http1.Error{Status: http.StatusBadRequest, Reason: "malformed host in the request target"}
+)
 
 // buildRequest fills the connection's reusable *http.Request from c.head.
 func (c *conn) buildRequest() error {
@@ -497,6 +519,9 @@ func (c *conn) buildRequest() error {
 		pu, err := url.ParseRequestURI(target)
 		if err != nil || pu.Host == "" {
 			return errBadPath
+		}
+		if !http1.ValidHost(pu.Host) {
+			return errBadHost
 		}
 		*u = url.URL{Path: pu.Path, RawPath: pu.RawPath, RawQuery: pu.RawQuery}
 		if u.Path == "" {

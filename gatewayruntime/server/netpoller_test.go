@@ -18,5 +18,6 @@ func TestWithGoNetpoller(t *testing.T) {
 		"ShutdownDrains":                     TestShutdownDrains,
 		"RequestArrivingDuringTheHandler":    TestRequestArrivingDuringTheHandler,
 		"BodiesAndBodylessRequestsAlternate": TestBodiesAndBodylessRequestsAlternate,
+		"ResponsesAreNotHeldBack":            TestResponsesAreNotHeldBack,
 	})
 }

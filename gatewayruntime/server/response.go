@@ -201,14 +201,25 @@ func (w *response) WriteUpstreamHead(status int, fields []http1.FieldBytes, cont
 			b = appendValues(b, k, vs)
 		}
 	}
+	dated := contains(set, []byte("Date"))
 	for i := range fields {
 		f := &fields[i]
 		if f.Hop || (len(set) > 0 && contains(set, f.Name)) {
 			continue
 		}
+		if len(f.Name) == 4 && !dated && equalFold("Date", f.Name) {
+			dated = true
+		}
 		b = append(b, f.Name...)
 		b = append(b, ": "...)
 		b = append(b, f.Value...)
+		b = append(b, "\r\n"...)
+	}
+	if !dated {
+		// RFC 9110 §6.6.1: a recipient with a clock adds the Date an
+		// upstream left out when it forwards the response.
+		b = append(b, "Date: "...)
+		b = append(b, httpDate()...)
 		b = append(b, "\r\n"...)
 	}
 	switch {
@@ -350,7 +361,10 @@ func (w *response) finish() error {
 		// connection end rather than wait for the rest.
 		w.closeAfter = true
 	}
-	if w.c.br.Buffered() == 0 || w.closeAfter {
+	// Bytes already in stand for a pipelined request, whose response can go
+	// out with this one, unless they are the rest of this request's body,
+	// whose drain may wait for the client.
+	if w.c.br.Buffered() == 0 || w.closeAfter || !w.c.bodyRead() {
 		return w.c.bw.Flush()
 	}
 	return nil

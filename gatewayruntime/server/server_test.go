@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -184,6 +185,11 @@ func TestWireBehaviour(t *testing.T) {
 		{"oversized head", "GET / HTTP/1.1\r\nHost: a\r\nX: " + strings.Repeat("a", 2000) + "\r\n\r\n",
 			[]string{"HTTP/1.1 431 Request Header Fields Too Large\r\n"}, nil},
 		{"unsupported version", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", []string{"HTTP/1.1 505 "}, nil},
+		{"absolute form", "GET http://b.example/cl HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", []string{"HTTP/1.1 200 OK\r\n", "\r\n\r\nok"}, nil},
+		{"absolute form with a malformed host", "GET http://a\"b<x>/cl HTTP/1.1\r\nHost: a\r\n\r\n",
+			[]string{"HTTP/1.1 400 Bad Request\r\n", "malformed host"}, []string{"ok"}},
+		{"no continue for HTTP/1.0", "POST /body HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi",
+			[]string{"HTTP/1.1 200 OK", "hi"}, []string{"100 Continue"}},
 		{"abort closes without response", "GET /panic HTTP/1.1\r\nHost: a\r\n\r\n", nil, []string{"HTTP/1.1"}},
 	}
 	for _, tt := range tests {
@@ -527,5 +533,104 @@ func TestPinnedField(t *testing.T) {
 	}
 	if !strings.HasPrefix(heads[0], "X-Request-Id: pinned-plain\r\n") {
 		t.Errorf("the pinned field is not first: %q", heads[0])
+	}
+}
+
+// TestUpstreamHeadDate: a forwarded head carries exactly one Date, the
+// upstream's when it sent one (in any case), the gateway's clock's otherwise
+// (RFC 9110 §6.6.1).
+func TestUpstreamHeadDate(t *testing.T) {
+	type upstreamHead interface {
+		WriteUpstreamHead(status int, fields []http1.FieldBytes, contentLength int64)
+	}
+	tests := []struct {
+		path   string
+		fields []http1.FieldBytes
+		want   string // "" : the gateway's date
+	}{
+		{"/none", []http1.FieldBytes{{Name: []byte("X-Up"), Value: []byte("1")}}, ""},
+		{"/upstream", []http1.FieldBytes{{Name: []byte("Date"), Value: []byte("Tue, 01 Jan 2030 00:00:00 GMT")}}, "Tue, 01 Jan 2030 00:00:00 GMT"},
+		{"/lower", []http1.FieldBytes{{Name: []byte("date"), Value: []byte("Wed, 02 Jan 2030 00:00:00 GMT")}}, "Wed, 02 Jan 2030 00:00:00 GMT"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.(upstreamHead).WriteUpstreamHead(200, tt.fields, 0)
+			})
+			_, addr := start(t, Config{Handler: h})
+			got := raw(t, addr, "GET "+tt.path+" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+			head, _, _ := strings.Cut(got, "\r\n\r\n")
+			var dates []string
+			for _, line := range strings.Split(head, "\r\n")[1:] {
+				if name, value, _ := strings.Cut(line, ": "); strings.EqualFold(name, "Date") {
+					dates = append(dates, value)
+				}
+			}
+			if len(dates) != 1 {
+				t.Fatalf("want one Date field, got %q in %q", dates, head)
+			}
+			if tt.want != "" && dates[0] != tt.want {
+				t.Fatalf("Date %q, want the upstream's %q", dates[0], tt.want)
+			}
+			if tt.want == "" {
+				if d, err := http.ParseTime(dates[0]); err != nil || time.Since(d).Abs() > time.Minute {
+					t.Fatalf("Date %q is not now (%v)", dates[0], err)
+				}
+			}
+		})
+	}
+}
+
+// TestResponsesAreNotHeldBack: a response goes out before the server waits
+// for more from the client or ends the connection, whatever bytes follow the
+// request: a stray CRLF (RFC 9112 §2.2), part of the next head, the rest of a
+// body the handler did not read, or the client's FIN. The timeouts are long,
+// so a response held back until one of them fires misses the test's deadline.
+func TestResponsesAreNotHeldBack(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ignore" {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		echoHandler().ServeHTTP(w, r)
+	})
+	_, addr := start(t, Config{Handler: h, ReadHeaderTimeout: time.Minute, IdleTimeout: time.Minute, BodyIdleTimeout: time.Minute})
+	tests := []struct {
+		name      string
+		send      string
+		closeSend bool
+		want      []string // status lines, in order
+	}{
+		{"stray CRLF after a body", "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc\r\n", false, []string{"200"}},
+		{"stray CRLF after a GET", "GET /a HTTP/1.1\r\nHost: a\r\n\r\n\r\n", false, []string{"200"}},
+		{"stray CRLF, then FIN", "GET /a HTTP/1.1\r\nHost: a\r\n\r\n\r\n", true, []string{"200"}},
+		{"part of the next head", "GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHo", false, []string{"200"}},
+		{"part of the next head, then FIN", "GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HT", true, []string{"200"}},
+		{"two whole requests", "GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n", false, []string{"200", "200"}},
+		{"body the handler did not read, not all sent", "POST /ignore HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc", false, []string{"404"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := dial(t, addr)
+			_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			if _, err := io.WriteString(c, tt.send); err != nil {
+				t.Fatal(err)
+			}
+			if tt.closeSend {
+				_ = c.(*net.TCPConn).CloseWrite()
+			}
+			br := bufio.NewReader(c)
+			for i, want := range tt.want {
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatalf("response %d: %v (want %s)", i+1, err, want)
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if got := strconv.Itoa(resp.StatusCode); got != want {
+					t.Fatalf("response %d: status %s, want %s", i+1, got, want)
+				}
+			}
+		})
 	}
 }
