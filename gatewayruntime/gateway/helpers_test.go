@@ -163,6 +163,9 @@ type reply struct {
 	status int
 	header http.Header
 	body   string
+	// close: the response said the connection ends (net/http takes
+	// "Connection: close" out of the header).
+	close bool
 }
 
 func (h *harness) do(method, path string, body io.Reader, header map[string]string) reply {
@@ -187,7 +190,7 @@ func (h *harness) do(method, path string, body io.Reader, header map[string]stri
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	return reply{resp.StatusCode, resp.Header, string(b)}
+	return reply{resp.StatusCode, resp.Header, string(b), resp.Close}
 }
 
 // problemOf decodes a problem+json reply and checks its shape.

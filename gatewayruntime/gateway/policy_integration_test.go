@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -38,10 +39,13 @@ func TestWithThePolicies(t *testing.T) {
 	api := &bundle.Bundle{
 		APIVersion: bundle.APIVersion,
 		API:        bundle.API{Title: "it", Version: "1", BasePath: "/v1", SpecVersion: "3.0.3"},
-		OpenAPI:    json.RawMessage(`{"openapi":"3.0.3","info":{"title":"it","version":"1"},"paths":{}}`),
+		OpenAPI: json.RawMessage(`{"openapi":"3.0.3","info":{"title":"it","version":"1"},"servers":[{"url":"/v1"}],"paths":{"/items":{"post":{` +
+			`"requestBody":{"required":true,"content":{"application/json":{"schema":{"type":"object"}}}},"responses":{"200":{"description":"ok"}}}}}}`),
 		Routes: []bundle.Route{
 			{Method: "GET", Path: "/v1/items/{id}", UpstreamPath: "/items/{id}", Endpoint: "backend", Security: secured},
 			{Method: "PUT", Path: "/v1/items/{id}", UpstreamPath: "/items/{id}", Endpoint: "backend", Security: secured},
+			{Method: "POST", Path: "/v1/items", UpstreamPath: "/items", Endpoint: "backend",
+				Validation: bundle.Validation{Request: true, MaxBodyBytes: 64}},
 		},
 		Endpoints:       map[string]bundle.Endpoint{"backend": {}},
 		SecuritySchemes: map[string]bundle.SecurityScheme{"key": {Type: bundle.SchemeAPIKey, In: "header", Name: "X-Api-Key"}},
@@ -105,6 +109,25 @@ func TestWithThePolicies(t *testing.T) {
 		{"wrong key", "GET", map[string]string{"X-Api-Key": "nope"}, 401, "", false, ""},
 		{"good key", "GET", map[string]string{"X-Api-Key": "s3cret", "Origin": "https://app.example"}, 200, "https://app.example", true, ""},
 	}
+	t.Run("a chunked body over the validation limit", func(t *testing.T) {
+		// No declared length to refuse up front: validation reads up to its
+		// limit and refuses. The rest of the body is not read, so the
+		// response ends the connection.
+		before := hits.Load()
+		body := io.MultiReader(strings.NewReader(`{"a":"` + strings.Repeat("x", 100_000) + `"}`))
+		req, _ := http.NewRequest("POST", base+"/v1/items", body)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge || !resp.Close || hits.Load() != before {
+			t.Fatalf("status %d, Connection: close %v, upstream reached %v; want 413, close, not reached",
+				resp.StatusCode, resp.Close, hits.Load() != before)
+		}
+	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := hits.Load()

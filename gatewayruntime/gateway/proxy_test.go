@@ -360,6 +360,12 @@ func TestBodyLimit(t *testing.T) {
 				t.Fatalf("status %d %q", r.status, r.body)
 			}
 			problemOf(t, r)
+			// The rest of a chunked body is not read: the client must not
+			// send another request on this connection (net/http's
+			// MaxBytesReader says so too). A small declared one is drained.
+			if chunked := tc.name != "declared length"; r.close != chunked {
+				t.Fatalf("Connection: close is %v, want %v", r.close, chunked)
+			}
 			if tc.name == "declared length" && up.hits.Load() != before {
 				t.Fatal("a request refused by its declared length reached the upstream")
 			}

@@ -166,6 +166,8 @@ func (v *validator) refuse(w http.ResponseWriter, r *http.Request, err error) {
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
 		v.tooLarge.Inc()
+		// The rest of the body is not read: the connection ends.
+		w.Header().Set("Connection", "close")
 		problem.Write(w, r, http.StatusRequestEntityTooLarge, "Content Too Large",
 			fmt.Sprintf("the request body exceeds %d bytes", tooBig.Limit))
 		return

@@ -206,6 +206,9 @@ func writeClientError(w http.ResponseWriter, r *http.Request, err error) {
 	)
 	switch {
 	case errors.As(err, &mbe):
+		// The rest of the body is not read, so the connection cannot carry
+		// another request: say so (net/http's MaxBytesReader does too).
+		w.Header().Set("Connection", "close")
 		problem.Write(w, r, http.StatusRequestEntityTooLarge, "", "The request body exceeds "+strconv.FormatInt(mbe.Limit, 10)+" bytes.")
 	case errors.As(err, &he):
 		problem.Write(w, r, http.StatusBadRequest, "", "Malformed request body: "+he.Reason+".")
