@@ -191,7 +191,10 @@ func New(cfg Config) (*Gateway, error) {
 	// (a route whose policies are not filter.LoopSafe, net/http upstreams).
 	sc.Loop = true
 	sc.Logger = cfg.Logger
-	sc.Rejected = func(status int) { g.metrics.Rejected.WithLabelValues(fmt.Sprint(status)).Inc() }
+	sc.Rejected = func(status int) string {
+		g.metrics.Rejected.WithLabelValues(fmt.Sprint(status)).Inc()
+		return g.ids.next()
+	}
 	g.srv = server.New(sc)
 	g.reload(true)
 	return g, nil

@@ -476,6 +476,64 @@ func TestErrorsAreProblems(t *testing.T) {
 	}
 }
 
+// TestMalformedRequestsAreProblems: requests the server refuses before any
+// handler runs get the same problem documents as the gateway's other errors:
+// a request id (in the body and in X-Request-Id), no-store, nosniff, a Date,
+// and the connection closed.
+func TestMalformedRequestsAreProblems(t *testing.T) {
+	h := newHarness(t, testAPI(), bindingTo(closedAddr(t)), func(c *Config) { c.Server.MaxHeaderBytes = 1024 })
+	tests := []struct {
+		name, req string
+		status    int
+		detail    string
+	}{
+		{"two Host fields", "GET /v1/items HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, "a request needs exactly one Host field"},
+		{"bare LF", "GET /v1/items HTTP/1.1\nHost: a\r\n\r\n", 400, "bare LF in message head"},
+		{"head too large", "GET /v1/items HTTP/1.1\r\nHost: a\r\nX-Big: " + strings.Repeat("a", 2048) + "\r\n\r\n", 431, ""},
+		{"unknown version", "GET /v1/items HTTP/1.7\r\nHost: a\r\n\r\n", 505, ""},
+	}
+	ids := map[string]bool{}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", h.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.WriteString(c, tt.req); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			r := reply{resp.StatusCode, resp.Header, string(b), resp.Close}
+			if r.status != tt.status || !r.close {
+				t.Fatalf("status %d, close %v: %q", r.status, r.close, r.body)
+			}
+			d := problemOf(t, r)
+			if tt.detail != "" && d.Detail != tt.detail {
+				t.Errorf("detail %q, want %q", d.Detail, tt.detail)
+			}
+			for k, want := range map[string]string{"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"} {
+				if got := r.header.Get(k); got != want {
+					t.Errorf("%s %q, want %q", k, got, want)
+				}
+			}
+			if _, err := http.ParseTime(r.header.Get("Date")); err != nil {
+				t.Errorf("Date %q: %v", r.header.Get("Date"), err)
+			}
+			if ids[d.RequestID] {
+				t.Errorf("request id %q used twice", d.RequestID)
+			}
+			ids[d.RequestID] = true
+		})
+	}
+}
+
 func TestUpstreamBreakingOffMidBodyIsNotAWholeResponse(t *testing.T) {
 	cut := rawUpstream(t, func(c net.Conn) {
 		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b")

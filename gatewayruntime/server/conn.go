@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/gatekiln/gatekiln/gatewayruntime/filter"
 	"github.com/gatekiln/gatekiln/gatewayruntime/http1"
+	"github.com/gatekiln/gatekiln/gatewayruntime/problem"
 	"github.com/gatekiln/gatekiln/gatewayruntime/rawconn"
 )
 
@@ -461,20 +463,28 @@ func (c *conn) refuse(err error) {
 		_ = c.bw.Flush()
 		return
 	}
+	id := ""
 	if c.srv.cfg.Rejected != nil {
-		c.srv.cfg.Rejected(status)
+		id = c.srv.cfg.Rejected(status)
 	}
-	reason := http.StatusText(status)
-	detail := reason
+	// The same problem document, and the same headers, as the gateway's
+	// other errors (problem.WriteDetails), without a request to go by.
+	d := problem.Details{Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: http.StatusText(status), RequestID: id}
 	if he != nil {
-		detail = he.Reason
+		d.Detail = he.Reason
 	}
-	body := `{"type":"about:blank","title":"` + reason + `","status":` + strconv.Itoa(status) +
-		`,"detail":"` + detail + `"}` + "\n"
+	body, _ := json.Marshal(&d)
+	body = append(body, '\n')
 	_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
-	c.bw.Put("HTTP/1.1 " + strconv.Itoa(status) + " " + reason + "\r\n" +
-		"Content-Type: application/problem+json\r\nConnection: close\r\nContent-Length: " +
-		strconv.Itoa(len(body)) + "\r\n\r\n" + body)
+	bw := c.bw
+	bw.Put(statusLine(status))
+	bw.Put("Date: " + httpDate() + "\r\nContent-Type: " + problem.ContentType +
+		"\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n")
+	if id != "" {
+		bw.Put(filter.RequestIDHeader + ": " + id + "\r\n")
+	}
+	bw.Put("Connection: close\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n")
+	bw.PutBytes(body)
 	_ = c.bw.Flush()
 }
 

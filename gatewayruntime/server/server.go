@@ -50,8 +50,10 @@ type Config struct {
 	// accept (out of descriptors) at warn level.
 	Logger *slog.Logger
 	// Rejected, if set, is told the status of every request refused before it
-	// reached the Handler (malformed, oversized or timed-out heads).
-	Rejected func(status int)
+	// reached the Handler (malformed, oversized or timed-out heads); the
+	// request id it returns (if any) goes in the refusal, as in the
+	// Handler's own errors.
+	Rejected func(status int) (requestID string)
 	// Loop serves plain HTTP/1.1 connections as coroutines of the rawconn
 	// poller (see rawconn.Coro) when rawconn.Loop allows it. Only for a
 	// Handler that waits on nothing but the request's connections, its own

@@ -216,7 +216,7 @@ func TestSlowHeadersAreRefused(t *testing.T) {
 	var rejected []int
 	var mu sync.Mutex
 	_, addr := start(t, Config{Handler: echoHandler(), ReadHeaderTimeout: 200 * time.Millisecond,
-		Rejected: func(s int) { mu.Lock(); rejected = append(rejected, s); mu.Unlock() }})
+		Rejected: func(s int) string { mu.Lock(); rejected = append(rejected, s); mu.Unlock(); return "" }})
 	c := dial(t, addr)
 	// A slowloris client: one header line, then nothing.
 	_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n")
