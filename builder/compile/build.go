@@ -160,12 +160,42 @@ func (c *compiler) nativeSecurity(reqs openapi3.SecurityRequirements, ptr string
 			if len(scopes) == 0 {
 				scopes = nil
 			}
+			at := fmt.Sprintf("%s/%d%s", ptr, i, pointer(name))
+			if kind := c.roleless(name); kind != "" && scopes != nil {
+				// OpenAPI 3.1 lets any scheme list roles, but the gateway checks
+				// scopes only for OAuth2 and bearer tokens: roles on another
+				// scheme would read as enforced and not be.
+				c.fail(c.fs.root.file, at, CodeUnsupportedFeature, fmt.Sprintf(
+					"security scheme %q is %s, for which the gateway cannot check the roles %s; remove them, or require an oauth2 or bearer scheme with those scopes",
+					name, kind, strings.Join(scopes, ", ")))
+			}
 			alt = append(alt, bundle.SchemeRef{Name: name, Scopes: scopes})
-			c.useScheme(name, fmt.Sprintf("%s/%d%s", ptr, i, pointer(name)))
+			c.useScheme(name, at)
 		}
 		out = append(out, alt)
 	}
 	return out
+}
+
+// roleless names the kind of a declared scheme that carries no scopes or
+// roles the gateway could check (apiKey, basic, mutualTLS), or "".
+func (c *compiler) roleless(name string) string {
+	if c.doc.Components == nil {
+		return ""
+	}
+	ref := c.doc.Components.SecuritySchemes[name]
+	if ref == nil || ref.Value == nil {
+		return ""
+	}
+	switch s := ref.Value; {
+	case s.Type == "apiKey":
+		return "an API key"
+	case s.Type == "http" && strings.EqualFold(s.Scheme, "basic"):
+		return "HTTP basic"
+	case s.Type == "mutualTLS":
+		return "mutual TLS"
+	}
+	return ""
 }
 
 // checkRoutes refuses operations whose path templates match the same

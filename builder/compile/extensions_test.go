@@ -242,6 +242,19 @@ func TestGatekilnExtensions(t *testing.T) {
 			problem: &Problem{Code: CodeUnsupportedFeature, Pointer: "/components/securitySchemes/digest/scheme", Reason: `"digest" is not supported`}},
 		{name: "an unused unsupported scheme is fine",
 			src: doc("", "")},
+		{name: "roles on an API key scheme are refused: the gateway could not check them",
+			src:     doc("", "security: [{jwt: [read]}, {key: [admin]}]"),
+			problem: &Problem{Code: CodeUnsupportedFeature, Pointer: "/paths/~1pets~1{id}/get/security/1/key", Reason: `"key" is an API key, for which the gateway cannot check the roles admin`}},
+		{name: "roles on a basic scheme are refused too",
+			src:     doc("security: [{basic: [admin, ops]}]", ""),
+			problem: &Problem{Code: CodeUnsupportedFeature, Pointer: "/security/0/basic", Reason: "cannot check the roles admin, ops"}},
+		{name: "scopes on bearer and oauth2 schemes are checked, so allowed",
+			src: doc("", "security: [{jwt: [read]}, {oauth: [write]}]"),
+			check: func(t *testing.T, res *Result) {
+				if s := routeOf(t, res, "GET", "/pets/{id}").Security; len(s) != 2 || s[0][0].Scopes[0] != "read" || s[1][0].Scopes[0] != "write" {
+					t.Errorf("security %+v", s)
+				}
+			}},
 		{name: "cors, timeout, retries, validation",
 			src: doc("x-gatekiln-cors: {allowOrigins: ['*'], maxAge: 600}\nx-gatekiln-timeout: 2s\nx-gatekiln-retries: 3\nx-gatekiln-validate: false",
 				"x-gatekiln-cors: {allowOrigins: [https://a.example], allowCredentials: true}\nx-gatekiln-timeout: 1.5\nx-gatekiln-validate: {response: true, maxBodyBytes: 1024}"),
