@@ -157,6 +157,9 @@ func (c *jwksCache) key(ctx context.Context, kid string) (jwk, error) {
 }
 
 // keys returns every key, for tokens without a kid.
+// loaded says whether a key set was ever fetched.
+func (c *jwksCache) loaded() bool { return c.set.Load() != nil }
+
 func (c *jwksCache) keys(ctx context.Context) []jwk {
 	if set := c.set.Load(); set != nil {
 		return set.all

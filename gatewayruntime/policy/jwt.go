@@ -331,6 +331,11 @@ func (s *jwtScheme) keyFor(ctx context.Context, t *jwt.Token) (any, *authError) 
 	}
 	switch len(fitting) {
 	case 0:
+		if s.jwks != nil && !s.jwks.loaded() {
+			// No key fits because none could be fetched yet: the token may
+			// well be good (single-key issuers often send no kid).
+			return nil, unavailable("jwks", "the signing keys cannot be fetched")
+		}
 		if kid != "" {
 			return nil, invalid("unknown_key", "the token's signing key is unknown")
 		}

@@ -192,7 +192,8 @@ type introspectionResponse struct {
 }
 
 // introspect asks the authorization server about tok. An error means the
-// server could not answer (network, status, garbage), never that the token is bad.
+// server could not answer (network, a 5xx, 401, 403, 408 or 429 status,
+// garbage), never that the token is bad; another 4xx is about the token.
 func (s *introspectionScheme) introspect(ctx context.Context, tok string, now time.Time) (introspected, error) {
 	// The call is shared by concurrent requests for the same token, so one
 	// client going away must not cancel it for the others.
@@ -214,8 +215,18 @@ func (s *introspectionScheme) introspect(ctx context.Context, tok string, now ti
 		return introspected{}, fmt.Errorf("introspect: %w", err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return introspected{}, fmt.Errorf("introspect: status %d", resp.StatusCode)
+	switch c := resp.StatusCode; {
+	case c == http.StatusOK:
+	case c >= 400 && c < 500 && c != http.StatusUnauthorized && c != http.StatusForbidden &&
+		c != http.StatusRequestTimeout && c != http.StatusTooManyRequests:
+		// The server refused the request for this token (a token it cannot
+		// parse, say): the token is not active. Taking it for an outage would
+		// let one client's token make every new token wait out the cooldown.
+		s.inactive.Inc()
+		return introspected{expires: now.Add(min(s.ttl, negativeTTL))}, nil
+	default:
+		// The gateway's own credentials refused, the server busy or failing.
+		return introspected{}, fmt.Errorf("introspect: status %d", c)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {

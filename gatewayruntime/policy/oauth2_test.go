@@ -52,6 +52,11 @@ func startIntrospectionServer(t *testing.T, cert *tls.Certificate) *introspectio
 			http.Error(w, "want a form POST", http.StatusBadRequest)
 			return
 		}
+		if r.PostFormValue("token") == "poison" {
+			// Some servers refuse a token they cannot parse as a bad request.
+			http.Error(w, `{"error":"invalid_request"}`, http.StatusBadRequest)
+			return
+		}
 		s.mu.Lock()
 		claims, ok := s.tokens[r.PostFormValue("token")]
 		s.mu.Unlock()
@@ -150,6 +155,16 @@ func TestOAuth2Introspection(t *testing.T) {
 	wg.Wait()
 	if got := is.calls.Load() - before; got < 1 || got > 2 {
 		t.Fatalf("30 concurrent requests caused %d introspection calls", got)
+	}
+
+	// A token the server refuses as a bad request is that token's problem
+	// (401), not the server's: other new tokens are still checked.
+	if res := gw.do(t, "GET", "/v1/pets", bearer("poison"), ""); res.status != http.StatusUnauthorized {
+		t.Fatalf("token refused by the server: status %d, want 401", res.status)
+	}
+	is.set("after-poison", map[string]any{"active": true, "sub": "dan", "exp": exp})
+	if res := gw.do(t, "GET", "/v1/pets", bearer("after-poison"), ""); res.status != 200 {
+		t.Fatalf("a good token right after a refused one: status %d, want 200", res.status)
 	}
 
 	// The authorization server down: a new token cannot be checked (503), a

@@ -21,8 +21,8 @@
 //     error="insufficient_scope"; a scheme that cannot be checked (JWKS never
 //     fetched, introspection down) is 503. All are RFC 9457 problems, and none
 //     reaches the upstream. Configured claim headers are set from verified
-//     claims and removed from every request otherwise, so a client cannot
-//     supply them.
+//     claims and removed from every request otherwise, on every route of the
+//     API (public ones too), so a client cannot supply them.
 //   - What goes upstream of the credentials: an API key (header, query
 //     parameter or cookie, as its securityScheme says) is removed from every
 //     request on a route that names the scheme, other parameters and cookies
@@ -32,11 +32,14 @@
 //     no audience or expiry, so the upstream (and its logs) should never hold
 //     it; the upstream learns the caller from the consumer identity. A limit
 //     keyed by the API-key header counts per key id for that reason.
-//     Authorization is forwarded unchanged for JWT, OAuth2 and Basic: it is
-//     where upstreams conventionally read the caller's credential (token
-//     relay, a resource server checking scopes itself), a JWT is signed,
-//     audience-bound and short-lived, and one header shared by several
-//     schemes is not the gateway's alone to remove.
+//     Authorization is forwarded unchanged for JWT, OAuth2 and Basic when
+//     the alternative that passed verified it: it is where upstreams
+//     conventionally read the caller's credential (token relay, a resource
+//     server checking scopes itself), and a JWT is signed, audience-bound and
+//     short-lived. On a route one of whose schemes reads Authorization, the
+//     field is the gateway's: it is removed when another alternative passed
+//     (an API key) or the request went on anonymously, so the upstream never
+//     holds a token nobody verified, and a request with two is 400.
 //   - Rate limits answer 429 with Retry-After, RateLimit-Policy and RateLimit
 //     (draft-ietf-httpapi-ratelimit-headers); admitted requests carry the two
 //     RateLimit fields too. The Redis store is one token bucket per key on the
@@ -109,6 +112,10 @@ type generation struct {
 	schemes map[string]schemeEntry
 	limits  map[string]limitEntry
 	redis   *redisStore
+	// claimStrip: every field a scheme of the Binding sets from claims,
+	// computed once by claimFields.
+	claimStrip     []string
+	claimStripDone bool
 }
 
 type schemeEntry struct {

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/gatekiln/gatekiln/gatewayruntime/bundle"
 	"github.com/gatekiln/gatekiln/gatewayruntime/filter"
@@ -114,10 +115,22 @@ func (f *securityFactory) LoopSafe(api *bundle.Bundle, route *bundle.Route, b *b
 }
 
 func (f *securityFactory) Build(api *bundle.Bundle, route *bundle.Route, b *bundle.Binding, env filter.Env) (filter.Middleware, error) {
+	g := f.s.generation(env)
 	if len(route.Security) == 0 {
+		// A public operation may share its upstream with protected ones,
+		// which trusts the claim fields: a client must not set them here
+		// either.
+		if strip := g.claimFields(b); len(strip) > 0 {
+			ev := &evaluator{strip: strip}
+			return func(next http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					ev.stripForwarded(r)
+					next.ServeHTTP(w, r)
+				})
+			}, nil
+		}
 		return nil, nil
 	}
-	g := f.s.generation(env)
 	ev, err := g.requirements(api, route, b)
 	if err != nil {
 		return nil, err
@@ -163,7 +176,13 @@ type evaluator struct {
 	names     []string
 	alts      [][]requirement
 	anonymous bool // an empty alternative: no credentials needed
-	strip     []string
+	// strip: the claim fields of every scheme of the Binding, which no
+	// client may send (claimFields).
+	strip []string
+	// authz: a scheme of the route reads the Authorization field (bearer
+	// tokens, basic): then the gateway owns that field and forwards it only
+	// when the alternative that passed verified it.
+	authz bool
 	// consumed are the route's API-key schemes whose keys never go upstream.
 	consumed []credentialConsumer
 	realm    string
@@ -176,6 +195,7 @@ type evaluator struct {
 // requirements compiles route.Security against this generation's schemes.
 func (g *generation) requirements(api *bundle.Bundle, route *bundle.Route, b *bundle.Binding) (*evaluator, error) {
 	ev := &evaluator{
+		strip:        g.claimFields(b),
 		realm:        realm(api),
 		unauthorized: g.m.denied.WithLabelValues("security", "unauthenticated"),
 		forbidden:    g.m.denied.WithLabelValues("security", "forbidden"),
@@ -199,11 +219,7 @@ func (g *generation) requirements(api *bundle.Bundle, route *bundle.Route, b *bu
 				index[ref.Name] = i
 				ev.schemes = append(ev.schemes, a)
 				ev.names = append(ev.names, ref.Name)
-				for _, h := range a.forwarded() {
-					if !slices.Contains(ev.strip, h) {
-						ev.strip = append(ev.strip, h)
-					}
-				}
+				ev.authz = ev.authz || readsAuthorization(a)
 			}
 			var scopes []string
 			if ev.schemes[i].checksScopes() {
@@ -223,6 +239,49 @@ func (g *generation) requirements(api *bundle.Bundle, route *bundle.Route, b *bu
 	}
 	ev.wanted = "this operation requires credentials: " + strings.Join(alts, ", or ")
 	return ev, nil
+}
+
+// claimFields lists every request field a scheme of the Binding sets from
+// claims (canonical names), for all routes of the API to strip: a field one
+// route's scheme sets is trusted by the upstream whatever route a request
+// takes.
+func (g *generation) claimFields(b *bundle.Binding) []string {
+	if g.claimStripDone {
+		return g.claimStrip
+	}
+	g.claimStripDone = true
+	if b == nil {
+		return nil
+	}
+	var fields []string
+	add := func(m map[string]string) {
+		for _, h := range m {
+			if k := http.CanonicalHeaderKey(h); httpguts.ValidHeaderFieldName(h) && !slices.Contains(fields, k) {
+				fields = append(fields, k)
+			}
+		}
+	}
+	for _, sb := range b.Security {
+		if sb.JWT != nil {
+			add(sb.JWT.ClaimHeaders)
+		}
+		if sb.OAuth2 != nil {
+			add(sb.OAuth2.ClaimHeaders)
+		}
+	}
+	slices.Sort(fields)
+	g.claimStrip = fields
+	return fields
+}
+
+// readsAuthorization says whether a scheme takes its credential from the
+// Authorization field.
+func readsAuthorization(a authenticator) bool {
+	switch a.(type) {
+	case *jwtScheme, *introspectionScheme, *basicScheme:
+		return true
+	}
+	return false
 }
 
 // scheme returns the authenticator for a scheme name, building it once per generation.
@@ -291,6 +350,13 @@ type verdict struct {
 
 func (ev *evaluator) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ev.authz && len(r.Header["Authorization"]) > 1 {
+			// A singleton field (RFC 9110 §11.6.2): the gateway would check
+			// one value and the upstream might act on the other.
+			ev.unauthorized.Inc()
+			problem.Write(w, r, http.StatusBadRequest, "", "the request has more than one Authorization field")
+			return
+		}
 		// Few routes name more than four schemes; those allocate.
 		var buf [4]verdict
 		var verdicts []verdict
@@ -330,9 +396,15 @@ func (ev *evaluator) middleware(next http.Handler) http.Handler {
 			}
 		}
 		if ev.anonymous {
+			// Credentials are optional: the request goes on anonymously,
+			// without any credential sent for the route's schemes, none of
+			// which verified.
 			ev.stripForwarded(r)
 			for _, c := range ev.consumed {
 				c.strip(r)
+			}
+			if ev.authz {
+				r.Header.Del("Authorization")
 			}
 			next.ServeHTTP(w, r)
 			return
@@ -341,8 +413,8 @@ func (ev *evaluator) middleware(next http.Handler) http.Handler {
 	})
 }
 
-// stripForwarded removes what a client sent in the fields the route's schemes
-// set, also under the names that read as theirs with '_' for '-'.
+// stripForwarded removes what a client sent in the claim fields, also under
+// the names that read as theirs with '_' for '-'.
 func (ev *evaluator) stripForwarded(r *http.Request) {
 	if len(ev.strip) == 0 {
 		return
@@ -365,6 +437,11 @@ func (ev *evaluator) admit(w http.ResponseWriter, r *http.Request, next http.Han
 	ev.stripForwarded(r)
 	for _, c := range ev.consumed {
 		c.strip(r)
+	}
+	if ev.authz && !slices.ContainsFunc(alt, func(req requirement) bool { return readsAuthorization(ev.schemes[req.idx]) }) {
+		// The alternative that passed did not verify the Authorization
+		// field (an API key did): what it holds goes no further.
+		r.Header.Del("Authorization")
 	}
 	for _, req := range alt {
 		for _, h := range verdicts[req.idx].p.headers {

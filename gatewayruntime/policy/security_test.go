@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -425,5 +426,75 @@ func TestStripAPIKey(t *testing.T) {
 		if got := h["Cookie"]; strings.Join(got, "|") != strings.Join(tt.want, "|") || (tt.want == nil) != (got == nil) {
 			t.Errorf("withoutCookie(%q) = %q, want %q", tt.fields, got, tt.want)
 		}
+	}
+}
+
+// TestUnverifiedCredentialsAreNotForwarded: the upstream may trust what the
+// gateway forwards in Authorization and in claim fields, so neither carries
+// what a client made up: Authorization goes on only when the alternative that
+// passed verified it, a request with two is refused, and claim fields are
+// stripped on every route, public ones included.
+func TestUnverifiedCredentialsAreNotForwarded(t *testing.T) {
+	ks := testKeys(t)
+	js := newJWKSServer(t, ks["ec-256"])
+	api := securityAPI(t, map[string][]bundle.SecurityRequirement{
+		"GET /v1/pets":         {{{Name: "key"}}, {{Name: "jwt"}}},
+		"GET /v1/pets/{petId}": {{}, {{Name: "jwt"}}},
+		// POST /v1/pets is public.
+	})
+	b, dir := securityBinding(t, js.srv.URL)
+	jb := *b.Security["jwt"].JWT
+	jb.ClaimHeaders = map[string]string{"sub": "X-User"}
+	b.Security["jwt"] = bundle.SecurityBinding{JWT: &jb}
+	up := newUpstream(t)
+	gw := startGateway(t, api, b, dir, up)
+	good := "Bearer " + sign(t, ks["ec-256"], claims(nil))
+	forged := "Bearer " + rawToken(map[string]any{"alg": "none"}, map[string]any{"sub": "admin", "iss": testIssuer}, nil)
+	tests := []struct {
+		name, method, path string
+		authz              []string
+		key                string
+		status             int
+		wantAuthz, user    string // what the upstream gets
+	}{
+		{"key passes, forged token dropped", "GET", "/v1/pets", []string{forged}, "alice-secret-key", 200, "", ""},
+		{"token passes and goes on", "GET", "/v1/pets", []string{good}, "", 200, good, "alice"},
+		{"two Authorization fields", "GET", "/v1/pets", []string{good, forged}, "", 400, "", ""},
+		{"optional token, forged: anonymous, dropped", "GET", "/v1/pets/1", []string{forged}, "", 200, "", ""},
+		{"optional token, good", "GET", "/v1/pets/1", []string{good}, "", 200, good, "alice"},
+		{"public route: claim field dropped", "POST", "/v1/pets", nil, "", 200, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequest(tt.method, gw.URL+tt.path, strings.NewReader(`{"id":1,"name":"rex"}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header["Authorization"] = tt.authz
+			req.Header["X-User"] = []string{"root"}
+			req.Header["X_User"] = []string{"root"}
+			if tt.key != "" {
+				req.Header.Set("X-Api-Key", tt.key)
+			}
+			resp, err := gw.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var e echo
+			_ = json.NewDecoder(resp.Body).Decode(&e)
+			if resp.StatusCode != tt.status {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tt.status)
+			}
+			if tt.status != 200 {
+				return
+			}
+			if got := e.Headers["Authorization"]; got != tt.wantAuthz {
+				t.Errorf("upstream Authorization %q, want %q", got, tt.wantAuthz)
+			}
+			if got, alias := e.Headers["X-User"], e.Headers["X_user"]; got != tt.user || alias != "" {
+				t.Errorf("upstream X-User %q (alias %q), want %q", got, alias, tt.user)
+			}
+		})
 	}
 }
