@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -16,6 +17,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -105,9 +107,14 @@ func TestUpstreamTLSIsVerified(t *testing.T) {
 	up := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	t.Cleanup(up.Close)
 	// No CA in the Binding: the system roots do not know the test CA → 502.
-	h := newHarness(t, testAPI(), bindingTo(up.URL))
-	if r := h.do("GET", "/v1/items", nil, nil); r.status != 502 {
+	h := newHarness(t, testAPI(), bindingTo(up.URL+"/internal-base"))
+	r := h.do("GET", "/v1/items", nil, nil)
+	if r.status != 502 {
 		t.Fatalf("status %d: an unverifiable upstream certificate must fail", r.status)
+	}
+	// The problem names the client's path, never the upstream's.
+	if d := problemOf(t, r); d.Instance != "/v1/items" {
+		t.Fatalf("instance %q, want /v1/items", d.Instance)
 	}
 }
 
@@ -322,5 +329,86 @@ func TestHTTP2ClientToPlainUpstream(t *testing.T) {
 	}
 	if _, got := up.request(); got != "body" {
 		t.Fatalf("upstream body %q", got)
+	}
+}
+
+// TestClientCancelIsNotAnUpstreamFailure: HTTP/2 clients that reset their
+// streams while the upstream works (a rapid-reset client does so by the
+// thousand) neither count against the upstream, whose circuit would open for
+// everyone, nor leave it working for nobody: the upstream's request is
+// cancelled too. Over a plain upstream (the gateway's own proxy) and an
+// HTTPS one (net/http's).
+func TestClientCancelIsNotAnUpstreamFailure(t *testing.T) {
+	var cancelled atomic.Int64
+	slow := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("slow") == "" {
+			return
+		}
+		select {
+		case <-r.Context().Done():
+			cancelled.Add(1)
+		case <-time.After(5 * time.Second):
+		}
+	})
+	plain := httptest.NewServer(slow)
+	t.Cleanup(plain.Close)
+	tlsUp := httptest.NewUnstartedServer(slow)
+	tlsUp.EnableHTTP2 = true
+	tlsUp.StartTLS()
+	t.Cleanup(tlsUp.Close)
+	upCA := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsUp.Certificate().Raw})
+
+	for _, tt := range []struct{ name, url string }{{"plain upstream", plain.URL}, {"https upstream", tlsUp.URL}} {
+		t.Run(tt.name, func(t *testing.T) {
+			cert, key, ca := testCert(t, "gateway")
+			b := bindingTo(tt.url)
+			b.Endpoints["backend"] = bundle.EndpointBinding{URLs: []string{tt.url}, CAFile: "upstream-ca.pem",
+				CircuitBreaker: &bundle.CircuitBreaker{ConsecutiveFailures: 2}}
+			b.Server = &bundle.ServerBinding{TLSCertFile: "tls.crt", TLSKeyFile: "tls.key"}
+			dir := newBindingDir(t)
+			dir.swap(b, map[string][]byte{"upstream-ca.pem": upCA, "tls.crt": cert, "tls.key": key})
+			g, err := New(Config{Bundle: testAPI(), BindingDir: dir.dir, ShutdownDelay: -1, TLSAddr: "unused"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(g.Close)
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			go func() { _ = g.ServeTLS(ln) }()
+			pool := x509.NewCertPool()
+			pool.AppendCertsFromPEM(ca)
+			tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}
+			defer tr.CloseIdleConnections()
+			client := &http.Client{Transport: tr}
+			base := "https://" + ln.Addr().String() + "/v1/items"
+			before := cancelled.Load()
+			const n = 5
+			for range n {
+				ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+				req, _ := http.NewRequestWithContext(ctx, "GET", base+"?slow=1", nil)
+				if resp, err := client.Do(req); err == nil {
+					resp.Body.Close()
+					t.Fatalf("a slow request answered %d", resp.StatusCode)
+				}
+				cancel()
+			}
+			resp, err := client.Get(base)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 || resp.ProtoMajor != 2 {
+				t.Fatalf("after %d cancelled requests: %s %d, want HTTP/2 200 (the circuit must stay closed)", n, resp.Proto, resp.StatusCode)
+			}
+			deadline := time.Now().Add(3 * time.Second)
+			for cancelled.Load()-before < n && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if got := cancelled.Load() - before; got != n {
+				t.Fatalf("the upstream saw %d of %d cancelled requests end; the others worked on for nobody", got, n)
+			}
+		})
 	}
 }

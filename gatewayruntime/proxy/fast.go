@@ -95,6 +95,11 @@ func (p *routeProxy) serveFast(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		u.inflight.Add(-1)
+		if clientGone(r) {
+			u.br.abandon(probe)
+			w.WriteHeader(statusClientGone)
+			return
+		}
 		var ce *clientError
 		if errors.As(err, &ce) {
 			if probe {
@@ -160,6 +165,9 @@ func (p *routeProxy) attempt(r *http.Request, u *Upstream, fwd *forwarded, rest 
 	uc, err := u.getConn(r.Context(), start, tryDeadline, !canRetry)
 	if err != nil {
 		return nil, classify(err), false, err
+	}
+	if r.ProtoMajor >= 2 {
+		watchClient(r, uc)
 	}
 	// A deadline costs a runtime timer update: keep the one in force when it
 	// ends at most 1/64 of the timeout early (busy connections are reused
@@ -508,7 +516,7 @@ func (p *routeProxy) respond(w http.ResponseWriter, r *http.Request, uc *upConn)
 	if err != nil {
 		uc.nc.Close()
 		var ce *clientError
-		if errors.As(err, &ce) {
+		if errors.As(err, &ce) || clientGone(r) {
 			return
 		}
 		f := classify(err)
@@ -527,11 +535,26 @@ func (p *routeProxy) respond(w http.ResponseWriter, r *http.Request, uc *upConn)
 	p.release(uc, resp.KeepAlive && complete)
 }
 
+// watchClient ends the exchange on uc when an HTTP/2 client resets its stream
+// (as a rapid-reset client does by the thousand): the upstream's wait is cut
+// short and its connection closed, so the upstream stops working for nobody.
+// (An HTTP/1.1 request's context is its connection's, which the server does
+// not watch while a handler runs; its client's going away shows at the
+// response's write.)
+func watchClient(r *http.Request, uc *upConn) {
+	nc := uc.nc
+	uc.unwatch = context.AfterFunc(r.Context(), func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
+}
+
 // unsender is implemented by the gateway's HTTP/1.1 server ResponseWriter:
 // it takes back a head nothing of which has reached the client.
 type unsender interface{ Unsend() bool }
 
 func (p *routeProxy) release(uc *upConn, reusable bool) {
+	if uc.unwatch != nil && !uc.unwatch() {
+		reusable = false
+	}
+	uc.unwatch = nil
 	if reusable && uc.br.Buffered() == 0 {
 		uc.br.Release()
 		uc.u.put(uc)

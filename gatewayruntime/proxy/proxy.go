@@ -197,6 +197,15 @@ func (p *routeProxy) writeError(w http.ResponseWriter, r *http.Request, f failur
 	}
 }
 
+// statusClientGone is what the access log records for a request whose client
+// went away before its response (nginx's 499): nothing reaches the client.
+const statusClientGone = 499
+
+// clientGone says whether r's client has gone: its HTTP/2 stream was reset or
+// its connection closed. The upstream's error that followed is not the
+// upstream's failure.
+func clientGone(r *http.Request) bool { return r.Context().Err() != nil }
+
 // writeClientError answers when the client's own request body failed.
 func writeClientError(w http.ResponseWriter, r *http.Request, err error) {
 	var (

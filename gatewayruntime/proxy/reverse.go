@@ -40,6 +40,9 @@ func (p *routeProxy) reverseProxy() http.Handler {
 // the Transport prefixes once it has chosen the URL) and the forwarding fields.
 // ReverseProxy has already removed hop-by-hop and X-Forwarded-* fields.
 func (p *routeProxy) rewrite(pr *httputil.ProxyRequest) {
+	// ReverseProxy gives ErrorHandler the outbound request, whose URL will
+	// be the upstream's: the client's goes along for the problem's instance.
+	pr.Out = pr.Out.WithContext(context.WithValue(pr.Out.Context(), clientURLKey{}, pr.In.URL))
 	rest := p.restPath(pr.In)
 	out := pr.Out
 	out.URL = &url.URL{Scheme: "http", Host: "upstream.invalid", RawQuery: pr.In.URL.RawQuery}
@@ -62,6 +65,11 @@ func (p *routeProxy) rewrite(pr *httputil.ProxyRequest) {
 }
 
 type clusterTransport routeProxy
+
+var errClientGone = errors.New("the client went away")
+
+// clientURLKey keys the client's request URL in an outbound request's context.
+type clientURLKey struct{}
 
 // upstreamError carries an attempt's failure kind to the ErrorHandler.
 type upstreamError struct {
@@ -118,6 +126,13 @@ func (t *clusterTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		timer.Stop()
 		if err != nil {
 			cancel()
+			if clientGone(req) && !timedOut.Load() {
+				// The client reset its stream or closed its connection: not
+				// the upstream's failure (a client must not be able to open
+				// the circuit for everyone).
+				u.br.abandon(probe)
+				return nil, errClientGone
+			}
 			f := classify(err)
 			if timedOut.Load() {
 				f = failTimeout
@@ -173,6 +188,16 @@ func (t *clusterTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 
 // reverseError answers a failed ReverseProxy round trip as a problem.
 func (p *routeProxy) reverseError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, errClientGone) {
+		w.WriteHeader(statusClientGone)
+		return
+	}
+	if u, ok := r.Context().Value(clientURLKey{}).(*url.URL); ok {
+		// Never the upstream's path (problem.Details.Instance).
+		in := *r
+		in.URL = u
+		r = &in
+	}
 	var ue *upstreamError
 	if errors.As(err, &ue) {
 		p.writeError(w, r, ue.kind, ue.err)

@@ -78,8 +78,11 @@ func newUpstream(key, endpoint string, u *url.URL, tlsCfg *tls.Config, cb breake
 
 // upConn is one pooled HTTP/1.1 connection to an upstream.
 type upConn struct {
-	u        *Upstream
-	nc       net.Conn
+	u  *Upstream
+	nc net.Conn
+	// unwatch stops the watch of an HTTP/2 client's stream (watchClient);
+	// false means the stream ended first and the connection is spoiled.
+	unwatch  func() bool
 	io       *exchangeIO
 	br       *http1.Reader
 	bw       *http1.Writer
