@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -166,6 +167,10 @@ func ParseBinding(data []byte) (*Binding, error) {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&b); err != nil {
 		return nil, fmt.Errorf("decode binding: %w", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		// Two objects, or one cut and pasted twice: not one Binding.
+		return nil, errors.New("decode binding: data after the binding object")
 	}
 	if b.APIVersion != BindingAPIVersion {
 		return nil, fmt.Errorf("binding apiVersion %q: want %q", b.APIVersion, BindingAPIVersion)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -164,11 +165,14 @@ func (unavailable) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	problem.Write(w, r, http.StatusServiceUnavailable, "", "This operation is not configured in this environment.")
 }
 
-// regresses reports whether gen fails a route that prev served: such a
-// Binding is refused and prev stays in force. A Binding that only completes
-// what was missing, or still lacks the same, is taken.
+// regresses reports whether gen fails a route that prev served, or lacks
+// something prev had (an endpoint's URLs, security values, the TLS
+// certificate, all of them when binding.json is gone): such a Binding is
+// refused and prev stays in force, since it would take every replica down at
+// once. A Binding that only completes what was missing, or still lacks the
+// same, is taken.
 func (gen *generation) regresses(prev *generation) []string {
-	if prev == nil || len(gen.failed) == 0 {
+	if prev == nil {
 		return nil
 	}
 	for i := range gen.failed {
@@ -176,7 +180,13 @@ func (gen *generation) regresses(prev *generation) []string {
 			return gen.routeErrs
 		}
 	}
-	return nil
+	var lost []string
+	for _, m := range gen.missing {
+		if !slices.Contains(prev.missing, m) {
+			lost = append(lost, m)
+		}
+	}
+	return lost
 }
 
 // serverTLS loads the server certificate and the client CA. Clients may send a
@@ -288,7 +298,7 @@ func (g *Gateway) reload(force bool) {
 			if why := gen.regresses(prev); why != nil {
 				gen.discard(prev)
 				gen = nil
-				err = fmt.Errorf("routes that work now would fail: %s", strings.Join(why, "; "))
+				err = fmt.Errorf("what works now would fail: %s", strings.Join(why, "; "))
 			}
 		}
 	}

@@ -146,6 +146,11 @@ func TestBadBindingKeepsThePreviousOne(t *testing.T) {
 		{"bad url", map[string][]byte{"binding.json": []byte(`{"apiVersion":"gatekiln.io/binding/v1","endpoints":{"backend":{"urls":["ftp://x"]}}}`)}},
 		{"unknown load balancing", nil},
 		{"unreadable CA", map[string][]byte{"binding.json": []byte(`{"apiVersion":"gatekiln.io/binding/v1","endpoints":{"backend":{"urls":["` + b.url + `"],"caFile":"nope.pem"}}}`)}},
+		{"data after the object", map[string][]byte{"binding.json": []byte(`{"apiVersion":"gatekiln.io/binding/v1","endpoints":{"backend":{"urls":["` + b.url + `"]}}} {}`)}},
+		// Complete and valid, but it would take away what works now, on
+		// every replica at once.
+		{"endpoint URLs removed", map[string][]byte{"binding.json": []byte(`{"apiVersion":"gatekiln.io/binding/v1","endpoints":{"backend":{"urls":[]}}}`)}},
+		{"binding.json gone", map[string][]byte{"other-file": []byte("x")}},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -93,7 +93,7 @@ func New() *Gateway {
 		}, []string{"result"}),
 		Generation: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "gatekiln_binding_generation",
-			Help: "Generation of the Binding in force (counts successful loads).",
+			Help: "Generation of the Binding in force: a new value means a new Binding took effect (failed loads use up numbers too).",
 		}),
 		BindingValid: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "gatekiln_binding_last_load_success",
