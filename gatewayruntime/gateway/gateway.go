@@ -259,6 +259,7 @@ func (g *Gateway) Shutdown() error {
 	g.stopping.Store(true)
 	g.metrics.Ready.Set(0)
 	g.log.Info("shutting down", "delay", g.cfg.ShutdownDelay.String(), "grace", g.cfg.ShutdownGrace.String())
+	g.srv.Drain()
 	time.Sleep(g.cfg.ShutdownDelay)
 	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.ShutdownGrace)
 	defer cancel()

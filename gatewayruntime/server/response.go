@@ -160,7 +160,7 @@ func (w *response) appendConnection(b []byte) []byte {
 	// A response before the request body was read (a 413, a 401) whose body
 	// will not be drained ends the connection: say so, so that the client
 	// does not send its next request on it.
-	if w.c.srv.draining.Load() || w.c.bodyAbandoned() {
+	if w.c.srv.draining.Load() || w.c.srv.closing.Load() || w.c.bodyAbandoned() {
 		w.closeAfter = true
 	}
 	if w.closeAfter {
@@ -398,7 +398,9 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	w.hijacked = true
 	_ = c.nc.SetDeadline(time.Time{})
-	c.srv.trackConn(c, false)
+	// The connection stays tracked until the handler returns (serve), so
+	// that Shutdown waits for an upgraded connection (a WebSocket) within
+	// its grace, as for any request in flight, and Close closes it.
 	buffered := bytes.Clone(c.br.BufferedBytes())
 	c.br.Discard(len(buffered))
 	var rd io.Reader = c.nc

@@ -85,6 +85,7 @@ type Server struct {
 	listeners map[*net.Listener]struct{}
 	conns     map[*conn]struct{}
 	draining  atomic.Bool
+	closing   atomic.Bool // Drain
 }
 
 // New returns a Server for cfg.
@@ -224,6 +225,13 @@ func (s *Server) trackConn(c *conn, add bool) bool {
 // Draining reports whether Shutdown has begun; responses then carry
 // "Connection: close".
 func (s *Server) Draining() bool { return s.draining.Load() }
+
+// Drain makes HTTP/1.1 responses carry "Connection: close" from now on,
+// while the server still accepts and serves: what a gateway does between
+// SIGTERM and Shutdown, so that keep-alive clients reconnect (to another
+// replica, once the endpoints say so) rather than find their connection
+// closed under a request at Shutdown.
+func (s *Server) Drain() { s.closing.Store(true) }
 
 // Shutdown stops accepting, closes idle connections, lets requests in flight
 // finish (their responses close the connection; HTTP/2 clients get GOAWAY) and

@@ -634,3 +634,72 @@ func TestResponsesAreNotHeldBack(t *testing.T) {
 		})
 	}
 }
+
+// TestDrainSaysClose: between Drain (SIGTERM) and Shutdown the server still
+// serves, new connections included, but every response tells its client to
+// close, so keep-alive clients move away before their connection is closed
+// under a request.
+func TestDrainSaysClose(t *testing.T) {
+	s, addr := start(t, Config{Handler: echoHandler()})
+	get := func() (status int, closes bool) {
+		t.Helper()
+		c := dial(t, addr)
+		_, _ = io.WriteString(c, "GET /a HTTP/1.1\r\nHost: a\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Close
+	}
+	if _, closes := get(); closes {
+		t.Fatal("Connection: close before Drain")
+	}
+	s.Drain()
+	if status, closes := get(); status != 200 || !closes {
+		t.Fatalf("after Drain: %d, close %v; want 200 and Connection: close", status, closes)
+	}
+}
+
+// TestShutdownWaitsForUpgradedConnections: a hijacked connection (a
+// WebSocket tunnel) is in flight like a request: Shutdown waits for it within
+// its grace instead of returning (and the process exiting) under it.
+func TestShutdownWaitsForUpgradedConnections(t *testing.T) {
+	hijacked := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		nc, brw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer nc.Close()
+		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: test\r\nConnection: Upgrade\r\n\r\n")
+		_ = brw.Flush()
+		close(hijacked)
+		_, _ = io.Copy(io.Discard, brw) // until the client closes the tunnel
+	})
+	s, addr := start(t, Config{Handler: h})
+	c := dial(t, addr)
+	_, _ = io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n")
+	<-hijacked
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		shut <- s.Shutdown(ctx)
+	}()
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned under an open tunnel: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	c.Close()
+	select {
+	case err := <-shut:
+		if err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("Shutdown did not return once the tunnel closed")
+	}
+}
