@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,14 +23,30 @@ func keepAliveUpstream(t *testing.T, first func(c net.Conn)) (url string, conns 
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
 	conns = &atomic.Int64{}
+	var (
+		mu   sync.Mutex
+		open []net.Conn
+	)
+	// Every connection is closed with the test, so that none lets its
+	// descriptor go during a later one (TestOutOfDescriptors counts them).
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range open {
+			c.Close()
+		}
+	})
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
+			mu.Lock()
+			open = append(open, c)
+			mu.Unlock()
 			n := conns.Add(1)
 			go func() {
 				defer c.Close()

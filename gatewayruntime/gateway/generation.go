@@ -246,6 +246,7 @@ func (gen *generation) discard(prev *generation) {
 		prevUps = prev.upstreams
 	}
 	prevUps.Retire(gen.upstreams)
+	prevUps.ForgetOthers(gen.upstreams)
 }
 
 // retire cancels a replaced generation's context once its requests are done,
@@ -318,6 +319,7 @@ func (g *Gateway) reload(force bool) {
 	g.gen.Store(gen)
 	if prev != nil {
 		prev.retire(gen)
+		gen.upstreams.ForgetOthers(prev.upstreams)
 	}
 	g.metrics.Reloads.WithLabelValues("success").Inc()
 	g.metrics.BindingValid.Set(1)

@@ -333,3 +333,37 @@ func TestUnreadableBindingReportedOnce(t *testing.T) {
 		t.Fatal("a readable binding again was not loaded")
 	}
 }
+
+// TestRemovedUpstreamStopsReporting: once a Binding without an upstream URL
+// takes effect, that URL's series are gone from /metrics (an open circuit
+// left behind would keep an alert firing), and the new URL's are there.
+func TestRemovedUpstreamStopsReporting(t *testing.T) {
+	a, b := newUpstream(t, nil), newUpstream(t, nil)
+	h := newHarness(t, testAPI(), bindingTo(a.url))
+	if r := h.do("GET", "/v1/items", nil, nil); r.status != 200 {
+		t.Fatalf("status %d", r.status)
+	}
+	series := func(url string) []string {
+		var out []string
+		for k := range scrape(t, h.g) {
+			if strings.Contains(k, `upstream="`+url+`"`) {
+				out = append(out, k)
+			}
+		}
+		return out
+	}
+	if len(series(a.url)) == 0 {
+		t.Fatal("no series for the upstream in use")
+	}
+	h.dir.swap(bindingTo(b.url), nil)
+	h.g.Reload()
+	if r := h.do("GET", "/v1/items", nil, nil); r.status != 200 || !strings.Contains(r.body, b.addr) {
+		t.Fatalf("after the reload: %d %q", r.status, r.body)
+	}
+	if s := series(a.url); len(s) != 0 {
+		t.Fatalf("the removed upstream still reports: %v", s)
+	}
+	if len(series(b.url)) == 0 {
+		t.Fatal("no series for the new upstream")
+	}
+}

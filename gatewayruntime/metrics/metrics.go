@@ -202,6 +202,18 @@ func (g *Gateway) Upstream(endpoint, upstream string) *Upstream {
 	return u
 }
 
+// ForgetUpstream deletes the series of an upstream URL that the Binding in
+// force no longer has: it must not keep reporting (an open circuit would keep
+// an alert firing). Call it only when no Upstream of the Binding in force has
+// these labels (their handles would stop counting).
+func (g *Gateway) ForgetUpstream(endpoint, upstream string) {
+	l := prometheus.Labels{"endpoint": endpoint, "upstream": upstream}
+	g.upstreamLatency.DeletePartialMatch(l)
+	g.upstreamErrors.DeletePartialMatch(l)
+	g.circuitState.DeletePartialMatch(l)
+	g.ejections.DeletePartialMatch(l)
+}
+
 // Error counts a failed attempt of the given kind.
 func (u *Upstream) Error(kind int) { u.kinds[kind].Inc() }
 

@@ -134,14 +134,37 @@ func Build(api *bundle.Bundle, b *bundle.Binding, bindingDir string, prev *Upstr
 	}
 	if err := errors.Join(errs...); err != nil {
 		// Close only what this failed build created; prev stays in force.
+		var made []*Upstream
 		for key, up := range us.all {
 			if prev == nil || prev.all[key] != up {
 				up.close()
+				made = append(made, up)
 			}
 		}
+		prev.forget(made)
 		return nil, err
 	}
 	return us, nil
+}
+
+// forget deletes the metric series of upstreams that are gone, unless an
+// upstream of us (the Upstreams in force, or nil) reports under the same
+// endpoint and URL.
+func (us *Upstreams) forget(gone []*Upstream) {
+	for _, up := range gone {
+		kept := false
+		if us != nil {
+			for _, o := range us.all {
+				if o.endpoint == up.endpoint && o.url.Redacted() == up.url.Redacted() {
+					kept = true
+					break
+				}
+			}
+		}
+		if !kept {
+			up.opts.Metrics.ForgetUpstream(up.endpoint, up.url.Redacted())
+		}
+	}
 }
 
 func (us *Upstreams) cluster(name string, def bundle.Endpoint, bind bundle.EndpointBinding, dir string, prev *Upstreams) (*Cluster, error) {
@@ -251,6 +274,22 @@ func (us *Upstreams) Retire(prev *Upstreams) {
 			up.close()
 		}
 	}
+}
+
+// ForgetOthers deletes the metric series of other's upstreams for which us,
+// the Upstreams in force, has no upstream under the same endpoint and URL:
+// a URL taken out of the Binding stops reporting when the new Binding takes
+// effect. Call it with the Binding in force, not from a retirement that may
+// run after a later reload.
+func (us *Upstreams) ForgetOthers(other *Upstreams) {
+	if other == nil {
+		return
+	}
+	gone := make([]*Upstream, 0, len(other.all))
+	for _, up := range other.all {
+		gone = append(gone, up)
+	}
+	us.forget(gone)
 }
 
 // Close closes every upstream.
