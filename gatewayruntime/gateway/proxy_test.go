@@ -220,6 +220,9 @@ func TestOverrideFieldsAreDropped(t *testing.T) {
 		"Client-IP":              "10.0.0.1",
 		"X-Client-IP":            "10.0.0.1",
 		"X-Cluster-Client-IP":    "10.0.0.1",
+		"X-Client-Cert":          "forged",
+		"X-SSL-Client-S-DN":      "CN=admin",
+		"X-SSL-Client-Verify":    "SUCCESS",
 	}
 	if r := h.do("POST", "/v1/items", strings.NewReader("{}"), override); r.status != 200 {
 		t.Fatalf("status %d", r.status)

@@ -290,8 +290,9 @@ func skipRequestField(k string) bool {
 // overrideField reports the fields with which frameworks let a request claim
 // to be another one: another method (Rails, Express's method-override,
 // Spring, ASP.NET), another path (Symfony's and IIS's X-Original-URL and
-// X-Rewrite-URL) or another client address (Akamai's and others'
-// True-Client-IP and the like). The gateway routes, authorizes, validates and
+// X-Rewrite-URL), another client address (Akamai's and others'
+// True-Client-IP and the like) or a client certificate (the fields TLS
+// terminators set for a verified one). The gateway routes, authorizes, validates and
 // limits by the request's own method, path and peer, so an upstream that
 // obeyed one would run an operation the gateway never checked (a POST allowed
 // to a user acting as an admin's DELETE, a public path standing in for
@@ -301,7 +302,8 @@ func overrideField(k string) bool {
 	switch k {
 	case "X-Http-Method-Override", "X-Http-Method", "X-Method-Override",
 		"X-Original-Url", "X-Rewrite-Url",
-		"True-Client-Ip", "Client-Ip", "X-Client-Ip", "X-Cluster-Client-Ip":
+		"True-Client-Ip", "Client-Ip", "X-Client-Ip", "X-Cluster-Client-Ip",
+		"X-Client-Cert", "X-Ssl-Client-Cert", "X-Ssl-Client-S-Dn", "X-Ssl-Client-Verify", "Ssl-Client-Cert":
 		return true
 	}
 	return false
