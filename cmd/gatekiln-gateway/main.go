@@ -47,12 +47,15 @@ func main() {
 	flag.DurationVar(&cfg.Proxy.Timeout, "upstream-timeout", 0, "default route timeout, request to response head (default 30s)")
 	flag.DurationVar(&cfg.Proxy.IdleConnTimeout, "upstream-idle-timeout", 0, "pooled upstream connection idle timeout (default 90s)")
 	flag.DurationVar(&cfg.ReloadInterval, "reload-interval", 0, "how often the Binding directory is checked (default 1s)")
-	flag.DurationVar(&cfg.ShutdownDelay, "shutdown-delay", 0, "not-ready time before closing listeners on SIGTERM (default 5s; negative: none)")
+	flag.DurationVar(&cfg.ShutdownDelay, "shutdown-delay", gateway.DefaultShutdownDelay, "not-ready time before closing listeners on SIGTERM, responses saying Connection: close meanwhile (0: none)")
 	flag.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", 0, "longest drain of in-flight requests (default 30s)")
 	flag.TextVar(&heapFloor, "gc-heap-floor", gateway.ByteSize(gateway.DefaultHeapFloor), "heap goal under load: the GC lets the heap grow to this size (e.g. 16MiB) before it collects, when the GOGC target alone would collect sooner: fewer collections for a few MB more memory; idle memory is returned either way (0: the GOGC target alone)")
 	flag.StringVar(&otlpEndpoint, "otlp-endpoint", os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), "OTLP/HTTP traces endpoint URL; tracing is off when empty")
 	flag.Parse()
 	cfg.HeapFloor = uint64(heapFloor)
+	if cfg.ShutdownDelay == 0 {
+		cfg.ShutdownDelay = -1 // Config's zero is the default; the flag's is none
+	}
 
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}))
 	if err := run(cfg, bundlePath, accessLog, otlpEndpoint, logger); err != nil {

@@ -60,9 +60,11 @@ type Config struct {
 	MaxBodyBytes int64
 	// ReloadInterval is how often the Binding directory is checked: 1s.
 	ReloadInterval time.Duration
-	// ShutdownDelay is how long the gateway reports not-ready, still serving,
-	// after SIGTERM before it closes its listeners (so that load balancers stop
-	// sending first): 5s. ShutdownGrace bounds the drain after that: 30s.
+	// ShutdownDelay is how long the gateway reports not-ready, still serving
+	// (responses saying Connection: close), after SIGTERM before it closes
+	// its listeners, so that load balancers stop sending first: zero means
+	// DefaultShutdownDelay, negative none. ShutdownGrace bounds the drain
+	// after that: 30s.
 	ShutdownDelay, ShutdownGrace time.Duration
 	// Tracer, when non-nil, starts a server span per request and propagates W3C traceparent upstream.
 	Tracer Tracer
@@ -131,7 +133,7 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.ShutdownDelay < 0 {
 		cfg.ShutdownDelay = 0
 	} else if cfg.ShutdownDelay == 0 {
-		cfg.ShutdownDelay = 5 * time.Second
+		cfg.ShutdownDelay = DefaultShutdownDelay
 	}
 	if cfg.ShutdownGrace <= 0 {
 		cfg.ShutdownGrace = 30 * time.Second
@@ -280,6 +282,9 @@ func (g *Gateway) Shutdown() error {
 	g.log.Info("stopped")
 	return nil
 }
+
+// DefaultShutdownDelay is Config.ShutdownDelay's default.
+const DefaultShutdownDelay = 5 * time.Second
 
 // Close stops everything at once.
 func (g *Gateway) Close() {
