@@ -166,9 +166,6 @@ func (p *routeProxy) attempt(r *http.Request, u *Upstream, fwd *forwarded, rest 
 	if err != nil {
 		return nil, classify(err), false, err
 	}
-	if r.ProtoMajor >= 2 {
-		watchClient(r, uc)
-	}
 	// A deadline costs a runtime timer update: keep the one in force when it
 	// ends at most 1/64 of the timeout early (busy connections are reused
 	// within microseconds).
@@ -205,6 +202,10 @@ func (p *routeProxy) attempt(r *http.Request, u *Upstream, fwd *forwarded, rest 
 		// there, is the response (RFC 9112 §9.5), on a connection that is
 		// done.
 		early = err
+	}
+	if r.ProtoMajor >= 2 {
+		// After the deadlines above, which would undo a reset seen earlier.
+		watchClient(r, uc)
 	}
 	for {
 		head, err := uc.br.ReadHead()
@@ -292,12 +293,12 @@ func skipRequestField(k string) bool {
 // Spring, ASP.NET), another path (Symfony's and IIS's X-Original-URL and
 // X-Rewrite-URL), another client address (Akamai's and others'
 // True-Client-IP and the like) or a client certificate (the fields TLS
-// terminators set for a verified one). The gateway routes, authorizes, validates and
-// limits by the request's own method, path and peer, so an upstream that
-// obeyed one would run an operation the gateway never checked (a POST allowed
-// to a user acting as an admin's DELETE, a public path standing in for
-// /admin) or trust an address nobody vouched for. The client's own copies are
-// never forwarded.
+// terminators set for a verified one). The gateway routes, authorizes,
+// validates and limits by the request's own method, path and peer, so an
+// upstream that obeyed one would run an operation the gateway never checked
+// (a POST allowed to a user acting as an admin's DELETE, a public path
+// standing in for /admin) or trust a client nobody vouched for. The client's
+// own copies are never forwarded.
 func overrideField(k string) bool {
 	switch k {
 	case "X-Http-Method-Override", "X-Http-Method", "X-Method-Override",
