@@ -89,8 +89,7 @@ func parseAPIKeys(data []byte, scheme string) (map[[sha256.Size]byte]apiKey, err
 	return keys, nil
 }
 
-func (s *apiKeyScheme) checksScopes() bool  { return false }
-func (s *apiKeyScheme) forwarded() []string { return nil }
+func (s *apiKeyScheme) checksScopes() bool { return false }
 
 func (s *apiKeyScheme) challenge(*authError) string {
 	return fmt.Sprintf(`APIKey realm=%q, in=%q, name=%q`, s.realm, s.in, s.name)

@@ -124,8 +124,7 @@ func parseHtpasswd(data []byte) (map[string][]byte, error) {
 	return users, nil
 }
 
-func (s *basicScheme) checksScopes() bool  { return false }
-func (s *basicScheme) forwarded() []string { return nil }
+func (s *basicScheme) checksScopes() bool { return false }
 
 func (s *basicScheme) challenge(*authError) string {
 	return fmt.Sprintf(`Basic realm=%q, charset="UTF-8"`, s.realm)

@@ -96,16 +96,6 @@ func parseClaimHeaders(m map[string]string) ([]claimHeader, error) {
 	return sel, nil
 }
 
-// headerNames lists the headers a selection sets; the security filter strips
-// them from every incoming request so a client cannot forge them.
-func headerNames(sel []claimHeader) []string {
-	h := make([]string, len(sel))
-	for i, c := range sel {
-		h[i] = c.header
-	}
-	return h
-}
-
 func newJWTScheme(g *generation, name, realm string, jb *bundle.JWTBinding) (*jwtScheme, error) {
 	s := &jwtScheme{name: name, realm: realm, leeway: jb.Leeway.D(), verified: map[string]verifiedToken{}}
 	var algs []string
@@ -195,10 +185,6 @@ func newJWTScheme(g *generation, name, realm string, jb *bundle.JWTBinding) (*jw
 func (s *jwtScheme) checksScopes() bool { return true }
 
 func (s *jwtScheme) challenge(err *authError) string { return bearerChallenge(s.realm, err) }
-
-func (s *jwtScheme) forwarded() []string {
-	return headerNames(s.claims)
-}
 
 func (s *jwtScheme) authenticate(r *http.Request) (*principal, *authError) {
 	tok, ok := bearerToken(r)

@@ -46,8 +46,7 @@ func newMTLSScheme(env filter.Env, name string, mb *bundle.MTLSBinding) (*mtlsSc
 	return &mtlsScheme{name: name, roots: pool, cache: map[[sha256.Size]byte]mtlsEntry{}}, nil
 }
 
-func (s *mtlsScheme) checksScopes() bool  { return false }
-func (s *mtlsScheme) forwarded() []string { return nil }
+func (s *mtlsScheme) checksScopes() bool { return false }
 
 // challenge names no HTTP scheme (a certificate is sent in the TLS handshake,
 // not in a header), but a 401 must carry one; this tells the client what is wanted.

@@ -107,10 +107,6 @@ func (s *introspectionScheme) checksScopes() bool { return true }
 
 func (s *introspectionScheme) challenge(err *authError) string { return bearerChallenge(s.realm, err) }
 
-func (s *introspectionScheme) forwarded() []string {
-	return headerNames(s.claims)
-}
-
 func (s *introspectionScheme) authenticate(r *http.Request) (*principal, *authError) {
 	tok, ok := bearerToken(r)
 	if !ok {

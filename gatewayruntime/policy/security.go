@@ -26,9 +26,6 @@ type authenticator interface {
 	// checksScopes says whether OpenAPI scopes apply to the scheme (OAuth2 and
 	// JWT); for the others the OpenAPI scope list is informative only.
 	checksScopes() bool
-	// forwarded lists the request headers the scheme sets for the upstream; they
-	// are removed from every request first so a client cannot supply them.
-	forwarded() []string
 }
 
 // A credentialConsumer is a scheme whose credential is meant for the gateway
