@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -71,5 +72,48 @@ func TestBuildBinary(t *testing.T) {
 	err := image.BuildBinary(context.Background(), image.GoBuild{Dir: mod, Package: "./cmd/missing", Platform: v1.Platform{OS: "linux", Architecture: "amd64"}, Out: filepath.Join(t.TempDir(), "x")})
 	if err == nil {
 		t.Fatal("building a missing package succeeded")
+	}
+}
+
+// TestBuildBinaryCancelLeavesNothing: a cancelled build (Ctrl-C) stops go
+// build and leaves no work directory behind, although go build stopped by a
+// signal does not remove its own. A stand-in for go on PATH makes one where
+// go build would and waits.
+func TestBuildBinaryCancelLeavesNothing(t *testing.T) {
+	bin, tmp := t.TempDir(), t.TempDir()
+	mark := filepath.Join(t.TempDir(), "mark")
+	fake := "#!/bin/sh\nmkdir \"${GOTMPDIR:-$TMPDIR}/go-build-stand-in\" || exit 1\necho started > \"$GATEKILN_TEST_MARK\"\nexec sleep 60\n"
+	if err := os.WriteFile(filepath.Join(bin, "go"), []byte(fake), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	t.Setenv("TMPDIR", tmp)
+	t.Setenv("GATEKILN_TEST_MARK", mark)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- image.BuildBinary(ctx, image.GoBuild{Dir: t.TempDir(), Package: "./cmd/gw", Platform: image.DefaultPlatforms[0], Out: filepath.Join(t.TempDir(), "gw")})
+	}()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(mark); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the stand-in for go build did not start in 10s")
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("a cancelled build returned no error")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("BuildBinary did not return within 20s of cancel")
+	}
+	if left, _ := os.ReadDir(tmp); len(left) > 0 {
+		t.Errorf("left behind in $TMPDIR: %v", left)
 	}
 }

@@ -231,15 +231,21 @@ func TestRuntimeBaseContents(t *testing.T) {
 
 func TestRuntimeBaseRefusesBadInput(t *testing.T) {
 	bins := imagetest.FakeBinaries(t)
+	certs, err := os.ReadFile(imagetest.HostCACerts)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name    string
 		opts    image.RuntimeOptions
 		wantErr string
 	}{
-		{name: "no binary", opts: image.RuntimeOptions{CACerts: []byte("x")}, wantErr: "no gateway binary"},
+		{name: "no binary", opts: image.RuntimeOptions{CACerts: certs}, wantErr: "no gateway binary"},
 		{name: "no certificates", opts: image.RuntimeOptions{Binaries: bins}, wantErr: "no CA certificates"},
-		{name: "platform twice", opts: image.RuntimeOptions{Binaries: []image.Binary{bins[0], bins[0]}, CACerts: []byte("x")}, wantErr: "given twice"},
-		{name: "missing file", opts: image.RuntimeOptions{Binaries: []image.Binary{{Platform: bins[0].Platform, Path: "/nonexistent"}}, CACerts: []byte("x")}, wantErr: "/nonexistent"},
+		{name: "certificates not PEM", opts: image.RuntimeOptions{Binaries: bins, CACerts: []byte("random bytes\n")}, wantErr: "no PEM certificate found"},
+		{name: "PEM but no certificate", opts: image.RuntimeOptions{Binaries: bins, CACerts: []byte("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")}, wantErr: "no PEM certificate found"},
+		{name: "platform twice", opts: image.RuntimeOptions{Binaries: []image.Binary{bins[0], bins[0]}, CACerts: certs}, wantErr: "given twice"},
+		{name: "missing file", opts: image.RuntimeOptions{Binaries: []image.Binary{{Platform: bins[0].Platform, Path: "/nonexistent"}}, CACerts: certs}, wantErr: "/nonexistent"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

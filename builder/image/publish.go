@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -60,14 +62,9 @@ func (p LayoutPublisher) Publish(_ context.Context, idx v1.ImageIndex, tag name.
 	if err != nil {
 		return "", fmt.Errorf("publish %s: %w", p.Path, err)
 	}
-	lp, err := layout.FromPath(p.Path)
+	lp, err := openLayout(p.Path)
 	if err != nil {
-		if !errors.Is(err, os.ErrNotExist) {
-			return "", fmt.Errorf("publish %s: %w", p.Path, err)
-		}
-		if lp, err = layout.Write(p.Path, empty.Index); err != nil {
-			return "", fmt.Errorf("publish %s: %w", p.Path, err)
-		}
+		return "", fmt.Errorf("publish %s: %w", p.Path, err)
 	}
 	ref := tag.TagStr()
 	if err := lp.ReplaceIndex(idx, match.Annotation(refNameAnnotation, ref),
@@ -75,6 +72,25 @@ func (p LayoutPublisher) Publish(_ context.Context, idx v1.ImageIndex, tag name.
 		return "", fmt.Errorf("publish %s: %w", p.Path, err)
 	}
 	return p.Path + "@" + d.String(), nil
+}
+
+// openLayout opens the OCI layout at dir, or starts one when dir is missing
+// or empty. Any other directory is refused: index.json and blobs/ written
+// into, say, the definition's own folder would be read by the next compile
+// of that folder and change its digest.
+func openLayout(dir string) (layout.Path, error) {
+	if _, err := os.Stat(filepath.Join(dir, "oci-layout")); err == nil {
+		return layout.FromPath(dir)
+	}
+	entries, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return "", err
+	case len(entries) > 0:
+		return "", errors.New("the directory is not empty and not an OCI image layout (it has no oci-layout file): give a new or empty directory")
+	}
+	return layout.Write(dir, empty.Index)
 }
 
 // BaseSource returns the runtime base image as an index.

@@ -336,3 +336,59 @@ func TestLayoutPublisher(t *testing.T) {
 type staticBase struct{ idx v1.ImageIndex }
 
 func (s staticBase) Base(context.Context, name.Digest) (v1.ImageIndex, error) { return s.idx, nil }
+
+// TestLayoutPublisherDirectories: a layout is written into a new or empty
+// directory or an existing layout, never into another directory, which is
+// left as it was.
+func TestLayoutPublisherDirectories(t *testing.T) {
+	base := imagetest.RuntimeBase(t, imagetest.FakeBinaries(t))
+	req := request(t, imagetest.Petstore(t), base)
+	idx, err := image.Assemble(base, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag, _ := req.Tag()
+	tests := []struct {
+		name    string
+		files   map[string]string // what the directory holds before; nil: no directory
+		wantErr string
+	}{
+		{name: "new directory"},
+		{name: "empty directory", files: map[string]string{}},
+		{name: "a definition's folder", files: map[string]string{"openapi.yaml": "openapi: 3.0.3\n"}, wantErr: "not empty and not an OCI image layout"},
+		{name: "only an index.json", files: map[string]string{"index.json": "{}"}, wantErr: "not empty and not an OCI image layout"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "oci")
+			if tc.files != nil {
+				if err := os.Mkdir(dir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for name, data := range tc.files {
+				if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err := image.LayoutPublisher{Path: dir}.Publish(context.Background(), idx, tag)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Publishing again finds the layout it wrote.
+				if _, err := (image.LayoutPublisher{Path: dir}).Publish(context.Background(), idx, tag); err != nil {
+					t.Fatalf("publish into the layout again: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), dir) {
+				t.Fatalf("error %v, want one naming %s with %q", err, dir, tc.wantErr)
+			}
+			entries, _ := os.ReadDir(dir)
+			if len(entries) != len(tc.files) {
+				t.Errorf("the directory changed: %v", entries)
+			}
+		})
+	}
+}

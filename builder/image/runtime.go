@@ -2,6 +2,7 @@ package image
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -63,8 +64,8 @@ func RuntimeBase(opts RuntimeOptions) (v1.ImageIndex, error) {
 	if len(opts.Binaries) == 0 {
 		return nil, errors.New("runtime base: no gateway binary given")
 	}
-	if len(opts.CACerts) == 0 {
-		return nil, errors.New("runtime base: no CA certificates given")
+	if err := CheckCACerts(opts.CACerts); err != nil {
+		return nil, fmt.Errorf("runtime base: %w", err)
 	}
 	files, err := NewLayer(baseFiles(opts.CACerts))
 	if err != nil {
@@ -108,6 +109,20 @@ func RuntimeBase(opts RuntimeOptions) (v1.ImageIndex, error) {
 		})
 	}
 	return mutate.Annotations(idx, labels).(v1.ImageIndex), nil
+}
+
+// CheckCACerts returns an error unless pem holds at least one PEM
+// certificate, as a registry CA bundle must: the file becomes every TLS
+// client's trust store in the image, and random bytes there would trust
+// nothing without anyone noticing until the gateway calls an HTTPS upstream.
+func CheckCACerts(pem []byte) error {
+	if len(pem) == 0 {
+		return errors.New("no CA certificates given")
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+		return errors.New("CA certificates: no PEM certificate found")
+	}
+	return nil
 }
 
 func runtimeImage(p v1.Platform, files, bin v1.Layer, labels map[string]string) (v1.Image, error) {
@@ -175,9 +190,17 @@ func BuildBinary(ctx context.Context, b GoBuild) error {
 	if err := os.MkdirAll(filepath.Dir(b.Out), 0o755); err != nil {
 		return err
 	}
+	// go build's work directory goes into one of ours, removed on return: go
+	// build stopped by a signal (Ctrl-C, or ctx cancelled) leaves its own
+	// /tmp/go-build* behind.
+	work, err := os.MkdirTemp("", "gatekiln-gobuild-")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.RemoveAll(work) }()
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", "-o", b.Out, b.Package)
 	cmd.Dir = b.Dir
-	env := append(os.Environ(), "CGO_ENABLED=0", "GOOS="+b.Platform.OS, "GOARCH="+b.Platform.Architecture)
+	env := append(os.Environ(), "CGO_ENABLED=0", "GOTMPDIR="+work, "GOOS="+b.Platform.OS, "GOARCH="+b.Platform.Architecture)
 	if b.Platform.Variant != "" && b.Platform.Architecture == "arm" {
 		env = append(env, "GOARM="+b.Platform.Variant[1:])
 	}

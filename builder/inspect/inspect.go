@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -37,22 +38,67 @@ type Loaded struct {
 
 // Load reads arg, which is a bundle.json file, an OCI image layout
 // directory (DIR for its only image, DIR:TAG or DIR@sha256:… for one of
-// several), or an image reference in a registry reached with reg.
+// several), or an image reference in a registry reached with reg. A name
+// that exists on disk, or that looks like a path (see looksLikePath), is
+// never looked up in a registry: a mistyped file name would otherwise become
+// a Docker Hub reference and a request over the network.
 func Load(ctx context.Context, arg string, reg registry.Config) (*Loaded, error) {
-	if info, err := os.Stat(arg); err == nil && !info.IsDir() {
-		data, err := os.ReadFile(arg)
-		if err != nil {
-			return nil, fmt.Errorf("read bundle %s: %w", arg, err)
-		}
-		b, err := bundle.Parse(data)
-		if err != nil {
-			return nil, fmt.Errorf("bundle %s: %w", arg, err)
-		}
-		return &Loaded{Ref: arg, Bundle: b, Bytes: data}, nil
-	}
 	if dir, sel, ok := layoutArg(arg); ok {
 		return loadLayout(dir, sel)
 	}
+	info, err := os.Stat(arg)
+	switch {
+	case err == nil && info.IsDir():
+		return nil, fmt.Errorf("%s is a directory but not an OCI image layout (it has no oci-layout file)", arg)
+	case err == nil:
+		return loadFile(arg)
+	case looksLikePath(arg):
+		return nil, fmt.Errorf("read %s: %w", arg, pathError(err))
+	}
+	return loadRemote(ctx, arg, reg)
+}
+
+// looksLikePath reports whether a name that is not on disk was meant as a
+// path: an image reference never starts with /, ./, ../ or ~, nor ends in a
+// file extension.
+func looksLikePath(arg string) bool {
+	for _, p := range []string{"/", "./", "../", "~"} {
+		if strings.HasPrefix(arg, p) {
+			return true
+		}
+	}
+	switch strings.ToLower(filepath.Ext(arg)) {
+	case ".json", ".yaml", ".yml", ".tar":
+		return true
+	}
+	return false
+}
+
+// pathError drops the operation and path os.Stat put in err, which the
+// caller names itself.
+func pathError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// loadFile reads a bundle.json file.
+func loadFile(p string) (*Loaded, error) {
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("read bundle %s: %w", p, err)
+	}
+	b, err := bundle.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s is not a Gatekiln bundle.json: %w", p, err)
+	}
+	return &Loaded{Ref: p, Bundle: b, Bytes: data}, nil
+}
+
+// loadRemote reads an image from its registry.
+func loadRemote(ctx context.Context, arg string, reg registry.Config) (*Loaded, error) {
 	ref, err := reg.ParseReference(arg)
 	if err != nil {
 		return nil, err

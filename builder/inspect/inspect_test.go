@@ -3,7 +3,9 @@ package inspect
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -158,5 +160,46 @@ func TestLoadImage(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Load(%s) = %v, want an error naming %q", arg, err, want)
 		}
+	}
+}
+
+// refuseTransport fails every request: a local name must never reach a registry.
+type refuseTransport struct{ requests *[]string }
+
+func (r refuseTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	*r.requests = append(*r.requests, req.URL.String())
+	return nil, errors.New("no network in this test")
+}
+
+// TestLoadLocalNames: a name on disk, or one that looks like a path, is read
+// locally or refused with an error naming it, without a registry request.
+func TestLoadLocalNames(t *testing.T) {
+	empty := t.TempDir()
+	tests := []struct {
+		arg, want string
+	}{
+		{"missing.json", "read missing.json: no such file or directory"},
+		{"missing.yaml", "read missing.yaml: no such file or directory"},
+		{"out.tar", "read out.tar: no such file or directory"},
+		{"./missing", "read ./missing: no such file or directory"},
+		{"../missing", "read ../missing: no such file or directory"},
+		{"~/missing", "read ~/missing: no such file or directory"},
+		{filepath.Join(empty, "missing"), "read " + filepath.Join(empty, "missing") + ": no such file or directory"},
+		{empty, empty + " is a directory but not an OCI image layout (it has no oci-layout file)"},
+		{"testdata", "testdata is a directory but not an OCI image layout"},
+		{filepath.Join("testdata", "petstore.txt"), filepath.Join("testdata", "petstore.txt") + " is not a Gatekiln bundle.json: "},
+	}
+	for _, tc := range tests {
+		t.Run(tc.arg, func(t *testing.T) {
+			var requests []string
+			cfg := registry.Config{WrapTransport: func(http.RoundTripper) http.RoundTripper { return refuseTransport{&requests} }}
+			_, err := Load(context.Background(), tc.arg, cfg)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Load(%s) = %v, want an error with %q", tc.arg, err, tc.want)
+			}
+			if len(requests) > 0 {
+				t.Errorf("Load(%s) asked a registry: %v", tc.arg, requests)
+			}
+		})
 	}
 }

@@ -44,11 +44,7 @@ type UpOptions struct {
 // Up is `gatekiln up`: it returns when ctx ends (Ctrl-C), after stopping
 // the gateway, the mock and the registry.
 func Up(ctx context.Context, o UpOptions) error {
-	out := o.Serve.Out
-	if out == nil {
-		out = io.Discard
-	}
-	res, err := compileFiles(o.Files, out)
+	res, err := compileFiles(o.Files, o.Serve.Err)
 	if err != nil {
 		return err
 	}
@@ -79,8 +75,8 @@ func Up(ctx context.Context, o UpOptions) error {
 }
 
 // compileFiles reads and compiles a definition on its own (no kinds),
-// printing the compiler's warnings.
-func compileFiles(args []string, out io.Writer) (*compile.Result, error) {
+// printing the compiler's warnings to warn (nil: nowhere).
+func compileFiles(args []string, warn io.Writer) (*compile.Result, error) {
 	files, err := source.Read(args...)
 	if err != nil {
 		return nil, err
@@ -89,8 +85,11 @@ func compileFiles(args []string, out io.Writer) (*compile.Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compile %s:\n%w", args[0], err)
 	}
+	if warn == nil {
+		warn = io.Discard
+	}
 	for _, w := range res.Warnings {
-		fmt.Fprintln(out, "warning:", w.Error())
+		fmt.Fprintln(warn, "warning:", w.Error())
 	}
 	return res, nil
 }
@@ -107,7 +106,8 @@ type RunOptions struct {
 	BindingDir string
 	// Endpoints are NAME=URL; APIKeys are SCHEME=KEY.
 	Endpoints, APIKeys []string
-	// Mock serves every endpoint without a URL from the definition's examples.
+	// Mock serves every endpoint without a URL, and every route that names
+	// no endpoint, from the definition's examples.
 	Mock bool
 	// Credentials generates a credential for every scheme without one.
 	Credentials bool
@@ -116,10 +116,6 @@ type RunOptions struct {
 
 // Run is `gatekiln run`.
 func Run(ctx context.Context, o RunOptions) error {
-	out := o.Serve.Out
-	if out == nil {
-		out = io.Discard
-	}
 	if (len(o.Files) > 0) == (o.Image != "") {
 		return fmt.Errorf("give a definition (FILE|DIR...) or --image, not both or neither")
 	}
@@ -151,7 +147,7 @@ func Run(ctx context.Context, o RunOptions) error {
 		}
 		b, from = l.Bundle, l.Ref
 	} else {
-		res, err := compileFiles(o.Files, out)
+		res, err := compileFiles(o.Files, o.Serve.Err)
 		if err != nil {
 			return err
 		}

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -261,6 +262,12 @@ func TestRunDefinitionWithFlags(t *testing.T) {
 
 func TestRunRefusesBadArguments(t *testing.T) {
 	ctx := context.Background()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	busy := taken.Addr().String()
 	for _, c := range []struct {
 		o    RunOptions
 		want string
@@ -273,6 +280,9 @@ func TestRunRefusesBadArguments(t *testing.T) {
 		{RunOptions{Files: []string{"no-such.yaml"}}, "no-such.yaml"},
 		{RunOptions{Image: filepath.Join(t.TempDir(), "missing")}, "missing"},
 		{RunOptions{Files: []string{samplePath}, Serve: ServeOptions{Addr: "nonsense"}}, `--addr "nonsense"`},
+		{RunOptions{Files: []string{samplePath}, Serve: ServeOptions{Addr: busy}}, "--addr " + busy + ": "},
+		{RunOptions{Files: []string{samplePath}, Serve: ServeOptions{Addr: "127.0.0.1:0", AdminAddr: "nonsense"}}, `--admin-addr "nonsense"`},
+		{RunOptions{Files: []string{samplePath}, Serve: ServeOptions{Addr: "127.0.0.1:0", AdminAddr: busy}}, "--admin-addr " + busy + ": "},
 	} {
 		err := Run(ctx, c.o)
 		if err == nil || !strings.Contains(err.Error(), c.want) {

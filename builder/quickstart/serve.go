@@ -35,6 +35,9 @@ type ServeOptions struct {
 	Logger *slog.Logger
 	// Out receives what a person reads: the URL, the curl lines.
 	Out io.Writer
+	// Err receives warnings (the compiler's), apart from Out as compile and
+	// build keep them; nil discards them.
+	Err io.Writer
 }
 
 // bindingPlan says where the Binding comes from: an existing directory, the
@@ -44,6 +47,9 @@ type bindingPlan struct {
 	Dir    string
 	Values Values
 	Mock   bool
+	// MockEndpoint, set by serve when Mock, names the endpoint it gave the
+	// routes that name none (see withMockEndpoint).
+	MockEndpoint string
 }
 
 func (p bindingPlan) onlyDir() bool {
@@ -60,9 +66,15 @@ func serve(ctx context.Context, b *bundle.Bundle, plan bindingPlan, o ServeOptio
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	addr, err := resolveAddr(o.Addr)
+	addr, err := resolveAddr("--addr", o.Addr)
 	if err != nil {
 		return err
+	}
+	adminAddr := o.AdminAddr
+	if adminAddr != "" {
+		if adminAddr, err = resolveAddr("--admin-addr", adminAddr); err != nil {
+			return err
+		}
 	}
 	tmp, err := os.MkdirTemp("", "gatekiln-local-")
 	if err != nil {
@@ -73,6 +85,7 @@ func serve(ctx context.Context, b *bundle.Bundle, plan bindingPlan, o ServeOptio
 	var mockSrv *http.Server
 	var mockLn net.Listener
 	if plan.Mock {
+		b, plan.MockEndpoint = withMockEndpoint(b)
 		m, err := mock.New(b)
 		if err != nil {
 			return err
@@ -107,7 +120,7 @@ func serve(ctx context.Context, b *bundle.Bundle, plan bindingPlan, o ServeOptio
 		Bundle:        b,
 		BindingDir:    bindingDir,
 		Addr:          addr,
-		AdminAddr:     o.AdminAddr,
+		AdminAddr:     adminAddr,
 		Factories:     policy.Factories(),
 		Logger:        o.Logger,
 		AccessLog:     o.AccessLog,
@@ -158,22 +171,58 @@ func serve(ctx context.Context, b *bundle.Bundle, plan bindingPlan, o ServeOptio
 
 // resolveAddr turns port 0 into a free port now, so that the URL printed is
 // the one served, and finds a port already taken before anything starts
-// (another server there would answer the readiness dial).
-func resolveAddr(addr string) (string, error) {
+// (another server there would answer the readiness dial, and the gateway's
+// own error would not say which flag to change). flag names the address.
+func resolveAddr(flag, addr string) (string, error) {
 	if addr == "" {
 		addr = DefaultAddr
 	}
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return "", fmt.Errorf("--addr %q: %w", addr, err)
+		return "", fmt.Errorf("%s %q: %w", flag, addr, err)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return "", fmt.Errorf("gateway address %s: %w (choose another with --addr, or port 0 for a free one)", addr, err)
+		return "", fmt.Errorf("%s %s: %w (choose another with %s, or port 0 for a free one)", flag, addr, err, flag)
 	}
 	defer ln.Close()
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	return net.JoinHostPort(host, port), nil
+}
+
+// mockEndpoint is the name withMockEndpoint gives the routes that name no
+// endpoint, unless the definition uses it already.
+const mockEndpoint = "gatekiln-mock"
+
+// withMockEndpoint returns b with every route that names no endpoint routed
+// to a new endpoint, which the Binding points at the mock like every other,
+// and that endpoint's name ("" when every route names one). Without it the
+// gateway answers those routes 503, whereas up promises a mock that answers
+// every operation. Only the Bundle served here changes: the image (and what
+// a cluster runs) keeps routes without an endpoint.
+func withMockEndpoint(b *bundle.Bundle) (*bundle.Bundle, string) {
+	if routesWithoutEndpoint(b) == 0 {
+		return b, ""
+	}
+	name := mockEndpoint
+	for i := 2; ; i++ {
+		if _, taken := b.Endpoints[name]; !taken {
+			break
+		}
+		name = fmt.Sprintf("%s-%d", mockEndpoint, i)
+	}
+	out := *b
+	out.Routes = append([]bundle.Route(nil), b.Routes...)
+	for i := range out.Routes {
+		if out.Routes[i].Endpoint == "" {
+			out.Routes[i].Endpoint = name
+		}
+	}
+	out.Endpoints = map[string]bundle.Endpoint{name: {}}
+	for n, e := range b.Endpoints {
+		out.Endpoints[n] = e
+	}
+	return &out, name
 }
 
 // waitListening returns once addr accepts connections, or with the error the
@@ -211,11 +260,21 @@ func printSession(w io.Writer, b *bundle.Bundle, addr string, plan bindingPlan, 
 	}
 	base := "http://" + host + strings.TrimSuffix(b.API.BasePath, "/")
 	if plan.Mock {
-		names := strings.Join(b.EndpointNames(), ", ")
+		var named []string
+		for _, n := range b.EndpointNames() {
+			if n != plan.MockEndpoint {
+				named = append(named, n)
+			}
+		}
+		names := strings.Join(named, ", ")
 		if names == "" {
 			names = "none: the definition names no endpoint"
 		}
 		fmt.Fprintf(w, "  upstream  %s, a mock answering from the definition's examples (endpoints: %s)\n", plan.Values.DefaultURL, names)
+	}
+	if plan.MockEndpoint != "" {
+		n := routesOn(b, plan.MockEndpoint)
+		fmt.Fprintf(w, "  note      %d of %d routes name no endpoint (x-gatekiln-endpoint, x-wso2-production-endpoints): here the mock answers them; deployed, the gateway answers them 503\n", n, len(b.Routes))
 	}
 	if n := routesWithoutEndpoint(b); n > 0 {
 		fmt.Fprintf(w, "  note      %d of %d routes name no endpoint (x-gatekiln-endpoint, x-wso2-production-endpoints): the gateway answers them 503\n", n, len(b.Routes))
@@ -253,10 +312,13 @@ func printSession(w io.Writer, b *bundle.Bundle, addr string, plan bindingPlan, 
 	}
 }
 
-func routesWithoutEndpoint(b *bundle.Bundle) int {
+func routesWithoutEndpoint(b *bundle.Bundle) int { return routesOn(b, "") }
+
+// routesOn counts the routes that name endpoint ("": none).
+func routesOn(b *bundle.Bundle, endpoint string) int {
 	n := 0
 	for _, r := range b.Routes {
-		if r.Endpoint == "" {
+		if r.Endpoint == endpoint {
 			n++
 		}
 	}

@@ -3,15 +3,22 @@ package quickstart
 import (
 	"bufio"
 	"context"
+	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gatekiln/gatekiln/gatewayruntime/bundle"
+	"github.com/gatekiln/gatekiln/gatewayruntime/mock"
 )
 
 // TestUpQuickStart runs the README's first command as a user does — the
@@ -173,4 +180,92 @@ func curl(t *testing.T, line string) (status int, headers, body string) {
 		code = code*10 + int(ch-'0')
 	}
 	return code, head, body
+}
+
+// corpusPetstore is the corpus's petstore: no operation names an endpoint.
+func corpusPetstore(t *testing.T) string {
+	t.Helper()
+	p, err := filepath.Abs(filepath.Join("..", "..", "..", "shared", "corpus", "oas-examples", "3.0", "petstore.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("corpus not found beside the repository: %v", err)
+	}
+	return p
+}
+
+// TestUpWithoutEndpoints: up on a definition that names no endpoint still
+// answers from the mock, and the curl it prints works as printed.
+func TestUpWithoutEndpoints(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Fatal("curl is missing: apt-get install curl (it is in hack/apt-packages.txt)")
+	}
+	def := corpusPetstore(t)
+	s := start(t, func(ctx context.Context, out io.Writer) error {
+		return Up(ctx, UpOptions{Files: []string{def}, Serve: ServeOptions{Addr: "127.0.0.1:0", Out: out}})
+	})
+	text := strings.Join(s.lines, "\n")
+	var curls []string
+	for _, l := range s.lines {
+		if c, ok := strings.CutPrefix(l, "  curl "); ok {
+			curls = append(curls, "curl "+c)
+		}
+	}
+	if len(curls) != 2 {
+		t.Fatalf("want two curl lines:\n%s", text)
+	}
+	status, headers, body := curl(t, curls[0])
+	if status != 200 || !strings.Contains(headers, mock.Header+": true") {
+		t.Errorf("%s\n→ %d\n%s\n%s", curls[0], status, headers, body)
+	}
+	if status, _, body := curl(t, curls[1]); status != 401 {
+		t.Errorf("%s\n→ %d, want 401\n%s", curls[1], status, body)
+	}
+	if !strings.Contains(text, "20 of 20 routes name no endpoint") || !strings.Contains(text, "here the mock answers them") {
+		t.Errorf("the output does not say the mock answers the routes without an endpoint:\n%s", text)
+	}
+}
+
+func TestWithMockEndpoint(t *testing.T) {
+	routes := func(eps ...string) []bundle.Route {
+		var out []bundle.Route
+		for i, e := range eps {
+			out = append(out, bundle.Route{Method: "GET", Path: "/r" + strconv.Itoa(i), Endpoint: e})
+		}
+		return out
+	}
+	tests := []struct {
+		name      string
+		in        *bundle.Bundle
+		wantName  string
+		wantRoute []string
+	}{
+		{"every route names one", &bundle.Bundle{Routes: routes("a", "a"), Endpoints: map[string]bundle.Endpoint{"a": {}}}, "", []string{"a", "a"}},
+		{"none named", &bundle.Bundle{Routes: routes("", "")}, "gatekiln-mock", []string{"gatekiln-mock", "gatekiln-mock"}},
+		{"some named", &bundle.Bundle{Routes: routes("a", ""), Endpoints: map[string]bundle.Endpoint{"a": {}}}, "gatekiln-mock", []string{"a", "gatekiln-mock"}},
+		{"the name is taken", &bundle.Bundle{Routes: routes("gatekiln-mock", ""), Endpoints: map[string]bundle.Endpoint{"gatekiln-mock": {}}}, "gatekiln-mock-2", []string{"gatekiln-mock", "gatekiln-mock-2"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := fmt.Sprintf("%+v", *tc.in)
+			out, name := withMockEndpoint(tc.in)
+			if name != tc.wantName {
+				t.Errorf("name %q, want %q", name, tc.wantName)
+			}
+			var got []string
+			for _, r := range out.Routes {
+				got = append(got, r.Endpoint)
+				if _, ok := out.Endpoints[r.Endpoint]; !ok {
+					t.Errorf("route %s names undeclared endpoint %q", r.Path, r.Endpoint)
+				}
+			}
+			if !reflect.DeepEqual(got, tc.wantRoute) {
+				t.Errorf("route endpoints %v, want %v", got, tc.wantRoute)
+			}
+			if after := fmt.Sprintf("%+v", *tc.in); after != before {
+				t.Errorf("the Bundle given was changed:\n%s\n%s", before, after)
+			}
+		})
+	}
 }

@@ -4,6 +4,8 @@
 package source
 
 import (
+	"bytes"
+	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
@@ -29,11 +31,13 @@ func Definition(name string) bool {
 
 // Read returns the definition files the arguments name, root first. Each
 // argument is a file or a directory (every definition file under it, hidden
-// ones excepted). The first argument is the root: a file, or a directory
-// holding openapi.yaml (or .yml, .json, or swagger.*, optionally .gz) or a
-// single definition file at its top. Paths are relative to the root file's
-// directory, slash-separated, without a ".gz" suffix, which is how $refs name
-// them. A file larger than compile.MaxDocumentBytes is refused.
+// ones and what is not a regular file excepted, see walk). The first argument
+// is the root: a file, or a directory holding openapi.yaml (or .yml, .json, or
+// swagger.*, optionally .gz) or a single definition file at its top. A file
+// named as an argument may be a symbolic link: the user chose it. Paths are
+// relative to the root file's directory, slash-separated, without a ".gz"
+// suffix, which is how $refs name them. A file larger than
+// compile.MaxDocumentBytes is refused.
 func Read(args ...string) ([]compile.File, error) {
 	if len(args) == 0 {
 		return nil, errors.New("no definition files given")
@@ -105,10 +109,11 @@ func findRoot(arg string) (string, error) {
 	if !info.IsDir() {
 		return arg, nil
 	}
+	// A root found in a directory is held to walk's rule: regular files only.
 	for _, n := range rootNames {
 		for _, cand := range []string{n, n + ".gz"} {
 			p := filepath.Join(arg, cand)
-			if st, err := os.Stat(p); err == nil && !st.IsDir() {
+			if st, err := os.Lstat(p); err == nil && st.Mode().IsRegular() {
 				return p, nil
 			}
 		}
@@ -119,7 +124,7 @@ func findRoot(arg string) (string, error) {
 	}
 	var defs []string
 	for _, e := range entries {
-		if !e.IsDir() && !strings.HasPrefix(e.Name(), ".") && Definition(e.Name()) {
+		if e.Type().IsRegular() && !strings.HasPrefix(e.Name(), ".") && Definition(e.Name()) {
 			defs = append(defs, e.Name())
 		}
 	}
@@ -129,7 +134,12 @@ func findRoot(arg string) (string, error) {
 	return filepath.Join(arg, defs[0]), nil
 }
 
-// walk lists the definition files under dir, sorted, skipping hidden entries.
+// walk lists the definition files under dir, sorted, skipping hidden entries
+// and anything that is not a regular file, as `kubectl create configmap
+// --from-file=DIR` does. A symbolic link is not followed: one in a
+// definition's folder may point anywhere on this machine (/etc/passwd), and
+// kubectl add would upload what it points at; a dangling one is no error.
+// Devices and FIFOs are skipped too: reading one may never end.
 func walk(dir string) ([]string, error) {
 	var out []string
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
@@ -142,7 +152,7 @@ func walk(dir string) ([]string, error) {
 			}
 			return nil
 		}
-		if !d.IsDir() && Definition(d.Name()) {
+		if d.Type().IsRegular() && Definition(d.Name()) {
 			out = append(out, p)
 		}
 		return nil
@@ -169,5 +179,32 @@ func readLimited(p string) ([]byte, error) {
 	if len(data) > compile.MaxDocumentBytes {
 		return nil, fmt.Errorf("read %s: larger than %d bytes (32 MiB), the limit for one document", p, compile.MaxDocumentBytes)
 	}
+	if err := checkGzip(p, data); err != nil {
+		return nil, err
+	}
 	return data, nil
+}
+
+var gzipMagic = []byte{0x1f, 0x8b}
+
+// checkGzip reads a gzip'd file through, as the compiler will. The compiler
+// names a file by the path its $refs use, without ".gz", so a broken stream
+// is reported here, under the name the file has on disk. The data itself is
+// passed on as it is (kubectl add stores it gzip'd).
+func checkGzip(p string, data []byte) error {
+	if !bytes.HasPrefix(data, gzipMagic) {
+		return nil
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		return fmt.Errorf("read %s: gzip: %w", p, err)
+	}
+	n, err := io.Copy(io.Discard, io.LimitReader(zr, compile.MaxDocumentBytes+1))
+	if err != nil {
+		return fmt.Errorf("read %s: gzip: %w", p, err)
+	}
+	if n > compile.MaxDocumentBytes {
+		return fmt.Errorf("read %s: larger than %d bytes (32 MiB) once decompressed, the limit for one document", p, compile.MaxDocumentBytes)
+	}
+	return nil
 }

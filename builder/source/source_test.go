@@ -128,6 +128,32 @@ func TestReadErrors(t *testing.T) {
 	}
 }
 
+// TestReadNamesGzipFileAsGiven: the compiler would name a truncated
+// x.yaml.gz "x.yaml", a file that does not exist.
+func TestReadNamesGzipFileAsGiven(t *testing.T) {
+	dir := t.TempDir()
+	whole := gz(t, []byte("openapi: 3.0.3\n"))
+	bomb := gz(t, bytes.Repeat([]byte("#"), compile.MaxDocumentBytes+1))
+	tests := []struct {
+		name, file string
+		data       []byte
+		want       string
+	}{
+		{"truncated", "cut.yaml.gz", whole[:len(whole)-6], "cut.yaml.gz: gzip: unexpected EOF"},
+		{"bad header", "head.yaml.gz", append([]byte{0x1f, 0x8b}, "not gzip"...), "head.yaml.gz: gzip: "},
+		{"too large once decompressed", "big.yaml.gz", bomb, "big.yaml.gz: larger than 33554432 bytes (32 MiB) once decompressed"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := write(t, dir, tc.file, tc.data)
+			_, err := Read(p)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Read(%s) = %v, want an error with %q", tc.file, err, tc.want)
+			}
+		})
+	}
+}
+
 func TestParseKinds(t *testing.T) {
 	data, err := os.ReadFile(filepath.Join("..", "..", "samples", "petstore", "kinds.yaml"))
 	if err != nil {

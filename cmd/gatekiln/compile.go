@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 
 	"github.com/spf13/cobra"
 
@@ -32,6 +33,9 @@ On a bad definition it exits 1 and prints every problem on stderr as
 "file: pointer (line N): reason".`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if runtimeDigest != "" && !digestPattern.MatchString(runtimeDigest) {
+				return fmt.Errorf("--runtime-digest %q: want sha256:<64 lowercase hex>, the digest of the runtime base image", runtimeDigest)
+			}
 			files, err := source.Read(args...)
 			if err != nil {
 				return err
@@ -64,11 +68,23 @@ On a bad definition it exits 1 and prints every problem on stderr as
 	}
 	cmd.Flags().StringVar(&kindsFile, "kinds", "", "YAML stream of gatekiln.io/v1alpha1 objects to resolve names against")
 	cmd.Flags().StringVarP(&outDir, "output", "o", "", "directory to write bundle.json and binding.json into")
-	cmd.Flags().StringVar(&runtimeDigest, "runtime-digest", "", "digest of the gateway runtime base image, part of the inputs digest")
+	cmd.Flags().StringVar(&runtimeDigest, "runtime-digest", "", "digest of the gateway runtime base image (sha256:<64 hex>), part of the inputs digest")
 	cmd.Flags().StringVar(&version, "version", "", "override the definition's info.version")
 	return cmd
 }
 
+// digestPattern is the form of a runtime base digest as gatekiln build and
+// the operator put it into the inputs digest (name.Digest.DigestStr): another
+// spelling of the same image would give another inputs digest.
+var digestPattern = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+
+// outputNames are the files compile -o writes, in the order they are renamed
+// into place.
+var outputNames = []string{"bundle.json", bundle.BindingFile}
+
+// writeOutputs writes bundle.json and binding.json so that dir holds the old
+// pair or the new one, never one of each: both are written to temporary
+// files in dir first, then renamed over the old ones.
 func writeOutputs(dir string, res *compile.Result) error {
 	binding, err := res.Binding.Marshal()
 	if err != nil {
@@ -77,10 +93,57 @@ func writeOutputs(dir string, res *compile.Result) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("write outputs: %w", err)
 	}
-	for name, data := range map[string][]byte{"bundle.json": res.BundleBytes, bundle.BindingFile: binding} {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+	// A rename fails when its target is a directory: find that before the
+	// first rename, not between the two.
+	for _, name := range outputNames {
+		if st, err := os.Lstat(filepath.Join(dir, name)); err == nil && st.IsDir() {
+			return fmt.Errorf("write outputs: %s: is a directory", filepath.Join(dir, name))
+		}
+	}
+	var temps []string
+	defer func() {
+		for _, tmp := range temps {
+			_ = os.Remove(tmp)
+		}
+	}()
+	for _, data := range [][]byte{res.BundleBytes, binding} {
+		tmp, err := writeTemp(dir, data)
+		if err != nil {
+			return fmt.Errorf("write outputs: %w", err)
+		}
+		temps = append(temps, tmp)
+	}
+	for i, name := range outputNames {
+		if err := os.Rename(temps[i], filepath.Join(dir, name)); err != nil {
 			return fmt.Errorf("write outputs: %w", err)
 		}
 	}
+	temps = nil
 	return nil
+}
+
+// writeTemp writes data to a new hidden file in dir and returns its path.
+// The file is made readable by all (CreateTemp makes it 0600), as the outputs
+// always were: they hold no secret, only the names of Secrets.
+func writeTemp(dir string, data []byte) (string, error) {
+	f, err := os.CreateTemp(dir, ".gatekiln-compile-*")
+	if err != nil {
+		return "", err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if err == nil {
+		// On disk before the rename makes it the output.
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
 }

@@ -10,7 +10,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/cobra"
+
 	"github.com/gatekiln/gatekiln/builder/compile"
+	"github.com/gatekiln/gatekiln/builder/image/imagetest"
 	"github.com/gatekiln/gatekiln/builder/source"
 	"github.com/gatekiln/gatekiln/gatewayruntime/bundle"
 )
@@ -200,4 +203,108 @@ func TestCompileCLI(t *testing.T) {
 			t.Errorf("missing file: exit %d, %q", r.code, r.stderr)
 		}
 	})
+}
+
+// TestCompileOutputsAreAPair: -o DIR holds the old bundle.json and
+// binding.json or the new ones, never one of each, and no temporary file.
+func TestCompileOutputsAreAPair(t *testing.T) {
+	petstore := filepath.Join("..", "..", "samples", "petstore", "petstore.yaml")
+	const old = "old\n"
+	tests := []struct {
+		name    string
+		before  map[string]string // name: content, or "" for a directory
+		wantErr string
+	}{
+		{name: "replaces the old pair", before: map[string]string{"bundle.json": old, bundle.BindingFile: old}},
+		{name: "binding.json is a directory", before: map[string]string{"bundle.json": old, bundle.BindingFile: ""}, wantErr: "binding.json: is a directory"},
+		{name: "bundle.json is a directory", before: map[string]string{"bundle.json": "", bundle.BindingFile: old}, wantErr: "bundle.json: is a directory"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			// Several times: a write order that happens to work must not pass.
+			for range 8 {
+				dir := t.TempDir()
+				for name, content := range tc.before {
+					p := filepath.Join(dir, name)
+					if content == "" {
+						if err := os.Mkdir(p, 0o755); err != nil {
+							t.Fatal(err)
+						}
+					} else if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+				_, err := runCLI(t, newCompileCmd(), "compile", "-o", dir, petstore)
+				entries, _ := os.ReadDir(dir)
+				if len(entries) != 2 {
+					t.Fatalf("%s holds %v, want bundle.json and binding.json only", dir, entries)
+				}
+				if tc.wantErr != "" {
+					for name, content := range tc.before {
+						if got, _ := os.ReadFile(filepath.Join(dir, name)); content != "" && string(got) != content {
+							t.Fatalf("%s was replaced although the pair could not be (%v)", name, err)
+						}
+					}
+					if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+						t.Fatalf("error %v, want %q", err, tc.wantErr)
+					}
+					continue
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, err := bundle.Load(filepath.Join(dir, "bundle.json"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := bundle.LoadBinding(dir); err != nil {
+					t.Fatal(err)
+				}
+				if st, _ := os.Stat(filepath.Join(dir, "bundle.json")); st.Mode().Perm() != 0o644 {
+					t.Errorf("bundle.json mode %v, want 0644", st.Mode().Perm())
+				}
+				if b.API.Title != "Swagger Petstore" {
+					t.Errorf("bundle.json is not the new one: %+v", b.API)
+				}
+			}
+		})
+	}
+}
+
+// TestFlagChecks: flags whose value would be used as garbage are refused,
+// naming the flag.
+func TestFlagChecks(t *testing.T) {
+	petstore := filepath.Join("..", "..", "samples", "petstore", "petstore.yaml")
+	notPEM := filepath.Join(t.TempDir(), "random.crt")
+	if err := os.WriteFile(notPEM, []byte("random bytes, no certificate\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var binFlags []string
+	for _, b := range imagetest.FakeBinaries(t) {
+		binFlags = append(binFlags, "--binary", b.Platform.String()+"="+b.Path)
+	}
+	tests := []struct {
+		name string
+		cmd  *cobra.Command
+		args []string
+		want string
+	}{
+		{"digest not a digest", newCompileCmd(), []string{"compile", "--runtime-digest", "notadigest", petstore}, `--runtime-digest "notadigest": want sha256:<64 lowercase hex>`},
+		{"digest in upper case", newCompileCmd(), []string{"compile", "--runtime-digest", "sha256:" + strings.Repeat("A", 64), petstore}, "--runtime-digest"},
+		{"digest too short", newCompileCmd(), []string{"compile", "--runtime-digest", "sha256:abc", petstore}, "--runtime-digest"},
+		{"digest of another algorithm", newCompileCmd(), []string{"compile", "--runtime-digest", "sha512:" + strings.Repeat("a", 128), petstore}, "--runtime-digest"},
+		{"digest as an image reference", newCompileCmd(), []string{"compile", "--runtime-digest", "reg/runtime@sha256:" + strings.Repeat("a", 64), petstore}, "--runtime-digest"},
+		{"CA certificates not PEM", newRuntimeImageCmd(), append([]string{"runtime-image", "--push", "127.0.0.1:20999/gatekiln/runtime", "--insecure-registry", "127.0.0.1:20999", "--ca-certs", notPEM}, binFlags...), "--ca-certs " + notPEM + ": CA certificates: no PEM certificate found"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := runCLI(t, tc.cmd, tc.args...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want %q", err, tc.want)
+			}
+			if inputsDigestLine.MatchString(lastLine(out)) {
+				t.Errorf("printed a digest: %s", out)
+			}
+		})
+	}
 }

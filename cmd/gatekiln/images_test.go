@@ -21,14 +21,21 @@ import (
 // runCLI runs one gatekiln subcommand and returns its stdout.
 func runCLI(t *testing.T, sub *cobra.Command, args ...string) (string, error) {
 	t.Helper()
+	out, _, err := runCLIStreams(t, sub, args...)
+	return out, err
+}
+
+// runCLIStreams runs one gatekiln subcommand and returns its stdout and stderr.
+func runCLIStreams(t *testing.T, sub *cobra.Command, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
 	root := &cobra.Command{Use: "gatekiln", SilenceUsage: true, SilenceErrors: true}
 	root.AddCommand(sub)
 	var out, errOut bytes.Buffer
 	root.SetOut(&out)
 	root.SetErr(&errOut)
 	root.SetArgs(args)
-	err := root.ExecuteContext(context.Background())
-	return out.String(), err
+	err = root.ExecuteContext(context.Background())
+	return out.String(), errOut.String(), err
 }
 
 func lastLine(s string) string {

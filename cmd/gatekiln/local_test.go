@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/cobra"
+
 	"github.com/gatekiln/gatekiln/builder/compile"
 )
 
@@ -43,5 +45,37 @@ func TestInspectAndVersion(t *testing.T) {
 	var v map[string]any
 	if err := json.Unmarshal([]byte(out), &v); err != nil || v["compiler"] != compile.Version {
 		t.Errorf("version -o json = %s (%v)", out, err)
+	}
+}
+
+// TestWarningsOnStderr: every command that compiles a definition prints the
+// compiler's warnings on stderr, never among the results on stdout. The
+// corpus's petstore names no endpoint, which is a warning; --addr nonsense
+// stops run and up once they have compiled.
+func TestWarningsOnStderr(t *testing.T) {
+	def := filepath.Join("..", "..", "..", "shared", "corpus", "oas-examples", "3.0", "petstore.yaml")
+	if _, err := os.Stat(def); err != nil {
+		t.Fatalf("corpus not found beside the repository: %v", err)
+	}
+	const warning = "warning: petstore.yaml: some operations name no endpoint"
+	tests := []struct {
+		name string
+		cmd  *cobra.Command
+		args []string
+	}{
+		{"compile", newCompileCmd(), []string{"compile", def}},
+		{"run", newRunCmd(), []string{"run", "--addr", "nonsense", def}},
+		{"up", newUpCmd(), []string{"up", "--addr", "nonsense", def}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			stdout, stderr, _ := runCLIStreams(t, tc.cmd, tc.args...)
+			if strings.Contains(stdout, "warning:") {
+				t.Errorf("a warning on stdout:\n%s", stdout)
+			}
+			if !strings.Contains(stderr, warning) {
+				t.Errorf("stderr lacks %q:\n%s", warning, stderr)
+			}
+		})
 	}
 }

@@ -32,11 +32,11 @@ The Binding comes from --binding DIR (binding.json and the files it names, as
 the operator mounts it; served as it is and reloaded when it changes) and/or
 from flags: --endpoint NAME=URL for an endpoint's URL (repeat for several
 URLs), --api-key SCHEME=KEY for an API key, --mock to answer every endpoint
-without a URL from the definition's examples, --credentials to generate a
-credential for every scheme without one. Flags win over the directory. Rate
-limits without a value get a generous local limit. A Binding that lacks a
-value the Bundle needs is reported, and the gateway answers 503 until it has
-it.`,
+without a URL, and every operation that names no endpoint, from the
+definition's examples, --credentials to generate a credential for every
+scheme without one. Flags win over the directory. Rate limits without a value
+get a generous local limit. A Binding that lacks a value the Bundle needs is
+reported, and the gateway answers 503 until it has it.`,
 		Example: `  gatekiln run samples/petstore/petstore.yaml --mock --credentials
   gatekiln run samples/petstore/petstore.yaml --endpoint petstore-backend=http://127.0.0.1:9000 --api-key petstore-api-key=secret --credentials
   gatekiln run --image out/layout --binding ./binding`,
@@ -48,6 +48,7 @@ it.`,
 			o.Files = args
 			o.Registry = cfg
 			o.Serve.Out = cmd.OutOrStdout()
+			o.Serve.Err = cmd.ErrOrStderr()
 			o.Serve.Logger = slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: logLevel}))
 			if accessLog {
 				o.Serve.AccessLog = os.Stderr
@@ -63,7 +64,7 @@ it.`,
 	f.StringVar(&o.BindingDir, "binding", "", "directory holding binding.json and the files it names")
 	f.StringArrayVar(&o.Endpoints, "endpoint", nil, "NAME=URL: where endpoint NAME lives (repeatable)")
 	f.StringArrayVar(&o.APIKeys, "api-key", nil, "SCHEME=KEY: an API key the apiKey scheme SCHEME accepts (repeatable)")
-	f.BoolVar(&o.Mock, "mock", false, "answer every endpoint without a URL from the definition's examples")
+	f.BoolVar(&o.Mock, "mock", false, "answer every endpoint without a URL, and every operation without an endpoint, from the definition's examples")
 	f.BoolVar(&o.Credentials, "credentials", false, "generate a credential for every security scheme without one, and print it")
 	f.StringVar(&o.Serve.Addr, "addr", quickstart.DefaultAddr, "gateway listen address (port 0 picks a free one)")
 	f.StringVar(&o.Serve.AdminAddr, "admin-addr", "", "admin listen address for /metrics, /healthz, /readyz (default: none)")

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
@@ -46,31 +50,39 @@ and the operator take.`,
 			if err != nil {
 				return err
 			}
+			// Checked before building: a bad file should not cost a build.
+			certs, err := os.ReadFile(caCerts)
+			if err != nil {
+				return fmt.Errorf("--ca-certs: %w", err)
+			}
+			if err := image.CheckCACerts(certs); err != nil {
+				return fmt.Errorf("--ca-certs %s: %w", caCerts, err)
+			}
+			// Ctrl-C (or SIGTERM) cancels go build and the push, and the
+			// deferred removal of the build directory still runs.
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
 			if len(bins) == 0 {
 				dir, err := os.MkdirTemp("", "gatekiln-runtime-")
 				if err != nil {
 					return err
 				}
 				defer func() { _ = os.RemoveAll(dir) }()
-				if bins, err = buildGateway(cmd, module, platforms, dir); err != nil {
-					return err
+				if bins, err = buildGateway(ctx, cmd.ErrOrStderr(), module, platforms, dir); err != nil {
+					return interrupted(ctx, err)
 				}
-			}
-			certs, err := os.ReadFile(caCerts)
-			if err != nil {
-				return fmt.Errorf("CA certificates: %w", err)
 			}
 			idx, err := image.RuntimeBase(image.RuntimeOptions{Binaries: bins, CACerts: certs, Version: version, Revision: revision, Source: srcURL})
 			if err != nil {
 				return err
 			}
-			opts, err := cfg.Remote(cmd.Context())
+			opts, err := cfg.Remote(ctx)
 			if err != nil {
 				return err
 			}
-			ref, err := image.RegistryPublisher{Options: opts}.Publish(cmd.Context(), idx, repo.Tag(tag))
+			ref, err := image.RegistryPublisher{Options: opts}.Publish(ctx, idx, repo.Tag(tag))
 			if err != nil {
-				return err
+				return interrupted(ctx, err)
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), ref)
 			return nil
@@ -107,7 +119,16 @@ func parseBinaries(specs []string) ([]image.Binary, error) {
 	return out, nil
 }
 
-func buildGateway(cmd *cobra.Command, module string, platforms []string, dir string) ([]image.Binary, error) {
+// interrupted says so when err comes of Ctrl-C, rather than the go build or
+// push error that the cancellation caused.
+func interrupted(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("interrupted: %w", err)
+	}
+	return err
+}
+
+func buildGateway(ctx context.Context, log io.Writer, module string, platforms []string, dir string) ([]image.Binary, error) {
 	if _, err := os.Stat(filepath.Join(module, "cmd", "gatekiln-gateway")); err != nil {
 		return nil, fmt.Errorf("no ./cmd/gatekiln-gateway under %s to build (or pass --binary PLATFORM=PATH): %w", module, err)
 	}
@@ -118,8 +139,8 @@ func buildGateway(cmd *cobra.Command, module string, platforms []string, dir str
 			return nil, fmt.Errorf("--platform %q: %w", ps, err)
 		}
 		bin := filepath.Join(dir, "gatekiln-gateway-"+strings.ReplaceAll(p.String(), "/", "-"))
-		fmt.Fprintf(cmd.ErrOrStderr(), "building gatekiln-gateway for %s\n", p)
-		if err := image.BuildBinary(cmd.Context(), image.GoBuild{Dir: module, Package: "./cmd/gatekiln-gateway", Platform: *p, Out: bin}); err != nil {
+		fmt.Fprintf(log, "building gatekiln-gateway for %s\n", p)
+		if err := image.BuildBinary(ctx, image.GoBuild{Dir: module, Package: "./cmd/gatekiln-gateway", Platform: *p, Out: bin}); err != nil {
 			return nil, err
 		}
 		out = append(out, image.Binary{Platform: *p, Path: bin})

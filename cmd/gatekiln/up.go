@@ -44,6 +44,7 @@ is the real runtime base, and the image also runs in a cluster.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Files = args
 			o.Serve.Out = cmd.OutOrStdout()
+			o.Serve.Err = cmd.ErrOrStderr()
 			o.Serve.Logger = slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: logLevel}))
 			if accessLog {
 				o.Serve.AccessLog = os.Stderr
