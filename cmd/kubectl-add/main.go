@@ -33,9 +33,13 @@ func main() {
 	}
 	config.AddFlags(root.PersistentFlags())
 	root.AddCommand(newAPICmd(config, streams))
-	if err := root.ExecuteContext(ctx); err != nil {
+	err := root.ExecuteContext(ctx)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
-		os.Exit(1)
+	}
+	// 130 after Ctrl-C, even if the command got to the end meanwhile.
+	if code := addapi.ExitCode(ctx, err); code != 0 {
+		os.Exit(code)
 	}
 }
 
@@ -48,9 +52,18 @@ func newAPICmd(config *genericclioptions.ConfigFlags, streams genericiooptions.I
 		Long: `Compile the definition with the compiler the operator runs (a bad definition is
 refused with the compiler's file, pointer and reason, and nothing is written),
 store its files in ConfigMaps (plain data when small, gzip'd binaryData when
-large, several ConfigMaps when needed; 32 MiB at most per file) and apply the
-API object with server-side apply (field manager kubectl-add). Running it again
-with a changed file updates the API in place.
+large, several ConfigMaps when needed) and apply the API object with
+server-side apply (field manager kubectl-add). Running it again with a changed
+file updates the API in place.
+
+NAME must start with a lowercase letter, hold only lowercase letters, digits
+and '-', end with a letter or digit, and be at most 63 characters (a DNS-1035
+label, as the gateway's Service takes this name): "petstore" and "pets-v2" are
+names, "1pet" and "Pets" are not.
+
+Each file may be at most 32 MiB (the compiler's limit). A file is never split
+across ConfigMaps and a ConfigMap holds at most 1 MiB, so each file must also
+be at most 1000 KiB once gzip'd.
 
 The first --from-file is the root document, or a directory holding openapi.yaml
 (or .yml/.json, or swagger.*); a directory brings every definition file under it
@@ -79,7 +92,7 @@ default, for example).`,
 	f.StringVar(&o.Version, "version", "", "override the definition's info.version (spec.version, part of the image tag)")
 	f.Int32Var(&replicas, "replicas", 1, "gateway replicas (spec.replicas)")
 	f.StringVar(&o.Strategy, "build-strategy", "", "kaniko or direct (spec.build.strategy; default: the operator's)")
-	f.StringVar(&o.Image, "image", "", "a prebuilt gateway image to deploy instead of building (spec.image.ref)")
+	f.StringVar(&o.Image, "image", "", "a prebuilt gateway image to deploy instead of building, as REGISTRY/REPO[:TAG|@DIGEST] (spec.image.ref)")
 	f.StringVar(&o.PullSecret, "pull-secret", "", "kubernetes.io/dockerconfigjson Secret the gateway Pods pull their image with (spec.image.pullSecretRef)")
 	f.BoolVar(&o.ForceRebuild, "force-rebuild", false, "build again even if the image exists (sets spec.build.forceRebuild)")
 	f.StringArrayVar(&o.Endpoints, "endpoint", nil, "NAME=URL: create or update the Endpoint NAME the definition uses (repeatable)")
@@ -87,6 +100,6 @@ default, for example).`,
 	f.Lookup("dry-run").NoOptDefVal = addapi.DryRunClient
 	f.StringVarP(&o.Output, "output", "o", "", "print the written objects as yaml or json")
 	f.BoolVar(&o.Wait, "wait", false, "follow the API's progress (Resolving, Building, Deploying, Ready) until it is ready or fails")
-	f.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "how long --wait waits")
+	f.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "how long --wait waits (more than 0)")
 	return cmd
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -29,6 +30,11 @@ const (
 	DryRunClient = "client"
 	DryRunServer = "server"
 )
+
+// nameRule is what an API name must be, in words: a DNS-1035 label, since
+// the gateway's Service takes the API's name. The help says the same.
+const nameRule = "must start with a lowercase letter, hold only lowercase letters, digits and '-', " +
+	"end with a letter or digit, and be at most 63 characters (a DNS-1035 label)"
 
 // Options are the command line of `kubectl add api`.
 type Options struct {
@@ -69,7 +75,7 @@ type Options struct {
 func (o *Options) Validate() error {
 	var errs []error
 	if msgs := validation.IsDNS1035Label(o.Name); len(msgs) > 0 {
-		errs = append(errs, fmt.Errorf("api name %q: %s", o.Name, strings.Join(msgs, "; ")))
+		errs = append(errs, fmt.Errorf("api name %q: %s", o.Name, nameRule))
 	}
 	if len(o.Files) == 0 {
 		errs = append(errs, errors.New("--from-file: give the definition file (or a directory)"))
@@ -93,8 +99,19 @@ func (o *Options) Validate() error {
 	if o.Wait && o.dryRun() {
 		errs = append(errs, errors.New("--wait: nothing to wait for with --dry-run"))
 	}
-	if o.Image != "" && (o.Strategy != "" || o.ForceRebuild) {
-		errs = append(errs, errors.New("--image names a prebuilt image: --build-strategy and --force-rebuild do not apply"))
+	// wait treats a timeout of 0 or less as none at all: refuse it rather
+	// than wait forever when the user asked for a bound.
+	if o.Wait && o.Timeout <= 0 {
+		errs = append(errs, fmt.Errorf("--timeout %s: --wait needs a timeout above 0", o.Timeout))
+	}
+	if o.Image != "" {
+		// The operator parses spec.image.ref the same way (no tag means latest).
+		if _, err := name.ParseReference(o.Image); err != nil {
+			errs = append(errs, fmt.Errorf("--image %q: not an image reference: %w", o.Image, err))
+		}
+		if o.Strategy != "" || o.ForceRebuild {
+			errs = append(errs, errors.New("--image names a prebuilt image: --build-strategy and --force-rebuild do not apply"))
+		}
 	}
 	if o.PullSecret != "" {
 		if msgs := validation.IsDNS1123Subdomain(o.PullSecret); len(msgs) > 0 {
@@ -159,15 +176,30 @@ type Plan struct {
 // Prepare reads and compiles the definition and packs it: the part of the
 // command that needs no cluster. A definition the compiler refuses is an
 // error carrying the compiler's problems; nothing has been written then.
-func (o *Options) Prepare() (*Plan, error) {
+// Once ctx is cancelled (Ctrl-C) it stops at the next stage with an error.
+func (o *Options) Prepare(ctx context.Context) (*Plan, error) {
 	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	ns, err := o.namespace()
+	if err != nil {
+		return nil, err
+	}
+	if err := stopped(ctx, "before reading the definition; nothing was written"); err != nil {
 		return nil, err
 	}
 	files, err := source.Read(o.Files...)
 	if err != nil {
 		return nil, fmt.Errorf("definition refused, nothing was written: %w", err)
 	}
+	if err := stopped(ctx, "before compiling the definition; nothing was written"); err != nil {
+		return nil, err
+	}
+	// Compile takes no context: a Ctrl-C during it is seen when it returns.
 	res, err := compile.Compile(compile.Input{Files: files, Version: o.Version})
+	if err := stopped(ctx, "while compiling the definition; nothing was written"); err != nil {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("definition refused, nothing was written:\n%w", err)
 	}
@@ -177,10 +209,6 @@ func (o *Options) Prepare() (*Plan, error) {
 		if !slices.Contains(names, e.Name) {
 			return nil, fmt.Errorf("--endpoint %s: the definition names no endpoint %q (it names: %s)", e.Name, e.Name, listOrNone(names))
 		}
-	}
-	ns, _, err := o.Config.ToRawKubeConfigLoader().Namespace()
-	if err != nil {
-		return nil, fmt.Errorf("namespace: %w", err)
 	}
 	def, err := Pack(o.Name, ns, files)
 	if err != nil {
@@ -198,6 +226,47 @@ func (o *Options) Prepare() (*Plan, error) {
 	return &Plan{Namespace: ns, Spec: spec, Definition: def, Endpoints: eps, Result: res, Files: files}, nil
 }
 
+// namespace is the namespace to write to (-n, or the kubeconfig context's),
+// refused unless it is one a namespace can have, before anything is read.
+func (o *Options) namespace() (string, error) {
+	ns, flag, err := o.Config.ToRawKubeConfigLoader().Namespace()
+	if err != nil {
+		return "", fmt.Errorf("namespace: %w", err)
+	}
+	if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
+		from := "-n"
+		if !flag {
+			from = "namespace of the kubeconfig context"
+		}
+		return "", fmt.Errorf("%s %q: not a valid namespace: %s", from, ns, strings.Join(msgs, "; "))
+	}
+	return ns, nil
+}
+
+// stopped is an error once ctx is cancelled (Ctrl-C, SIGTERM), saying how
+// far the command got, so that no later stage runs and an interrupted run
+// never ends as a successful one; nil otherwise.
+func stopped(ctx context.Context, where string) error {
+	if ctx.Err() == nil {
+		return nil
+	}
+	return fmt.Errorf("interrupted %s: %w", where, context.Cause(ctx))
+}
+
+// ExitCode is the status to exit with after the command returned err: 130,
+// as a shell reports an interrupted command, once ctx is cancelled (so that
+// a script never takes an interrupted run for a failed or successful one),
+// otherwise 1 for an error and 0 for none.
+func ExitCode(ctx context.Context, err error) int {
+	switch {
+	case ctx.Err() != nil:
+		return 130
+	case err != nil:
+		return 1
+	}
+	return 0
+}
+
 func listOrNone(names []string) string {
 	if len(names) == 0 {
 		return "none"
@@ -207,7 +276,7 @@ func listOrNone(names []string) string {
 
 // Run is the whole command.
 func (o *Options) Run(ctx context.Context) error {
-	plan, err := o.Prepare()
+	plan, err := o.Prepare(ctx)
 	if err != nil {
 		return err
 	}
@@ -215,30 +284,34 @@ func (o *Options) Run(ctx context.Context) error {
 		fmt.Fprintln(o.ErrOut, "warning:", w.Error())
 	}
 	if o.DryRun == DryRunClient {
-		return o.print(plan.objects(), " (dry run)")
+		return o.print(plan.objects())
+	}
+	if err := stopped(ctx, "before contacting the cluster; nothing was written"); err != nil {
+		return err
 	}
 	c, err := newCluster(o.Config)
 	if err != nil {
 		return err
 	}
-	if err := c.checkInstalled(); err != nil {
+	if err := c.checkInstalled(ctx); err != nil {
 		return err
 	}
 	c.preflight(ctx, o.ErrOut, plan, plan.Files)
+	// preflight warns and goes on, so a Ctrl-C during it is only seen here.
+	if err := stopped(ctx, "before writing to the cluster; nothing was written"); err != nil {
+		return err
+	}
 	w, err := c.apply(ctx, plan, o.DryRun == DryRunServer)
 	if err != nil {
 		return err
 	}
-	suffix := ""
-	if o.DryRun == DryRunServer {
-		suffix = " (server dry run)"
-	}
-	if err := o.print(w.Objects, suffix); err != nil {
+	if err := o.print(w.Objects); err != nil {
 		return err
 	}
-	o.printDeleted(w.Deleted, suffix)
+	o.printDeleted(w.Deleted)
 	if !o.Wait {
-		return nil
+		// What is listed was written; a Ctrl-C meanwhile still fails the run.
+		return stopped(ctx, "after writing the objects listed")
 	}
 	return c.wait(ctx, o.progressOut(), plan.Spec, w.API.GetGeneration(), o.Timeout)
 }

@@ -32,7 +32,7 @@ var configMapResource = corev1.SchemeGroupVersion.WithResource("configmaps")
 type cluster struct {
 	host string
 	dyn  dynamic.Interface
-	disc discovery.DiscoveryInterface
+	disc discovery.ServerResourcesInterfaceWithContext
 }
 
 func newCluster(getter genericclioptions.RESTClientGetter) (*cluster, error) {
@@ -60,8 +60,11 @@ type written struct {
 }
 
 // checkInstalled gives a missing CRD a clear error rather than a bare 404.
-func (c *cluster) checkInstalled() error {
-	list, err := c.disc.ServerResourcesForGroupVersion(v1alpha1.GroupVersion.String())
+func (c *cluster) checkInstalled(ctx context.Context) error {
+	list, err := c.disc.ServerResourcesForGroupVersionWithContext(ctx, v1alpha1.GroupVersion.String())
+	if err := stopped(ctx, "before writing to the cluster; nothing was written"); err != nil {
+		return err
+	}
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("cannot reach the cluster at %s (check --kubeconfig and --context): %w", c.host, err)
 	}
@@ -216,6 +219,9 @@ const buildingTick = 15 * time.Second
 // wait follows the API with a watch until Observe says it is Ready or
 // failed, printing a line whenever its phase, reason, message or job changes.
 func (c *cluster) wait(ctx context.Context, out io.Writer, spec Spec, generation int64, timeout time.Duration) error {
+	// A Ctrl-C cancels the caller's ctx, the timeout only this one: they end
+	// the wait with different errors.
+	interrupt := ctx
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -299,6 +305,12 @@ func (c *cluster) wait(ctx context.Context, out io.Writer, spec Spec, generation
 		return &FailedError{API: spec.Namespace + "/" + spec.Name, Progress: final}
 	case err == nil:
 		return nil
+	case interrupt.Err() != nil:
+		mu.Lock()
+		p := last
+		mu.Unlock()
+		return fmt.Errorf("interrupted while waiting for api %s/%s, which was written and is left to the operator; last: %s: %w",
+			spec.Namespace, spec.Name, p.Line(""), context.Cause(interrupt))
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, watchtools.ErrWatchClosed) || ctx.Err() != nil:
 		mu.Lock()
 		p := last

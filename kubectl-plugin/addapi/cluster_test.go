@@ -6,10 +6,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -75,14 +78,18 @@ func start() (*env, func(), error) {
 	if assets == "" {
 		assets = filepath.Join(root, "bin", "envtest")
 	}
-	kubectl := filepath.Join(root, "bin", "k8s", "kubectl")
+	// KUBECTL names another kubectl, for a machine without `make cluster-bins`.
+	kubectl := os.Getenv("KUBECTL")
+	if kubectl == "" {
+		kubectl = filepath.Join(root, "bin", "k8s", "kubectl")
+	}
 	for _, b := range []string{filepath.Join(assets, "kube-apiserver"), filepath.Join(assets, "etcd"), filepath.Join(assets, "kube-controller-manager")} {
 		if _, err := os.Stat(b); err != nil {
 			return nil, nil, fmt.Errorf("%s is missing: run `make envtest-bins` (or set KUBEBUILDER_ASSETS)", b)
 		}
 	}
 	if _, err := os.Stat(kubectl); err != nil {
-		return nil, nil, fmt.Errorf("%s is missing: run `make cluster-bins`", kubectl)
+		return nil, nil, fmt.Errorf("%s is missing: run `make cluster-bins` (or set KUBECTL)", kubectl)
 	}
 
 	tmp, err := os.MkdirTemp("", "kubectl-add-test-")
@@ -113,6 +120,10 @@ func start() (*env, func(), error) {
 		BinaryAssetsDirectory: assets,
 		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
+	}
+	if err := fixPorts(te, os.Getenv("ADDAPI_TEST_PORTS")); err != nil {
+		stop()
+		return nil, nil, err
 	}
 	_, err = te.Start()
 	if err != nil {
@@ -167,6 +178,26 @@ func start() (*env, func(), error) {
 		return nil, nil, err
 	}
 	return e, stop, nil
+}
+
+// fixPorts puts the API server and etcd on 127.0.0.1 at base, base+1 and
+// base+2 (etcd's peer port) instead of ports envtest picks, for a machine
+// where tests may listen only on some ports. An empty base changes nothing.
+func fixPorts(te *envtest.Environment, base string) error {
+	if base == "" {
+		return nil
+	}
+	p, err := strconv.Atoi(base)
+	if err != nil {
+		return fmt.Errorf("ADDAPI_TEST_PORTS %q: want the first of three free ports", base)
+	}
+	serving := &te.ControlPlane.GetAPIServer().SecureServing
+	serving.Address, serving.Port = "127.0.0.1", strconv.Itoa(p)
+	etcd := &envtest.Etcd{}
+	te.ControlPlane.Etcd = etcd
+	etcd.URL = &url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(p+1))}
+	etcd.Configure().Set("listen-peer-urls", "http://"+net.JoinHostPort("127.0.0.1", strconv.Itoa(p+2)))
+	return nil
 }
 
 // result is one kubectl run.

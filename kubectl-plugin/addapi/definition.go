@@ -36,6 +36,10 @@ const (
 	plainLimit      = 128 << 10
 )
 
+// MaxStoredFileBytes is the most one file may take in a ConfigMap, gzip'd
+// when large: a file is never split across ConfigMaps. The help states it.
+const MaxStoredFileBytes = configMapBudget
+
 // Definition is a definition's files packed into ConfigMaps, the first
 // holding the root file, and the API's spec.definition that names them.
 type Definition struct {

@@ -1,7 +1,9 @@
 package addapi_test
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,6 +17,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/gatekiln/gatekiln/apis/v1alpha1"
 	"github.com/gatekiln/gatekiln/kubectl-plugin/addapi"
@@ -323,6 +327,43 @@ func TestRefusedByServerLeavesNothing(t *testing.T) {
 		t.Fatalf("exit %d, stderr:\n%s", r.code, r.stderr)
 	}
 	e.nothingWritten(t, ns)
+}
+
+// cancelOnWrite cancels a context at the first line written to it: Run
+// prints the objects once they are written, so Ctrl-C lands after the writes.
+type cancelOnWrite struct {
+	bytes.Buffer
+	cancel context.CancelFunc
+}
+
+func (w *cancelOnWrite) Write(p []byte) (int, error) {
+	w.cancel()
+	return w.Buffer.Write(p)
+}
+
+// TestInterruptAfterWriting: a Ctrl-C that comes once the objects are
+// written still ends the run as interrupted (exit 130), never as a success.
+func TestInterruptAfterWriting(t *testing.T) {
+	e := needCluster(t)
+	ns := e.namespace(t, "interrupt-late")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	config := genericclioptions.NewConfigFlags(false)
+	config.KubeConfig, config.Namespace = &e.kubeconfig, &ns
+	out := &cancelOnWrite{cancel: cancel}
+	o := &addapi.Options{Name: "petstore", Files: []string{e.sample()}, Config: config,
+		IOStreams: genericiooptions.IOStreams{Out: out, ErrOut: io.Discard}}
+	err := o.Run(ctx)
+	if err == nil || !strings.Contains(err.Error(), "interrupted after writing") {
+		t.Errorf("Run = %v, want an error saying it was interrupted after writing", err)
+	}
+	if code := addapi.ExitCode(ctx, err); code != 130 {
+		t.Errorf("exit code %d, want 130", code)
+	}
+	if !strings.Contains(out.String(), "api.gatekiln.io/petstore serverside-applied") {
+		t.Errorf("the objects written are not listed:\n%s", out.String())
+	}
+	e.api(t, ns, "petstore")
 }
 
 func names(cms []corev1.ConfigMap) []string {

@@ -25,13 +25,28 @@ func (p *Plan) objects() []*unstructured.Unstructured {
 	return append(out, RenderAPI(p.Spec, p.Definition.Refs))
 }
 
+// outcome is how a "kind/name …" line words what happened, as kubectl
+// does: a client dry run sends nothing, so nothing was "serverside-applied";
+// it prints what kubectl create --dry-run=client prints. A server dry run
+// did go through server-side apply, and says it persisted nothing.
+func (o *Options) outcome() (verb, suffix string) {
+	switch o.DryRun {
+	case DryRunClient:
+		return "created", " (dry run)"
+	case DryRunServer:
+		return "serverside-applied", " (server dry run)"
+	}
+	return "serverside-applied", ""
+}
+
 // print writes the objects as kubectl does: "kind/name verb" lines, or with
 // -o yaml|json a v1 List (one object alone) that `kubectl apply -f -` takes.
 // Server-filled managedFields are left out, as kubectl get does by default.
-func (o *Options) print(objs []*unstructured.Unstructured, suffix string) error {
+func (o *Options) print(objs []*unstructured.Unstructured) error {
 	if o.Output == "" {
+		verb, suffix := o.outcome()
 		for _, u := range objs {
-			fmt.Fprintf(o.Out, "%s/%s serverside-applied%s\n", resourceName(u), u.GetName(), suffix)
+			fmt.Fprintf(o.Out, "%s/%s %s%s\n", resourceName(u), u.GetName(), verb, suffix)
 		}
 		return nil
 	}
@@ -66,7 +81,8 @@ func encode(w io.Writer, format string, doc any) error {
 	return err
 }
 
-func (o *Options) printDeleted(names []string, suffix string) {
+func (o *Options) printDeleted(names []string) {
+	_, suffix := o.outcome()
 	w := o.Out
 	if o.Output != "" {
 		w = o.ErrOut

@@ -3,6 +3,7 @@ package addapi
 import (
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -106,13 +107,22 @@ func TestOptionsValidate(t *testing.T) {
 	}{
 		{"valid", func(*Options) {}, ""},
 		{"name not a DNS label", func(o *Options) { o.Name = "Pet_Store" }, `api name "Pet_Store"`},
+		{"name starting with a digit", func(o *Options) { o.Name = "1pet" }, `api name "1pet": must start with a lowercase letter`},
 		{"no files", func(o *Options) { o.Files = nil }, "--from-file"},
 		{"strategy", func(o *Options) { o.Strategy = "docker" }, `--build-strategy "docker"`},
 		{"strategy any case", func(o *Options) { o.Strategy = "Direct" }, ""},
 		{"dry run", func(o *Options) { o.DryRun = "maybe" }, `--dry-run "maybe"`},
 		{"output", func(o *Options) { o.Output = "wide" }, `-o "wide"`},
 		{"wait with dry run", func(o *Options) { o.Wait, o.DryRun = true, DryRunClient }, "--wait"},
-		{"image with strategy", func(o *Options) { o.Image, o.Strategy = "r/x@sha256:abc", "direct" }, "--image"},
+		{"image with strategy", func(o *Options) { o.Image, o.Strategy = "r/x@sha256:"+strings.Repeat("a", 64), "direct" }, "--image names a prebuilt image"},
+		{"image", func(o *Options) { o.Image = "registry.example:5000/gw/petstore:1.0" }, ""},
+		{"image by digest", func(o *Options) { o.Image = "r/x@sha256:" + strings.Repeat("a", 64) }, ""},
+		{"image not a reference", func(o *Options) { o.Image = "NOT A REF" }, `--image "NOT A REF": not an image reference`},
+		{"image with a bad digest", func(o *Options) { o.Image = "r/x@sha256:abc" }, `--image "r/x@sha256:abc": not an image reference`},
+		{"wait", func(o *Options) { o.Wait, o.Timeout = true, time.Minute }, ""},
+		{"wait with a negative timeout", func(o *Options) { o.Wait, o.Timeout = true, -5*time.Second }, "--timeout -5s: --wait needs a timeout above 0"},
+		{"wait with no timeout", func(o *Options) { o.Wait, o.Timeout = true, 0 }, "--timeout 0s"},
+		{"negative timeout without wait", func(o *Options) { o.Timeout = -5 * time.Second }, ""},
 		{"pull secret", func(o *Options) { o.PullSecret = "regcred" }, ""},
 		{"pull secret not a name", func(o *Options) { o.PullSecret = "Reg Cred" }, `--pull-secret "Reg Cred"`},
 		{"negative replicas", func(o *Options) { r := int32(-1); o.Replicas = &r }, "--replicas -1"},

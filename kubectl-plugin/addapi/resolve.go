@@ -96,10 +96,16 @@ func endpointURLs(eps []EndpointURL) map[string][]string {
 // RateLimit the definition names). It refuses nothing: the objects may well
 // be created after the API, and the operator resolves again when they are.
 func (c *cluster) preflight(ctx context.Context, w io.Writer, plan *Plan, files []compile.File) {
-	if msg := c.pullSecretProblem(ctx, plan.Namespace, plan.Spec.PullSecret); msg != "" {
+	msg := c.pullSecretProblem(ctx, plan.Namespace, plan.Spec.PullSecret)
+	k, err := c.kinds(ctx, plan.Namespace, plan.Endpoints)
+	if ctx.Err() != nil {
+		// Interrupted: Run says so; what could not be checked then is no
+		// news, and a second compile would only delay the exit.
+		return
+	}
+	if msg != "" {
 		fmt.Fprintln(w, "warning:", msg)
 	}
-	k, err := c.kinds(ctx, plan.Namespace, plan.Endpoints)
 	if err != nil {
 		fmt.Fprintf(w, "warning: cannot check what the definition names in namespace %s: %v\n", plan.Namespace, err)
 		return

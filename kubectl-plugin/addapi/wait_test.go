@@ -203,3 +203,26 @@ func TestWaitTimesOut(t *testing.T) {
 		t.Errorf("stderr:\n%s", r.stderr)
 	}
 }
+
+// TestWaitInterrupted presses Ctrl-C during --wait: the API was written, but
+// the run must end as interrupted (exit 130), not as a timeout.
+func TestWaitInterrupted(t *testing.T) {
+	e := needCluster(t)
+	ns := e.namespace(t, "wait-interrupt")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	w := e.startWait(t, ctx, "add", "api", "petstore", "-n", ns, "--from-file="+e.sample(), "--wait", "--timeout=90s")
+	w.expect(t, "Resolving")
+	// kubectl execs the plugin: the process is the plugin itself.
+	if err := w.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if code := w.exit(t); code != 130 {
+		t.Errorf("exit %d after Ctrl-C, want 130; stderr:\n%s", code, w.stderr.String())
+	}
+	got := w.stderr.String()
+	if !strings.Contains(got, "interrupted while waiting for api "+ns+"/petstore") || strings.Contains(got, "not ready after") {
+		t.Errorf("stderr does not say the wait was interrupted:\n%s", got)
+	}
+	e.api(t, ns, "petstore")
+}
