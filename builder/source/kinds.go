@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	yaml "go.yaml.in/yaml/v4"
 
@@ -51,6 +52,7 @@ func ParseKinds(data []byte) (*compile.Kinds, error) {
 	}
 	namespace := ""
 	haveAPI := false
+	ours := 0
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	for i := 0; ; i++ {
 		var doc any
@@ -73,8 +75,15 @@ func ParseKinds(data []byte) (*compile.Kinds, error) {
 			return nil, fmt.Errorf("document %d: %w", i+1, err)
 		}
 		if obj.APIVersion != v1alpha1.GroupVersion.String() {
+			if group, _, _ := strings.Cut(obj.APIVersion, "/"); group == v1alpha1.GroupVersion.Group {
+				// One of ours in a version this compiler does not read: it
+				// must not vanish into "not found" errors later.
+				return nil, fmt.Errorf("document %d (%s %q): apiVersion %q: this gatekiln reads %s",
+					i+1, obj.Kind, obj.Metadata.Name, obj.APIVersion, v1alpha1.GroupVersion)
+			}
 			continue
 		}
+		ours++
 		where := fmt.Sprintf("document %d (%s %q)", i+1, obj.Kind, obj.Metadata.Name)
 		if obj.Metadata.Name == "" {
 			return nil, fmt.Errorf("%s: metadata.name is empty", where)
@@ -113,6 +122,11 @@ func ParseKinds(data []byte) (*compile.Kinds, error) {
 	}
 	if namespace == "" {
 		namespace = "default"
+	}
+	if ours == 0 {
+		// --kinds was given for a reason: a file without a single object of
+		// ours is the wrong file.
+		return nil, fmt.Errorf("no %s objects (API, Endpoint, RateLimit, Security) in it", v1alpha1.GroupVersion)
 	}
 	k.Namespace = namespace
 	return k, nil

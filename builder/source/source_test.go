@@ -210,11 +210,14 @@ spec: {urls: ["http://b:80"]}
 	for name, bad := range map[string]string{
 		"two namespaces": "apiVersion: gatekiln.io/v1alpha1\nkind: Endpoint\nmetadata: {name: a, namespace: x}\nspec: {urls: [http://a]}\n---\n" +
 			"apiVersion: gatekiln.io/v1alpha1\nkind: Endpoint\nmetadata: {name: b, namespace: y}\nspec: {urls: [http://b]}\n",
-		"unknown field": "apiVersion: gatekiln.io/v1alpha1\nkind: Endpoint\nmetadata: {name: a}\nspec: {url: http://a}\n",
-		"unknown kind":  "apiVersion: gatekiln.io/v1alpha1\nkind: Gateway\nmetadata: {name: a}\nspec: {}\n",
-		"twice":         "apiVersion: gatekiln.io/v1alpha1\nkind: RateLimit\nmetadata: {name: a}\nspec: {requests: 1}\n---\napiVersion: gatekiln.io/v1alpha1\nkind: RateLimit\nmetadata: {name: a}\nspec: {requests: 2}\n",
-		"no name":       "apiVersion: gatekiln.io/v1alpha1\nkind: RateLimit\nspec: {requests: 1}\n",
-		"not yaml":      "a: [",
+		"unknown field":           "apiVersion: gatekiln.io/v1alpha1\nkind: Endpoint\nmetadata: {name: a}\nspec: {url: http://a}\n",
+		"unknown kind":            "apiVersion: gatekiln.io/v1alpha1\nkind: Gateway\nmetadata: {name: a}\nspec: {}\n",
+		"twice":                   "apiVersion: gatekiln.io/v1alpha1\nkind: RateLimit\nmetadata: {name: a}\nspec: {requests: 1}\n---\napiVersion: gatekiln.io/v1alpha1\nkind: RateLimit\nmetadata: {name: a}\nspec: {requests: 2}\n",
+		"no name":                 "apiVersion: gatekiln.io/v1alpha1\nkind: RateLimit\nspec: {requests: 1}\n",
+		"not yaml":                "a: [",
+		"another version of ours": "apiVersion: gatekiln.io/v1beta1\nkind: Endpoint\nmetadata: {name: a}\nspec: {urls: [http://a]}\n",
+		"none of ours":            "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n",
+		"not objects at all":      "hello: world\n",
 	} {
 		if _, err := ParseKinds([]byte(bad)); err == nil {
 			t.Errorf("%s: accepted", name)
