@@ -168,6 +168,19 @@ type reply struct {
 	close bool
 }
 
+// dial opens a raw connection to the gateway, closed with t (the test or
+// subtest that uses it), whose reads and writes give up after 10 s.
+func (h *harness) dial(t testing.TB) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c
+}
+
 func (h *harness) do(method, path string, body io.Reader, header map[string]string) reply {
 	h.t.Helper()
 	req, err := http.NewRequest(method, h.url+path, body)

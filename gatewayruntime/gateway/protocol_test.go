@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"maps"
 	"math/big"
 	"net"
 	"net/http"
@@ -56,22 +57,18 @@ func testCert(t testing.TB, cn string) (certPEM, keyPEM, caPEM []byte) {
 		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
 }
 
-func TestHTTP2BothSides(t *testing.T) {
-	// An HTTPS upstream that speaks HTTP/2, verified with the Binding's CA.
-	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = fmt.Fprintf(w, "%s %s", r.Proto, r.URL.RequestURI())
-	}))
-	up.EnableHTTP2 = true
-	up.StartTLS()
-	t.Cleanup(up.Close)
-	upCA := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: up.Certificate().Raw})
-
+// tlsGateway serves testAPI over TLS (HTTP/2 by ALPN) under b, whose Server
+// section it sets to a certificate of its own, with files beside the
+// Binding. It returns the gateway, its address and a client that trusts it
+// and tries HTTP/2.
+func tlsGateway(t *testing.T, b *bundle.Binding, files map[string][]byte) (*Gateway, string, *http.Client) {
+	t.Helper()
 	cert, key, ca := testCert(t, "gateway")
-	b := bindingTo(up.URL + "/base")
-	b.Endpoints["backend"] = bundle.EndpointBinding{URLs: []string{up.URL + "/base"}, CAFile: "upstream-ca.pem", ServerName: "example.com"}
 	b.Server = &bundle.ServerBinding{TLSCertFile: "tls.crt", TLSKeyFile: "tls.key"}
+	all := map[string][]byte{"tls.crt": cert, "tls.key": key}
+	maps.Copy(all, files)
 	dir := newBindingDir(t)
-	dir.swap(b, map[string][]byte{"upstream-ca.pem": upCA, "tls.crt": cert, "tls.key": key})
+	dir.swap(b, all)
 	g, err := New(Config{Bundle: testAPI(), BindingDir: dir.dir, ShutdownDelay: -1, TLSAddr: "unused"})
 	if err != nil {
 		t.Fatal(err)
@@ -82,14 +79,30 @@ func TestHTTP2BothSides(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() { _ = g.ServeTLS(ln) }()
-	if ok, why := g.Ready(); !ok {
-		t.Fatalf("not ready: %v", why)
-	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(ca)
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}
-	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Transport: tr}).Get("https://" + ln.Addr().String() + "/v1/items/7?x=1")
+	t.Cleanup(tr.CloseIdleConnections)
+	return g, ln.Addr().String(), &http.Client{Transport: tr}
+}
+
+func TestHTTP2BothSides(t *testing.T) {
+	// An HTTPS upstream that speaks HTTP/2, verified with the Binding's CA.
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = fmt.Fprintf(w, "%s %s", r.Proto, r.URL.RequestURI())
+	}))
+	up.EnableHTTP2 = true
+	up.StartTLS()
+	t.Cleanup(up.Close)
+	upCA := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: up.Certificate().Raw})
+
+	b := bindingTo(up.URL + "/base")
+	b.Endpoints["backend"] = bundle.EndpointBinding{URLs: []string{up.URL + "/base"}, CAFile: "upstream-ca.pem", ServerName: "example.com"}
+	g, addr, client := tlsGateway(t, b, map[string][]byte{"upstream-ca.pem": upCA})
+	if ok, why := g.Ready(); !ok {
+		t.Fatalf("not ready: %v", why)
+	}
+	resp, err := client.Get("https://" + addr + "/v1/items/7?x=1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,12 +155,7 @@ func TestWebSocketUpgrade(t *testing.T) {
 		}
 	})
 	h := newHarness(t, testAPI(), bindingTo(up.url))
-	c, err := net.Dial("tcp", h.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	c := h.dial(t)
 	_, _ = io.WriteString(c, "GET /v1/items HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: x\r\nSec-WebSocket-Version: 13\r\n\r\n")
 	br := bufio.NewReader(c)
 	resp, err := http.ReadResponse(br, nil)
@@ -296,26 +304,8 @@ func TestHTTP2ClientToPlainUpstream(t *testing.T) {
 		w.(http.Flusher).Flush()
 		_, _ = fmt.Fprintf(w, "part2 %s %s", r.Header.Get("X-Forwarded-Proto"), r.URL.RequestURI())
 	})
-	cert, key, ca := testCert(t, "gateway")
-	b := bindingTo(up.url)
-	b.Server = &bundle.ServerBinding{TLSCertFile: "tls.crt", TLSKeyFile: "tls.key"}
-	dir := newBindingDir(t)
-	dir.swap(b, map[string][]byte{"tls.crt": cert, "tls.key": key})
-	g, err := New(Config{Bundle: testAPI(), BindingDir: dir.dir, ShutdownDelay: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(g.Close)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = g.ServeTLS(ln) }()
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(ca)
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}
-	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Transport: tr}).Post("https://"+ln.Addr().String()+"/v1/items?x=%20", "text/plain", strings.NewReader("body"))
+	_, addr, client := tlsGateway(t, bindingTo(up.url), nil)
+	resp, err := client.Post("https://"+addr+"/v1/items?x=%20", "text/plain", strings.NewReader("body"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,29 +350,11 @@ func TestClientCancelIsNotAnUpstreamFailure(t *testing.T) {
 
 	for _, tt := range []struct{ name, url string }{{"plain upstream", plain.URL}, {"https upstream", tlsUp.URL}} {
 		t.Run(tt.name, func(t *testing.T) {
-			cert, key, ca := testCert(t, "gateway")
 			b := bindingTo(tt.url)
 			b.Endpoints["backend"] = bundle.EndpointBinding{URLs: []string{tt.url}, CAFile: "upstream-ca.pem",
 				CircuitBreaker: &bundle.CircuitBreaker{ConsecutiveFailures: 2}}
-			b.Server = &bundle.ServerBinding{TLSCertFile: "tls.crt", TLSKeyFile: "tls.key"}
-			dir := newBindingDir(t)
-			dir.swap(b, map[string][]byte{"upstream-ca.pem": upCA, "tls.crt": cert, "tls.key": key})
-			g, err := New(Config{Bundle: testAPI(), BindingDir: dir.dir, ShutdownDelay: -1, TLSAddr: "unused"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(g.Close)
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			go func() { _ = g.ServeTLS(ln) }()
-			pool := x509.NewCertPool()
-			pool.AppendCertsFromPEM(ca)
-			tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}
-			defer tr.CloseIdleConnections()
-			client := &http.Client{Transport: tr}
-			base := "https://" + ln.Addr().String() + "/v1/items"
+			_, addr, client := tlsGateway(t, b, map[string][]byte{"upstream-ca.pem": upCA})
+			base := "https://" + addr + "/v1/items"
 			before := cancelled.Load()
 			const n = 5
 			for range n {

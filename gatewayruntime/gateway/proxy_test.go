@@ -151,12 +151,7 @@ func TestForwardingFieldsCannotBeSpoofed(t *testing.T) {
 func TestNoHostNoForwardedHost(t *testing.T) {
 	up := newUpstream(t, nil)
 	h := newHarness(t, testAPI(), bindingTo(up.url))
-	c, err := net.Dial("tcp", h.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	c := h.dial(t)
 	if _, err := io.WriteString(c, "GET /v1/items HTTP/1.0\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -279,12 +274,7 @@ func TestEarlyAnswerToABody(t *testing.T) {
 	for _, framing := range []string{"Content-Length: 8000000\r\n", "Transfer-Encoding: chunked\r\n"} {
 		name, _, _ := strings.Cut(framing, ":")
 		t.Run(name, func(t *testing.T) {
-			c, err := net.Dial("tcp", h.addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			c := h.dial(t)
 			go func() {
 				_, _ = io.WriteString(c, "POST /v1/items HTTP/1.1\r\nHost: gw\r\n"+framing+"\r\n")
 				if strings.HasPrefix(framing, "Transfer") {
@@ -314,12 +304,7 @@ func TestSlowUploadIsNotAnUpstreamTimeout(t *testing.T) {
 	up := newUpstream(t, nil)
 	api := testAPI(bundle.Route{Method: "POST", Path: "/v1/items", Timeout: bundle.Duration(300 * time.Millisecond)})
 	h := newHarness(t, api, bindingTo(up.url))
-	c, err := net.Dial("tcp", h.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := h.dial(t)
 	if _, err := io.WriteString(c, "POST /v1/items HTTP/1.1\r\nHost: gw\r\nContent-Length: 6\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -498,12 +483,7 @@ func TestMalformedRequestsAreProblems(t *testing.T) {
 	ids := map[string]bool{}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := net.Dial("tcp", h.addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			c := h.dial(t)
 			if _, err := io.WriteString(c, tt.req); err != nil {
 				t.Fatal(err)
 			}
