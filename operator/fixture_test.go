@@ -52,6 +52,8 @@ type fixture struct {
 	recorder *registrytest.Recorder
 	cancel   context.CancelFunc
 	done     chan error
+	// dir holds envtest's kubeconfig and the registries' blobs; stop removes it.
+	dir string
 }
 
 var (
@@ -89,6 +91,10 @@ func (f *fixture) stop() {
 			fmt.Fprintln(os.Stderr, "envtest:", err)
 		}
 	}
+	if f.dir != "" {
+		// Every run used to leave one behind in the temp directory.
+		_ = os.RemoveAll(f.dir)
+	}
 }
 
 // setup starts the shared fixture on first use. The -short flag skips these
@@ -110,6 +116,7 @@ func (f *fixture) start(t *testing.T) error {
 	if err != nil {
 		return err
 	}
+	f.dir = dir
 	if f.env, err = operatortest.Launch(dir); err != nil {
 		return err
 	}
