@@ -12,12 +12,15 @@ arch=${2:-$(go env GOARCH)}
 version=${KANIKO_VERSION:-v1.24.0}
 module=github.com/GoogleContainerTools/kaniko
 
-dir=$(cd "$(mktemp -d)" && GOWORK=off GOFLAGS=-mod=mod go mod download -json "$module@$version" |
+# go mod download runs outside any module (an empty directory, removed on
+# exit like the build's copy of the sources).
+empty=$(mktemp -d)
+work=$(mktemp -d)
+trap 'rm -rf "$empty"; chmod -R u+w "$work" && rm -rf "$work"' EXIT
+dir=$(cd "$empty" && GOWORK=off GOFLAGS=-mod=mod go mod download -json "$module@$version" |
   sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
 [ -d "$dir" ] || { echo "build-executor: go mod download $module@$version gave no directory" >&2; exit 1; }
 
-work=$(mktemp -d)
-trap 'chmod -R u+w "$work" && rm -rf "$work"' EXIT
 cp -R "$dir/." "$work/"
 chmod -R u+w "$work"
 
