@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -361,6 +362,35 @@ func TestBodyLimit(t *testing.T) {
 	}
 	if r := h.do("POST", "/v1/items", strings.NewReader("0123456789"), nil); r.status != 200 {
 		t.Fatalf("a body at the limit: %d", r.status)
+	}
+}
+
+// TestBodyLimitReachesAnUploadingClient: a client still sending a large
+// body when the gateway answers 413 gets the 413, not a reset: the gateway
+// closes its side and reads on until the client closes (lingeringClose).
+func TestBodyLimitReachesAnUploadingClient(t *testing.T) {
+	up := newUpstream(t, nil)
+	api := testAPI(bundle.Route{Method: "POST", Path: "/v1/items", Validation: bundle.Validation{MaxBodyBytes: 1 << 10}})
+	h := newHarness(t, api, bindingTo(up.url))
+	for _, chunked := range []bool{false, true} {
+		for i := range 10 {
+			var body io.Reader = bytes.NewReader(make([]byte, 8<<20))
+			if chunked {
+				body = io.MultiReader(body)
+			}
+			req, err := http.NewRequest("POST", h.url+"/v1/items", body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatalf("chunked %v, attempt %d: %v", chunked, i, err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusRequestEntityTooLarge {
+				t.Fatalf("chunked %v, attempt %d: status %d", chunked, i, resp.StatusCode)
+			}
+		}
 	}
 }
 

@@ -28,6 +28,8 @@ const (
 	// maxDrain is how much of an unread request body the server reads past so
 	// that the connection can be reused; more than that closes the connection.
 	maxDrain = 256 << 10
+	// lingerTime bounds lingeringClose (net/http's rstAvoidanceDelay).
+	lingerTime = 500 * time.Millisecond
 )
 
 const (
@@ -75,6 +77,10 @@ type conn struct {
 	inline   bool
 	fdr      fdReader
 	hijacked bool
+	// linger: a refused request's client may still be sending; the
+	// connection ends with lingeringClose (refuse runs inside the raw read,
+	// where it cannot wait).
+	linger bool
 }
 
 func newConn(s *Server, nc net.Conn, tlsCfg *tls.Config) *conn {
@@ -97,9 +103,13 @@ func (c *conn) serve(co *rawconn.Coro) {
 	c.co = co
 	defer c.srv.trackConn(c, false)
 	defer func() {
-		if !c.hijacked {
-			c.nc.Close()
+		if c.hijacked {
+			return
 		}
+		if c.linger {
+			c.lingeringClose()
+		}
+		c.nc.Close()
 	}()
 	if c.tlsCfg != nil {
 		tc := tls.Server(c.nc, c.tlsCfg)
@@ -438,14 +448,18 @@ func (c *conn) bodyAbandoned() bool {
 
 // lingeringClose ends a connection whose client may still be sending a body
 // the server did not read: closing at once would make the kernel answer with
-// a reset, which can destroy the response before the client reads it. So the
-// write side is shut first and the rest read (briefly) before closing.
+// a reset, which can destroy the response before the client reads it (a Go
+// client still writing a large upload reports the failed write instead). So
+// the write side is shut first and what comes is read and dropped until the
+// client closes, for at most lingerTime. It is bounded by time, not bytes: a
+// byte cap ends the wait early for exactly the clients that need it, those
+// still uploading, as net/http's and nginx's time bounds do not.
 func (c *conn) lingeringClose() {
 	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	}
-	_ = c.nc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-	_, _ = io.CopyN(io.Discard, c.nc, maxDrain)
+	_ = c.nc.SetReadDeadline(time.Now().Add(lingerTime))
+	_, _ = io.Copy(io.Discard, c.nc)
 }
 
 // refuse answers a request that never reached the handler and closes.
@@ -485,7 +499,9 @@ func (c *conn) refuse(err error) {
 	}
 	bw.Put("Connection: close\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n")
 	bw.PutBytes(body)
-	_ = c.bw.Flush()
+	if c.bw.Flush() == nil {
+		c.linger = true
+	}
 }
 
 func isTimeout(err error) bool {

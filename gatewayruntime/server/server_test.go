@@ -703,3 +703,28 @@ func TestShutdownWaitsForUpgradedConnections(t *testing.T) {
 		t.Fatal("Shutdown did not return once the tunnel closed")
 	}
 }
+
+// TestRefusalReachesAClientStillSending: a refused request whose client is
+// still sending (a head far over the limit) must still get its answer.
+// Closing with unread bytes makes the kernel send a reset, and a Go client
+// still writing then reports the failed write instead of the 431.
+func TestRefusalReachesAClientStillSending(t *testing.T) {
+	_, addr := start(t, Config{Handler: echoHandler(), MaxHeaderBytes: 4 << 10})
+	for i := range 20 {
+		req, err := http.NewRequest("GET", "http://"+addr+"/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("X-Big", strings.Repeat("a", 1<<20))
+		tr := &http.Transport{}
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatalf("attempt %d: %v", i, err)
+		}
+		resp.Body.Close()
+		tr.CloseIdleConnections()
+		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+			t.Fatalf("attempt %d: status %d", i, resp.StatusCode)
+		}
+	}
+}
