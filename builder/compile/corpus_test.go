@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -121,6 +122,33 @@ func TestCorpusCompiles(t *testing.T) {
 			}
 			if err := doc.Validate(context.Background(), ValidationOptions()...); err != nil {
 				t.Errorf("embedded document does not validate: %v", err)
+			}
+		})
+	}
+}
+
+// TestJSONDecodingMatchesTheLibrary: loadDoc decodes a one-file document
+// itself rather than through the library's YAML reader. Every corpus
+// definition, good or bad, must compile to the same Bundle, or fail with the
+// same problems, both ways.
+func TestJSONDecodingMatchesTheLibrary(t *testing.T) {
+	files := corpusFiles(t)
+	bad, err := filepath.Glob(filepath.Join(corpusDir(t), "bad", "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range append(files, bad...) {
+		t.Run(filepath.Base(filepath.Dir(f))+"/"+filepath.Base(f), func(t *testing.T) {
+			readJSON = true
+			fast, fastErr := compileFile(t, f, nil)
+			readJSON = false
+			lib, libErr := compileFile(t, f, nil)
+			readJSON = true
+			if fmt.Sprint(fastErr) != fmt.Sprint(libErr) {
+				t.Fatalf("errors differ:\ndecoded: %v\nlibrary: %v", fastErr, libErr)
+			}
+			if fastErr == nil && !bytes.Equal(fast.BundleBytes, lib.BundleBytes) {
+				t.Fatalf("bundles differ (%s vs %s)", fast.BundleDigest, lib.BundleDigest)
 			}
 		})
 	}
