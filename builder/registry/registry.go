@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 
@@ -136,10 +137,55 @@ type httpsOnly struct {
 }
 
 func (h *httpsOnly) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.URL.Scheme == "http" && !slices.Contains(h.allowed, req.URL.Host) {
-		return nil, fmt.Errorf("registry %s: plain HTTP refused (allow it with an insecure-registry setting)", req.URL.Host)
+	host := req.URL.Host
+	if req.URL.Scheme == "http" && !slices.Contains(h.allowed, host) {
+		// go-containerregistry tries plain HTTP whenever HTTPS fails, even
+		// when nothing listens: the hint to allow it belongs to the HTTPS
+		// error, and only when the registry answered in plain HTTP.
+		return nil, fmt.Errorf("registry %s: plain HTTP refused (not an insecure registry)", host)
 	}
-	return h.inner.RoundTrip(req)
+	resp, err := h.inner.RoundTrip(req)
+	if err != nil {
+		err = explain(host, req.URL.Scheme, err)
+	}
+	return resp, err
+}
+
+// explain names what a failed request says of the registry: not there at
+// all (connection refused, no such host, dial timeout), or there but not
+// speaking TLS, which only an insecure-registry setting can fix.
+func explain(host, scheme string, err error) error {
+	var op *net.OpError
+	var dns *net.DNSError
+	var rh tls.RecordHeaderError
+	switch {
+	case errors.As(err, &dns), errors.As(err, &op) && op.Op == "dial":
+		return &explained{fmt.Sprintf("registry %s is not reachable (is it running, and is the address right?)", host), err}
+	case scheme == "https" && (errors.Is(err, http.ErrSchemeMismatch) || errors.As(err, &rh)):
+		return &explained{fmt.Sprintf("registry %s answers in plain HTTP, not HTTPS (allow it with an insecure-registry setting)", host), err}
+	}
+	return err
+}
+
+// explained is an error with what it means put first. It still answers
+// Temporary and Timeout as the network error did: go-containerregistry
+// retries a temporary one (a dial timeout) by asking the error itself.
+type explained struct {
+	what string
+	err  error
+}
+
+func (e *explained) Error() string { return e.what + ": " + e.err.Error() }
+func (e *explained) Unwrap() error { return e.err }
+
+func (e *explained) Temporary() bool {
+	var t interface{ Temporary() bool }
+	return errors.As(e.err, &t) && t.Temporary()
+}
+
+func (e *explained) Timeout() bool {
+	var t interface{ Timeout() bool }
+	return errors.As(e.err, &t) && t.Timeout()
 }
 
 // IsNotFound says whether err is a registry's answer that the manifest, the
