@@ -151,6 +151,10 @@ func Render(r image.Request, o Options) (*Build, error) {
 			VolumeMounts: []corev1.VolumeMount{
 				{Name: "workspace", MountPath: WorkspaceDir},
 			},
+			// The executor's own: a namespace whose ResourceQuota covers CPU
+			// or memory refuses a Pod with any container that states none,
+			// and an init container's share never adds to the Pod's total.
+			Resources:                o.Resources,
 			TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 		}
 		for i, p := range parts {
@@ -258,12 +262,14 @@ func ExecutorArgs(job *batchv1.Job) ([]string, error) {
 
 func (o Options) validate() error {
 	var errs []error
+	// The Job controller labels the Job's Pods with its name, so the API
+	// server takes a Job name only as long as a label value (63); the
+	// ConfigMap names (<Name>-context-<i>) then fit as well.
 	for _, e := range validation.IsDNS1123Subdomain(o.Name) {
 		errs = append(errs, fmt.Errorf("name %q: %s", o.Name, e))
 	}
-	// The longest ConfigMap name must be legal too.
-	if len(o.Name) > validation.DNS1123SubdomainMaxLength-len("-context-999") {
-		errs = append(errs, fmt.Errorf("name %q: longer than %d characters", o.Name, validation.DNS1123SubdomainMaxLength-len("-context-999")))
+	if len(o.Name) > validation.LabelValueMaxLength {
+		errs = append(errs, fmt.Errorf("name %q: longer than %d characters (a Job's name is its Pods' job-name label)", o.Name, validation.LabelValueMaxLength))
 	}
 	if o.Namespace == "" {
 		errs = append(errs, errors.New("namespace: empty"))
