@@ -70,7 +70,10 @@ The first --from-file is the root document, or a directory holding openapi.yaml
 with its relative path, so relative $refs keep working.
 
 The ConfigMaps are owned by the API: "kubectl delete api NAME" deletes them too.
-Endpoints created with --endpoint are shared objects and stay.
+Endpoints created with --endpoint are shared objects and stay. A run that is
+refused or interrupted (Ctrl-C) before everything is written removes again
+what it created (Endpoints that were not there, and a new API's ConfigMaps and
+API object) and says what it removed or could not remove.
 
 Flags are the whole desired state of the fields this command owns: a flag given
 on an earlier run and left out now is released (spec.replicas falls back to its

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -78,13 +80,78 @@ func (c *cluster) checkInstalled(ctx context.Context) error {
 	return fmt.Errorf("the API kind (apis.%s) is not installed in this cluster: apply the CRDs in config/crd first", v1alpha1.GroupVersion.Group)
 }
 
+// cleanupTimeout bounds the removal of what an interrupted or refused run
+// created: it runs after Ctrl-C, so it cannot use the command's context, and
+// must not hang on a cluster that stopped answering.
+const cleanupTimeout = 30 * time.Second
+
 // apply writes the plan with server-side apply, in an order that never
 // leaves the API naming a ConfigMap that is not there: Endpoints, the
 // definition ConfigMaps, the API, then ConfigMaps of earlier runs that the
 // API no longer names are deleted. ConfigMaps carry an owner reference to the
 // API (added in a second apply when the API is new and its uid unknown), so
 // deleting the API deletes them.
+//
+// If the writes stop short (the server refuses one, or Ctrl-C), what this
+// run created is removed again, with a fresh bounded context, and the error
+// says what was removed or could not be: Endpoints that did not exist
+// before, and for an API that did not exist before, its ConfigMaps and the
+// API itself. An existing API keeps its objects: they may be in use.
 func (c *cluster) apply(ctx context.Context, plan *Plan, dryRun bool) (*written, error) {
+	var created []createdObject
+	w, err := c.write(ctx, plan, dryRun, &created)
+	if err == nil {
+		return w, nil
+	}
+	if ctx.Err() != nil {
+		// The client's own error reads "context canceled" at best: say it
+		// was the interrupt, and keep its cause for errors.Is.
+		err = fmt.Errorf("interrupted while writing to the cluster (%w): %w", context.Cause(ctx), err)
+	}
+	if len(created) > 0 {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		err = fmt.Errorf("%w; %s", err, c.remove(cctx, plan.Namespace, created))
+	}
+	return w, err
+}
+
+// createdObject is an object a run wrote that was not there before it.
+type createdObject struct {
+	resource schema.GroupVersionResource
+	kind     string // as printed: "configmap", "endpoint.gatekiln.io"
+	name     string
+}
+
+// remove deletes objects in the reverse order of their writing and says
+// which it removed and which it could not.
+func (c *cluster) remove(ctx context.Context, ns string, objs []createdObject) string {
+	var removed, failed []string
+	for i := len(objs) - 1; i >= 0; i-- {
+		o := objs[i]
+		err := c.dyn.Resource(o.resource).Namespace(ns).Delete(ctx, o.name, metav1.DeleteOptions{})
+		switch {
+		case err == nil:
+			removed = append(removed, o.kind+"/"+o.name)
+		case apierrors.IsNotFound(err):
+			// The write never reached the server: nothing to remove.
+		default:
+			failed = append(failed, fmt.Sprintf("%s/%s (%v)", o.kind, o.name, err))
+		}
+	}
+	msg := "nothing was left behind"
+	if len(removed) > 0 {
+		msg = "removed what this run created: " + strings.Join(removed, ", ")
+	}
+	if len(failed) > 0 {
+		msg += fmt.Sprintf("; could not remove, delete by hand in namespace %s: %s", ns, strings.Join(failed, ", "))
+	}
+	return msg
+}
+
+// write is apply without the cleanup; created collects what it wrote that
+// was not there before (never on a dry run).
+func (c *cluster) write(ctx context.Context, plan *Plan, dryRun bool, created *[]createdObject) (*written, error) {
 	opts := metav1.ApplyOptions{FieldManager: FieldManager, Force: true}
 	if dryRun {
 		opts.DryRun = []string{metav1.DryRunAll}
@@ -107,30 +174,42 @@ func (c *cluster) apply(ctx context.Context, plan *Plan, dryRun bool) (*written,
 			spec.ForceRebuild, _, _ = unstructured.NestedString(current.Object, "spec", "build", "forceRebuild")
 		}
 	}
+	isNew := uid == "" && !dryRun
 
 	w := &written{}
+	eps := c.dyn.Resource(EndpointResource).Namespace(ns)
 	for _, ep := range RenderEndpoints(ns, plan.Endpoints) {
-		out, err := c.dyn.Resource(EndpointResource).Namespace(ns).Apply(ctx, ep.GetName(), ep, opts)
+		// Endpoints are shared: only one this run creates is its to remove.
+		if !dryRun {
+			if _, err := eps.Get(ctx, ep.GetName(), metav1.GetOptions{}); apierrors.IsNotFound(err) {
+				*created = append(*created, createdObject{EndpointResource, resourceName(ep), ep.GetName()})
+			}
+		}
+		out, err := eps.Apply(ctx, ep.GetName(), ep, opts)
 		if err != nil {
 			return w, fmt.Errorf("apply endpoint %s/%s: %w", ns, ep.GetName(), err)
 		}
 		w.Objects = append(w.Objects, out)
 	}
+	if isNew {
+		// Listed before they are written: an interrupted write may still
+		// have reached the server.
+		for _, cm := range plan.Definition.ConfigMaps {
+			*created = append(*created, createdObject{configMapResource, "configmap", cm.Name})
+		}
+	}
 	cms, err := c.applyConfigMaps(ctx, plan.Definition, name, uid, opts)
 	if err != nil {
 		return w, err
 	}
+	if isNew {
+		*created = append(*created, createdObject{APIResource, resourceName(RenderAPI(spec, nil)), name})
+	}
 	api, err := apis.Apply(ctx, name, RenderAPI(spec, plan.Definition.Refs), opts)
 	if err != nil {
-		err = fmt.Errorf("apply api %s/%s: %w", ns, name, err)
-		if uid == "" && !dryRun {
-			// A new API the server refused owns nothing: remove the
-			// ConfigMaps written for it rather than leave them behind.
-			err = errors.Join(err, c.deleteConfigMaps(ctx, ns, plan.Definition))
-		}
-		return w, err
+		return w, fmt.Errorf("apply api %s/%s: %w", ns, name, err)
 	}
-	if uid == "" && !dryRun {
+	if isNew {
 		if cms, err = c.applyConfigMaps(ctx, plan.Definition, name, api.GetUID(), opts); err != nil {
 			return w, err
 		}
@@ -138,6 +217,8 @@ func (c *cluster) apply(ctx context.Context, plan *Plan, dryRun bool) (*written,
 	w.Objects = append(w.Objects, cms...)
 	w.Objects = append(w.Objects, api)
 	w.API = api
+	// Everything the plan names is written: nothing of it is undone now.
+	*created = nil
 
 	keep := map[string]bool{}
 	for _, cm := range plan.Definition.ConfigMaps {
@@ -162,17 +243,6 @@ func (c *cluster) apply(ctx context.Context, plan *Plan, dryRun bool) (*written,
 		w.Deleted = append(w.Deleted, "configmap/"+cm.GetName())
 	}
 	return w, nil
-}
-
-func (c *cluster) deleteConfigMaps(ctx context.Context, ns string, def *Definition) error {
-	var errs []error
-	for _, cm := range def.ConfigMaps {
-		err := c.dyn.Resource(configMapResource).Namespace(ns).Delete(ctx, cm.Name, metav1.DeleteOptions{})
-		if err != nil && !apierrors.IsNotFound(err) {
-			errs = append(errs, fmt.Errorf("delete definition configmap %s/%s: %w", ns, cm.Name, err))
-		}
-	}
-	return errors.Join(errs...)
 }
 
 func (c *cluster) applyConfigMaps(ctx context.Context, def *Definition, api string, uid types.UID, opts metav1.ApplyOptions) ([]*unstructured.Unstructured, error) {
