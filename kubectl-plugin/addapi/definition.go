@@ -36,6 +36,12 @@ const (
 	plainLimit      = 128 << 10
 )
 
+// annotationBudget bounds the file-paths annotation of one ConfigMap: the API
+// server refuses an object whose annotations exceed 256 KiB, and the paths of
+// thousands of files in subdirectories run past that long before their data
+// fills a ConfigMap. The rest is left for the root-key annotation.
+const annotationBudget = 250 << 10
+
 // MaxStoredFileBytes is the most one file may take in a ConfigMap, gzip'd
 // when large: a file is never split across ConfigMaps. The help states it.
 const MaxStoredFileBytes = configMapBudget
@@ -79,19 +85,21 @@ func Pack(api, namespace string, files []compile.File) (*Definition, error) {
 
 	base := api + "-definition-" + contentHash(files)
 	var groups [][]entry
-	size := 0
+	size, annotated := 0, 0
 	for _, e := range entries {
 		n := len(e.key) + len(e.data)
 		if n > configMapBudget {
 			return nil, fmt.Errorf("definition file %s is %d bytes gzip'd; a ConfigMap holds at most 1 MiB, so one file must compress below %d bytes",
 				e.path, len(e.data), configMapBudget)
 		}
-		if len(groups) == 0 || size+n > configMapBudget {
+		a := pathAnnotationBytes(e)
+		if len(groups) == 0 || size+n > configMapBudget || annotated+a > annotationBudget {
 			groups = append(groups, nil)
-			size = 0
+			size, annotated = 0, 0
 		}
 		groups[len(groups)-1] = append(groups[len(groups)-1], e)
 		size += n
+		annotated += a
 	}
 
 	d := &Definition{}
@@ -143,6 +151,17 @@ func Pack(api, namespace string, files []compile.File) (*Definition, error) {
 		d.Refs = append(d.Refs, v1alpha1.ConfigMapKeyRef{Name: name})
 	}
 	return d, nil
+}
+
+// pathAnnotationBytes is what e adds to the file-paths annotation (JSON
+// `"key":"path",`), 0 when its key is its path.
+func pathAnnotationBytes(e entry) int {
+	if e.key == e.path {
+		return 0
+	}
+	k, _ := json.Marshal(e.key)
+	p, _ := json.Marshal(e.path)
+	return len(k) + len(p) + 2
 }
 
 var gzipMagic = []byte{0x1f, 0x8b}
