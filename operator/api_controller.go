@@ -64,6 +64,8 @@ type APIReconciler struct {
 	// served is which optional kinds the cluster serves (lateKinds adds
 	// those installed after the operator started).
 	served atomic.Pointer[servedKinds]
+	// claimer keeps applies off objects of the same name that are not the API's.
+	claimer
 }
 
 func (r *APIReconciler) kinds() servedKinds     { return *r.served.Load() }
@@ -139,7 +141,13 @@ func (r *APIReconciler) reconcile(ctx context.Context, api *v1alpha1.API, st *v1
 	}
 
 	if err := r.deploy(ctx, api, img, rs); err != nil {
-		setCondition(&st.Conditions, gen, v1alpha1.ConditionDeployed, metav1.ConditionFalse, ReasonApplyFailed, err.Error())
+		reason := ReasonApplyFailed
+		var nc *nameConflict
+		if errors.As(err, &nc) {
+			// Retried with back-off: nothing watches the other object.
+			reason = ReasonNameConflict
+		}
+		setCondition(&st.Conditions, gen, v1alpha1.ConditionDeployed, metav1.ConditionFalse, reason, err.Error())
 		setCondition(&st.Conditions, gen, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonNotDeployed, "not deployed: see the Deployed condition")
 		return ctrl.Result{}, err
 	}
@@ -430,48 +438,54 @@ func (r *APIReconciler) deploy(ctx context.Context, api *v1alpha1.API, img strin
 	if err != nil {
 		return fmt.Errorf("encode binding: %w", err)
 	}
-	applies := []runtime.ApplyConfiguration{
-		render.BindingConfigMap(api, bindingJSON),
-		render.BindingSecret(api, rs.secretData),
-		render.Deployment(api, img, slices.Sorted(maps.Keys(rs.secretData))),
-		render.Service(api),
-	}
-	type optional struct {
+	type object struct {
 		ac   runtime.ApplyConfiguration
 		gvk  schema.GroupVersionKind
+		name string
 		want bool
 	}
-	opts := []optional{
-		{gvk: autoscalingv2.SchemeGroupVersion.WithKind("HorizontalPodAutoscaler")},
-		{gvk: policyv1.SchemeGroupVersion.WithKind("PodDisruptionBudget")},
+	name := render.ServiceName(api)
+	objs := []object{
+		{render.BindingConfigMap(api, bindingJSON), corev1.SchemeGroupVersion.WithKind("ConfigMap"), render.BindingName(api), true},
+		{render.BindingSecret(api, rs.secretData), corev1.SchemeGroupVersion.WithKind("Secret"), render.BindingName(api), true},
+		{render.Deployment(api, img, slices.Sorted(maps.Keys(rs.secretData))), appsv1.SchemeGroupVersion.WithKind("Deployment"), name, true},
+		{render.Service(api), corev1.SchemeGroupVersion.WithKind("Service"), name, true},
+		{gvk: autoscalingv2.SchemeGroupVersion.WithKind("HorizontalPodAutoscaler"), name: name},
+		{gvk: policyv1.SchemeGroupVersion.WithKind("PodDisruptionBudget"), name: name},
 	}
 	if hpa := render.HPA(api); hpa != nil {
-		opts[0].ac, opts[0].want = hpa, true
+		objs[4].ac, objs[4].want = hpa, true
 	}
 	if pdb := render.PDB(api); pdb != nil {
-		opts[1].ac, opts[1].want = pdb, true
+		objs[5].ac, objs[5].want = pdb, true
 	}
 	served := r.kinds()
 	if served.Ingress {
-		o := optional{gvk: networkingv1.SchemeGroupVersion.WithKind("Ingress")}
+		o := object{gvk: networkingv1.SchemeGroupVersion.WithKind("Ingress"), name: name}
 		if in := render.Ingress(api); in != nil {
 			o.ac, o.want = in, true
 		}
-		opts = append(opts, o)
+		objs = append(objs, o)
 	}
 	if served.HTTPRoute {
-		o := optional{gvk: render.HTTPRouteGVK}
+		o := object{gvk: render.HTTPRouteGVK, name: name}
 		if hr := render.HTTPRoute(api); hr != nil {
 			o.ac, o.want = client.ApplyConfigurationFromUnstructured(hr), true
 		}
-		opts = append(opts, o)
+		objs = append(objs, o)
 	}
-	for _, ac := range applies {
-		if err := r.apply(ctx, ac); err != nil {
+	// Every object is checked before any is applied, so that a name taken
+	// by someone else leaves nothing half applied.
+	me := owner{kind: "API", name: api.Name, label: render.LabelAPI}
+	for _, o := range objs {
+		if !o.want {
+			continue
+		}
+		if err := r.claim(ctx, o.gvk, types.NamespacedName{Namespace: api.Namespace, Name: o.name}, me); err != nil {
 			return err
 		}
 	}
-	for _, o := range opts {
+	for _, o := range objs {
 		if o.want {
 			if err := r.apply(ctx, o.ac); err != nil {
 				return err

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/gatekiln/gatekiln/apis/v1alpha1"
@@ -101,9 +102,14 @@ func failureReason(err error) string {
 	return ReasonBuildFailed
 }
 
+// isUnreachable: the network failed, or the registry answered with an
+// error it calls temporary (5xx, 429: restarting, overloaded), which
+// go-containerregistry's own few retries did not outlast. Either is retried
+// with back-off; any other failure waits for a change.
 func isUnreachable(err error) bool {
 	var netErr net.Error
-	return errors.As(err, &netErr)
+	var regErr *transport.Error
+	return errors.As(err, &netErr) || (errors.As(err, &regErr) && regErr.Temporary())
 }
 
 // remotes hands out go-containerregistry options per set of registry

@@ -50,7 +50,9 @@ func JobName(inputsDigest, destination, forceRebuild string) string {
 type kanikoBuilder struct {
 	client client.Client
 	reader client.Reader
-	cfg    Config
+	// cache holds every ConfigMap's metadata (the API controller watches them).
+	cache client.Reader
+	cfg   Config
 }
 
 func (k *kanikoBuilder) build(ctx context.Context, req buildRequest) (buildOutcome, error) {
@@ -78,6 +80,31 @@ func (k *kanikoBuilder) start(ctx context.Context, req buildRequest, name string
 		return buildOutcome{Pending: true, Requeue: true, Reason: ReasonBuildQueued, Message: fmt.Sprintf(
 			"%d Kaniko builds running, the limit (--max-concurrent-builds)", running)}, nil
 	}
+	if len(k.cfg.RegistryConfig.CABundle) > 0 {
+		if err := k.applyRegistryCA(ctx, req.API.Namespace); err != nil {
+			return buildOutcome{}, err
+		}
+	}
+	b, err := k.render(req, name)
+	if err != nil {
+		return buildOutcome{}, err
+	}
+	switch err := k.client.Create(ctx, b.Job); {
+	case apierrors.IsAlreadyExists(err):
+		// Another reconcile created it; progress completes its context.
+	case err != nil:
+		return buildOutcome{}, fmt.Errorf("create job: %w", err)
+	default:
+		if err := k.createContext(ctx, b, b.Job); err != nil {
+			return buildOutcome{}, err
+		}
+	}
+	return buildOutcome{Job: name, Pending: true, Reason: ReasonBuilding,
+		Message: fmt.Sprintf("building %s in a Kaniko Job", req.Tag)}, nil
+}
+
+// render renders the Job named name and its build context ConfigMaps.
+func (k *kanikoBuilder) render(req buildRequest, name string) (*kaniko.Build, error) {
 	api := req.API
 	opts := kaniko.Options{
 		Name:          name,
@@ -92,31 +119,49 @@ func (k *kanikoBuilder) start(ctx context.Context, req buildRequest, name string
 		opts.DockerConfigSecret = ps.Name
 	}
 	if len(k.cfg.RegistryConfig.CABundle) > 0 {
-		if err := k.applyRegistryCA(ctx, api.Namespace); err != nil {
-			return buildOutcome{}, err
-		}
 		opts.RegistryCASecret = RegistryCASecretName
 	}
 	b, err := kaniko.Render(req.Image, opts)
 	if err != nil {
-		return buildOutcome{}, fmt.Errorf("render kaniko build: %w", err)
+		return nil, fmt.Errorf("render kaniko build: %w", err)
 	}
-	if err := k.client.Create(ctx, b.Job); err != nil && !apierrors.IsAlreadyExists(err) {
-		return buildOutcome{}, fmt.Errorf("create job: %w", err)
-	}
-	// The context ConfigMaps belong to the Job, so its TTL removes them too.
-	jobOwner := metav1.OwnerReference{APIVersion: "batch/v1", Kind: "Job", Name: b.Job.Name, UID: b.Job.UID}
+	return b, nil
+}
+
+// createContext creates the build context ConfigMaps of job (those that
+// exist are left as they are). They belong to the Job, so its TTL removes
+// them too.
+func (k *kanikoBuilder) createContext(ctx context.Context, b *kaniko.Build, job *batchv1.Job) error {
+	jobOwner := metav1.OwnerReference{APIVersion: "batch/v1", Kind: "Job", Name: job.Name, UID: job.UID}
 	for i := range b.ConfigMaps {
 		cm := &b.ConfigMaps[i]
-		if b.Job.UID != "" {
-			cm.OwnerReferences = []metav1.OwnerReference{jobOwner}
-		}
+		cm.OwnerReferences = []metav1.OwnerReference{jobOwner}
 		if err := k.client.Create(ctx, cm); err != nil && !apierrors.IsAlreadyExists(err) {
-			return buildOutcome{}, fmt.Errorf("create build context: %w", err)
+			return fmt.Errorf("create build context: %w", err)
 		}
 	}
-	return buildOutcome{Job: name, Pending: true, Reason: ReasonBuilding,
-		Message: fmt.Sprintf("building %s in a Kaniko Job", req.Tag)}, nil
+	return nil
+}
+
+// contextMissing reports whether a ConfigMap the Job mounts is missing:
+// creating it right after the Job failed (a quota, the operator stopping in
+// between), and without it the Job's Pod waits until the Job's deadline.
+func (k *kanikoBuilder) contextMissing(ctx context.Context, job *batchv1.Job) (bool, error) {
+	for _, v := range job.Spec.Template.Spec.Volumes {
+		if v.ConfigMap == nil {
+			continue
+		}
+		m := &metav1.PartialObjectMetadata{}
+		m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMap"))
+		err := k.cache.Get(ctx, types.NamespacedName{Namespace: job.Namespace, Name: v.ConfigMap.Name}, m)
+		switch {
+		case apierrors.IsNotFound(err):
+			return true, nil
+		case err != nil:
+			return false, fmt.Errorf("get build context %s: %w", v.ConfigMap.Name, err)
+		}
+	}
+	return false, nil
 }
 
 // running counts unfinished Kaniko Jobs the operator created.
@@ -141,6 +186,19 @@ func (k *kanikoBuilder) running(ctx context.Context) (int, error) {
 func (k *kanikoBuilder) progress(ctx context.Context, req buildRequest, job *batchv1.Job) (buildOutcome, error) {
 	done, failed := jobFinished(job)
 	if !done {
+		missing, err := k.contextMissing(ctx, job)
+		if err != nil {
+			return buildOutcome{}, err
+		}
+		if missing {
+			b, err := k.render(req, job.Name)
+			if err != nil {
+				return buildOutcome{}, err
+			}
+			if err := k.createContext(ctx, b, job); err != nil {
+				return buildOutcome{}, err
+			}
+		}
 		return buildOutcome{Job: job.Name, Pending: true, Reason: ReasonBuilding,
 			Message: fmt.Sprintf("building %s in a Kaniko Job", req.Tag)}, nil
 	}

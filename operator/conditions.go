@@ -28,6 +28,7 @@ const (
 
 	ReasonDeployed     = "Deployed"
 	ReasonApplyFailed  = "ApplyFailed"
+	ReasonNameConflict = "NameConflict"
 	ReasonAvailable    = "Available"
 	ReasonProgressing  = "Progressing"
 	ReasonNotResolved  = "NotResolved"

@@ -3,7 +3,9 @@ package operator
 import (
 	"errors"
 	"fmt"
+	"strings"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"k8s.io/apimachinery/pkg/api/meta"
 
 	"github.com/gatekiln/gatekiln/apis/v1alpha1"
@@ -82,7 +84,7 @@ func forcedRebuild(f *imageFacts) (imageDecision, bool) {
 // so a resync costs no registry round trip.
 func keepBuiltImage(f *imageFacts) (imageDecision, bool) {
 	s := f.Status
-	if s.Image == "" || s.InputsDigest != f.InputsDigest {
+	if s.Image == "" || s.InputsDigest != f.InputsDigest || !sameRepository(s.Image, f.Tag) {
 		return imageDecision{}, false
 	}
 	c := meta.FindStatusCondition(s.Conditions, v1alpha1.ConditionBuilt)
@@ -90,6 +92,25 @@ func keepBuiltImage(f *imageFacts) (imageDecision, bool) {
 		return imageDecision{}, false
 	}
 	return imageDecision{Image: s.Image, Reason: c.Reason, Message: c.Message}, true
+}
+
+// sameRepository reports whether image (by digest) is in tag's repository:
+// the inputs digest leaves out where the image goes, so a new registry or
+// repository must be looked up (and pushed to) rather than kept.
+func sameRepository(image, tag string) bool {
+	repo, _, ok := strings.Cut(image, "@")
+	if !ok {
+		return false
+	}
+	r, err := name.NewRepository(repo)
+	if err != nil {
+		return false
+	}
+	t, err := name.NewTag(tag)
+	if err != nil {
+		return false
+	}
+	return r.Name() == t.Context().Name()
 }
 
 // errTagCollision marks a registry tag that holds an image of other inputs.

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -32,6 +33,8 @@ const (
 // watch on it.
 type EndpointReconciler struct {
 	client client.Client
+	// claimer keeps applies off objects of the same name that are not the Endpoint's.
+	claimer
 }
 
 // Reconcile follows the same skeleton as the API reconciler.
@@ -70,6 +73,15 @@ func (r *EndpointReconciler) reconcile(ctx context.Context, ep *v1alpha1.Endpoin
 		setCondition(&st.Conditions, gen, v1alpha1.ConditionReady, metav1.ConditionTrue, ReasonURLs,
 			fmt.Sprintf("%d URLs", len(st.URLs)))
 		return nil
+	}
+	key := types.NamespacedName{Namespace: ep.Namespace, Name: render.UpstreamName(ep)}
+	me := owner{kind: "Endpoint", name: ep.Name, label: render.LabelEndpoint}
+	for _, gvk := range []schema.GroupVersionKind{appsv1.SchemeGroupVersion.WithKind("Deployment"), corev1.SchemeGroupVersion.WithKind("Service")} {
+		if err := r.claim(ctx, gvk, key, me); err != nil {
+			// Retried with back-off: nothing watches the other object.
+			setCondition(&st.Conditions, gen, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonNameConflict, err.Error())
+			return err
+		}
 	}
 	for _, ac := range []runtime.ApplyConfiguration{dep, render.UpstreamService(ep)} {
 		if err := apply(ctx, r.client, ac); err != nil {

@@ -159,6 +159,7 @@ func setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 		cfg:     cfg,
 		base:    base,
 		remotes: rem,
+		claimer: claimer{cache: mgr.GetCache(), live: mgr.GetAPIReader()},
 		builders: map[string]imageBuilder{
 			v1alpha1.BuildDirect: &directBuilder{
 				base:  &image.CachedBase{Options: own.opts},
@@ -170,6 +171,7 @@ func setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 		r.builders[v1alpha1.BuildKaniko] = &kanikoBuilder{
 			client: mgr.GetClient(),
 			reader: mgr.GetAPIReader(),
+			cache:  mgr.GetCache(),
 			cfg:    cfg,
 		}
 	}
@@ -228,7 +230,7 @@ func setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 		For(&v1alpha1.Endpoint{}, specOnly).
 		Owns(&appsv1.Deployment{}, owned).
 		Owns(&corev1.Service{}, builder.OnlyMetadata, owned).
-		Complete(&EndpointReconciler{client: c})
+		Complete(&EndpointReconciler{client: c, claimer: r.claimer})
 	if err != nil {
 		return fmt.Errorf("endpoint controller: %w", err)
 	}
