@@ -48,7 +48,9 @@ func RenderAPIKeys(data map[string][]byte, key string) ([]byte, error) {
 		if h, ok := strings.CutPrefix(v, "sha256:"); ok {
 			h = strings.ToLower(h)
 			if !sha256HexRE.MatchString(h) {
-				return nil, fmt.Errorf("api keys: consumer %q: %q is not sha256:<64 hex digits>", id, v)
+				// The value is not quoted: the message reaches the API's
+				// status, and a value that is not a hash may be a key.
+				return nil, fmt.Errorf("api keys: consumer %q: the value starts with \"sha256:\" but is not sha256:<64 hex digits>", id)
 			}
 			sum = h
 		} else {

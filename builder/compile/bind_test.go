@@ -280,4 +280,11 @@ func TestRenderAPIKeys(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		}
 	}
+	// The error ends up in the API's status, readable by anyone who may
+	// read APIs: it names the consumer, never the Secret's value.
+	secret := "sha256:my-real-key-not-a-hash"
+	_, err = RenderAPIKeys(map[string][]byte{"carol": []byte(secret)}, "")
+	if err == nil || !strings.Contains(err.Error(), `"carol"`) || strings.Contains(err.Error(), "my-real-key") {
+		t.Errorf("bad hash error %v: want the consumer named and the value left out", err)
+	}
 }
