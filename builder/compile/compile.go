@@ -160,18 +160,25 @@ func (c *compiler) warn(file, ptr, code, reason string) {
 	c.warnings = append(c.warnings, Problem{File: file, Pointer: ptr, Code: code, Reason: reason})
 }
 
-// locate fills in line numbers for problems that have a file and pointer.
+// locate fills in line numbers for problems that have a file and pointer,
+// one document at a time (jsonLines reads a document once for all).
 func (c *compiler) locate(ps []Problem) {
-	for i := range ps {
-		p := &ps[i]
-		if p.Line != 0 || p.File == "" {
+	done := make([]bool, len(ps))
+	for _, d := range c.order {
+		var at []int
+		var ptrs []string
+		for i, p := range ps {
+			if !done[i] && p.Line == 0 && p.Pointer != "" && p.File == d.file {
+				done[i] = true
+				at = append(at, i)
+				ptrs = append(ptrs, p.Pointer)
+			}
+		}
+		if len(ptrs) == 0 {
 			continue
 		}
-		for _, d := range c.order {
-			if d.file == p.File {
-				p.Line = d.line(p.Pointer)
-				break
-			}
+		for j, line := range d.lines(ptrs) {
+			ps[at[j]].Line = line
 		}
 	}
 }
