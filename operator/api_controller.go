@@ -61,6 +61,8 @@ type APIReconciler struct {
 	base     name.Digest
 	remotes  *remotes
 	builders map[string]imageBuilder
+	// compiles bounds the memory the reconcile workers' compiles take at once.
+	compiles *compileGate
 	// served is which optional kinds the cluster serves (lateKinds adds
 	// those installed after the operator started).
 	served atomic.Pointer[servedKinds]
@@ -141,13 +143,16 @@ func (r *APIReconciler) reconcile(ctx context.Context, api *v1alpha1.API, st *v1
 	}
 
 	if err := r.deploy(ctx, api, img, rs); err != nil {
-		reason := ReasonApplyFailed
 		var nc *nameConflict
 		if errors.As(err, &nc) {
-			// Retried with back-off: nothing watches the other object.
-			reason = ReasonNameConflict
+			setCondition(&st.Conditions, gen, v1alpha1.ConditionDeployed, metav1.ConditionFalse, ReasonNameConflict, err.Error())
+			setCondition(&st.Conditions, gen, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonNotDeployed, "not deployed: see the Deployed condition")
+			// Nothing watches the other object, and the error back-off would
+			// grow to many minutes: look again at a fixed interval, so that
+			// removing it deploys the API within that interval.
+			return ctrl.Result{RequeueAfter: r.cfg.NameConflictRequeue}, nil
 		}
-		setCondition(&st.Conditions, gen, v1alpha1.ConditionDeployed, metav1.ConditionFalse, reason, err.Error())
+		setCondition(&st.Conditions, gen, v1alpha1.ConditionDeployed, metav1.ConditionFalse, ReasonApplyFailed, err.Error())
 		setCondition(&st.Conditions, gen, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonNotDeployed, "not deployed: see the Deployed condition")
 		return ctrl.Result{}, err
 	}
@@ -212,6 +217,18 @@ func (r *APIReconciler) resolve(ctx context.Context, api *v1alpha1.API) (resolve
 		}
 	}
 	kinds := compileKinds(api, eps.Items, rls.Items, secs.Items)
+
+	// Compiling costs memory in proportion to the definition's size: refuse
+	// what is over the limit, and compile the rest within the budget.
+	size, exact := definitionSize(files, sizeCountLimit(r.cfg.MaxDefinitionBytes))
+	if size > r.cfg.MaxDefinitionBytes {
+		return resolved{refs: refs, refusal: tooLarge(size, exact, r.cfg.MaxDefinitionBytes)}, nil
+	}
+	release, err := r.compiles.acquire(ctx, size)
+	if err != nil {
+		return resolved{}, err
+	}
+	defer release()
 	res, err := compile.Compile(compile.Input{Files: files, Kinds: kinds, Version: api.Spec.Version})
 	if err != nil {
 		var ps compile.Problems
@@ -220,12 +237,14 @@ func (r *APIReconciler) resolve(ctx context.Context, api *v1alpha1.API) (resolve
 		}
 		// The names the definition uses are still worth watching: compile
 		// without the kinds to learn them, so that creating the missing
-		// object brings this API back.
+		// object brings this API back. It runs within the same share of the
+		// budget, after the first compile's garbage is collectable.
 		if alone, aerr := compile.Compile(compile.Input{Files: files, Version: api.Spec.Version}); aerr == nil {
 			refs = references(api, cmNames, namesOf(alone), nil)
 		}
 		return resolved{refs: refs, refusal: &refusal{ps[0].Code, ps.Error()}}, nil
 	}
+	release()
 	refs = references(api, cmNames, namesOf(res), res.SecretFiles)
 
 	secrets := map[string]*corev1.Secret{}
@@ -372,6 +391,7 @@ func (r *APIReconciler) buildRequest(ctx context.Context, api *v1alpha1.API, res
 	}
 	cfg := r.cfg.RegistryConfig
 	var dockerConfig []byte
+	var pushSecret string
 	if ps := api.Spec.Image.PushSecretRef; ps != nil {
 		if ps.Namespace != "" && ps.Namespace != api.Namespace {
 			return buildRequest{}, &refusal{ReasonCrossNamespaceRef, fmt.Sprintf(
@@ -389,6 +409,7 @@ func (r *APIReconciler) buildRequest(ctx context.Context, api *v1alpha1.API, res
 			return buildRequest{}, &refusal{ReasonBuildFailed, fmt.Sprintf("push Secret %s: %v", ps.Name, err)}, nil
 		}
 		dockerConfig = dc
+		pushSecret = s.Name + "/" + s.ResourceVersion
 	}
 	rs, err := r.remotes.get(dockerConfig)
 	if err != nil {
@@ -414,7 +435,8 @@ func (r *APIReconciler) buildRequest(ctx context.Context, api *v1alpha1.API, res
 	if err != nil {
 		return buildRequest{}, &refusal{ReasonBuildFailed, fmt.Sprintf("image tag: %v", err)}, nil
 	}
-	return buildRequest{API: api, Image: ireq, Tag: tag, ForceRebuild: api.Spec.Build.ForceRebuild, Remote: rs}, nil, nil
+	return buildRequest{API: api, Image: ireq, Tag: tag, ForceRebuild: api.Spec.Build.ForceRebuild,
+		PushSecret: pushSecret, Remote: rs}, nil, nil
 }
 
 var notInRepo = regexp.MustCompile(`[^a-z0-9]+`)

@@ -26,6 +26,10 @@ type buildRequest struct {
 	// ForceRebuild is spec.build.forceRebuild; it is part of a Kaniko Job's
 	// identity so that changing it builds again.
 	ForceRebuild string
+	// PushSecret is the push Secret's name and resourceVersion ("" when the
+	// API names none); it is part of a Kaniko Job's identity so that fixing
+	// the credentials builds again.
+	PushSecret string
 	// Remote reaches the destination (with the API's push secret, if any).
 	Remote *remoteSet
 }
@@ -114,14 +118,31 @@ func isUnreachable(err error) bool {
 
 // remotes hands out go-containerregistry options per set of registry
 // credentials, made once each: every set owns one HTTP transport, so builds
-// and skip checks reuse its connections instead of opening new ones.
+// and skip checks reuse its connections instead of opening new ones. Every
+// rotation of a push Secret makes a new set and the old one is never asked
+// for again, so only the sets used most recently are kept (the operator's
+// own always): an evicted set's idle connections close after the
+// transport's idle timeout, and it is collected once no build holds it.
 type remotes struct {
 	base registry.Config
 	ctx  context.Context
+	// max is how many sets are kept, the operator's own included.
+	max int
 
-	mu   sync.Mutex
-	sets map[[sha256.Size]byte]*remoteSet
+	mu    sync.Mutex
+	sets  map[[sha256.Size]byte]*remoteEntry
+	clock uint64
 }
+
+type remoteEntry struct {
+	set *remoteSet
+	// used is the remotes' clock when the set was last handed out.
+	used uint64
+}
+
+// maxRemoteSets is the default bound: more than the push Secrets a cluster's
+// APIs use at once, so that a set is evicted only once its Secret rotated.
+const maxRemoteSets = 64
 
 // remoteSet reaches registries with one set of credentials.
 type remoteSet struct {
@@ -130,16 +151,30 @@ type remoteSet struct {
 }
 
 func newRemotes(ctx context.Context, base registry.Config) *remotes {
-	return &remotes{base: base, ctx: ctx, sets: map[[sha256.Size]byte]*remoteSet{}}
+	return &remotes{base: base, ctx: ctx, max: maxRemoteSets, sets: map[[sha256.Size]byte]*remoteEntry{}}
+}
+
+// ownKey is the key of the operator's own credentials.
+var ownKey [sha256.Size]byte
+
+// remoteKey keys a docker config; an empty one (from an empty push Secret)
+// is not the operator's own.
+func remoteKey(dockerConfig []byte) [sha256.Size]byte {
+	if dockerConfig == nil {
+		return ownKey
+	}
+	return sha256.Sum256(append([]byte("dockerconfig:"), dockerConfig...))
 }
 
 // get returns the set for a docker config (nil: the operator's own).
 func (r *remotes) get(dockerConfig []byte) (*remoteSet, error) {
-	key := sha256.Sum256(dockerConfig)
+	key := remoteKey(dockerConfig)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if s, ok := r.sets[key]; ok {
-		return s, nil
+	r.clock++
+	if e, ok := r.sets[key]; ok {
+		e.used = r.clock
+		return e.set, nil
 	}
 	cfg := r.base
 	if dockerConfig != nil {
@@ -154,8 +189,30 @@ func (r *remotes) get(dockerConfig []byte) (*remoteSet, error) {
 		return nil, fmt.Errorf("registry options: %w", err)
 	}
 	s := &remoteSet{opts: opts, checker: ch}
-	r.sets[key] = s
+	r.sets[key] = &remoteEntry{set: s, used: r.clock}
+	r.evict()
 	return s, nil
+}
+
+// evict drops the least recently used sets beyond max, never the
+// operator's own (the Direct builder's base image reads through it).
+func (r *remotes) evict() {
+	for len(r.sets) > r.max {
+		var oldest [sha256.Size]byte
+		var found bool
+		for k, e := range r.sets {
+			if k == ownKey {
+				continue
+			}
+			if !found || e.used < r.sets[oldest].used {
+				oldest, found = k, true
+			}
+		}
+		if !found {
+			return
+		}
+		delete(r.sets, oldest)
+	}
 }
 
 // lookup returns the image by digest, "" when absent, errTagCollision

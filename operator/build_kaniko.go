@@ -32,12 +32,16 @@ const (
 	jobNameLabel = "batch.kubernetes.io/job-name"
 )
 
-// JobName names the Kaniko Job that builds these inputs to this destination:
-// the same inputs never build twice, also across APIs of a namespace, and
-// changing spec.build.forceRebuild gives a new Job.
-func JobName(inputsDigest, destination, forceRebuild string) string {
+// JobName names the Kaniko Job that builds these inputs to this destination
+// with these push credentials: the same inputs never build twice, also across
+// APIs of a namespace, and changing spec.build.forceRebuild or the push
+// Secret (pushSecret is its name and resourceVersion, "" for none) gives a
+// new Job. A failed Job stays until its TTL; without the Secret's version in
+// its name, fixing the credentials would find the failed Job again and build
+// nothing until then.
+func JobName(inputsDigest, destination, forceRebuild, pushSecret string) string {
 	h := sha256.New()
-	for _, s := range []string{inputsDigest, destination, forceRebuild} {
+	for _, s := range []string{inputsDigest, destination, forceRebuild, pushSecret} {
 		h.Write([]byte(s))
 		h.Write([]byte{0})
 	}
@@ -57,7 +61,7 @@ type kanikoBuilder struct {
 
 func (k *kanikoBuilder) build(ctx context.Context, req buildRequest) (buildOutcome, error) {
 	api := req.API
-	name := JobName(req.Image.InputsDigest, req.Tag.String(), req.ForceRebuild)
+	name := JobName(req.Image.InputsDigest, req.Tag.String(), req.ForceRebuild, req.PushSecret)
 	job := &batchv1.Job{}
 	err := k.client.Get(ctx, types.NamespacedName{Namespace: api.Namespace, Name: name}, job)
 	switch {
@@ -114,6 +118,9 @@ func (k *kanikoBuilder) render(req buildRequest, name string) (*kaniko.Build, er
 		ExecutorImage: k.cfg.KanikoImage,
 		JoinImage:     k.cfg.KanikoJoinImage,
 		Insecure:      k.cfg.RegistryConfig.Insecure,
+		// Without them a namespace whose ResourceQuota covers CPU or memory
+		// refuses the build's Pod, and the Job never starts.
+		Resources: *k.cfg.KanikoResources.DeepCopy(),
 	}
 	if ps := api.Spec.Image.PushSecretRef; ps != nil {
 		opts.DockerConfigSecret = ps.Name
@@ -214,15 +221,25 @@ func (k *kanikoBuilder) progress(ctx context.Context, req buildRequest, job *bat
 		if tail := logTail(msg); tail != "" {
 			why += ": " + tail
 		}
-		return buildOutcome{Job: job.Name, Failed: true, Reason: ReasonBuildFailed, Message: why}, nil
+		return buildOutcome{Job: job.Name, Failed: true, Reason: ReasonBuildFailed, Message: why + retryHint(req)}, nil
 	}
 	img, err := kaniko.ImageFromTermination(req.Image, msg)
 	if err != nil {
 		return buildOutcome{Job: job.Name, Failed: true, Reason: ReasonBuildFailed, Message: fmt.Sprintf(
-			"the Kaniko Job succeeded but its executor reported no image digest: %v", err)}, nil
+			"the Kaniko Job succeeded but its executor reported no image digest: %v%s", err, retryHint(req))}, nil
 	}
 	return buildOutcome{Job: job.Name, Image: img, Reason: ReasonBuilt,
 		Message: fmt.Sprintf("built %s (Kaniko)", req.Tag)}, nil
+}
+
+// retryHint says how to build again after a failed Job: the same inputs
+// find the same failed Job until its TTL removes it.
+func retryHint(req buildRequest) string {
+	how := "set spec.build.forceRebuild to a new value"
+	if ps := req.API.Spec.Image.PushSecretRef; ps != nil {
+		how += " or update the push Secret " + ps.Name
+	}
+	return "\n(to build again once the cause is fixed, " + how + ")"
 }
 
 // terminationMessage is the executor container's message from the Job's

@@ -231,7 +231,7 @@ func TestKanikoBuild(t *testing.T) {
 	if got := job.Annotations["gatekiln.io/destination"]; got != tag {
 		t.Errorf("Job destination %q, want %q", got, tag)
 	}
-	wantJob := operator.JobName(digest, tag, "")
+	wantJob := operator.JobName(digest, tag, "", "")
 	if job.Name != wantJob || a.Status.BuildJob != wantJob {
 		t.Fatalf("Job %q, status.buildJob %q, want %q (named by the inputs)", job.Name, a.Status.BuildJob, wantJob)
 	}

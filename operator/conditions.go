@@ -14,6 +14,7 @@ import (
 const (
 	ReasonResolved           = "Resolved"
 	ReasonDefinitionNotFound = "DefinitionNotFound"
+	ReasonDefinitionTooLarge = "DefinitionTooLarge"
 	ReasonSecretNotFound     = "SecretNotFound"
 	ReasonCrossNamespaceRef  = "CrossNamespaceRef"
 

@@ -10,6 +10,8 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/gatekiln/gatekiln/apis/v1alpha1"
@@ -245,11 +247,18 @@ func TestSetConditionKeepsTransitionTime(t *testing.T) {
 }
 
 func TestJobName(t *testing.T) {
-	a := JobName("sha256:1", "r/x:1", "")
-	if a != JobName("sha256:1", "r/x:1", "") {
+	a := JobName("sha256:1", "r/x:1", "", "")
+	if a != JobName("sha256:1", "r/x:1", "", "") {
 		t.Error("JobName is not a function of its inputs")
 	}
-	for _, other := range []string{JobName("sha256:2", "r/x:1", ""), JobName("sha256:1", "r/y:1", ""), JobName("sha256:1", "r/x:1", "again")} {
+	for _, other := range []string{
+		JobName("sha256:2", "r/x:1", "", ""),
+		JobName("sha256:1", "r/y:1", "", ""),
+		JobName("sha256:1", "r/x:1", "again", ""),
+		JobName("sha256:1", "r/x:1", "", "push/41"),
+		// Fields do not run into each other.
+		JobName("sha256:1", "r/x:1", "push/41", ""),
+	} {
 		if other == a {
 			t.Errorf("different inputs share the Job name %s", a)
 		}
@@ -304,5 +313,32 @@ func TestConfigDefaults(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v does not mention %s", err, want)
 		}
+	}
+}
+
+func TestConfigNewDefaults(t *testing.T) {
+	base := Config{Registry: "r:5000/g", RuntimeImage: "r:5000/g/runtime:latest", KanikoImage: "r:5000/kaniko/executor:v1.24.0"}
+	c, err := base.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.CompileBudget != DefaultCompileBudget || c.MaxDefinitionBytes != DefaultMaxDefinitionBytes ||
+		c.NameConflictRequeue != DefaultNameConflictRequeue || c.KanikoResources == nil ||
+		!equality.Semantic.DeepEqual(*c.KanikoResources, DefaultKanikoResources()) {
+		t.Errorf("defaults %+v", c)
+	}
+
+	// A request over its limit would have every Job refused: refuse it at start.
+	over := DefaultKanikoResources()
+	over.Requests[corev1.ResourceMemory] = resource.MustParse("2Gi")
+	base.KanikoResources = &over
+	if _, err := base.withDefaults(); err == nil || !strings.Contains(err.Error(), "kaniko memory request 2Gi is over its limit 1Gi") {
+		t.Errorf("request over limit: %v", err)
+	}
+	// No limits at all is the user's choice.
+	none := corev1.ResourceRequirements{}
+	base.KanikoResources = &none
+	if c, err := base.withDefaults(); err != nil || len(c.KanikoResources.Limits) != 0 {
+		t.Errorf("no resources: %v, %+v", err, c.KanikoResources)
 	}
 }

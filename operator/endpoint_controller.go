@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -33,6 +34,8 @@ const (
 // watch on it.
 type EndpointReconciler struct {
 	client client.Client
+	// conflictRequeue is how soon a name conflict is looked at again.
+	conflictRequeue time.Duration
 	// claimer keeps applies off objects of the same name that are not the Endpoint's.
 	claimer
 }
@@ -47,46 +50,51 @@ func (r *EndpointReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		return ctrl.Result{}, nil
 	}
 	st := ep.Status.DeepCopy()
-	err := r.reconcile(ctx, ep, st)
+	res, err := r.reconcile(ctx, ep, st)
 	if equality.Semantic.DeepEqual(&ep.Status, st) {
-		return ctrl.Result{}, err
+		return res, err
 	}
 	orig := ep.DeepCopy()
 	ep.Status = *st
 	if werr := r.client.Status().Patch(ctx, ep, client.MergeFrom(orig)); werr != nil {
 		return ctrl.Result{}, errors.Join(err, fmt.Errorf("status of endpoint %s/%s: %w", ep.Namespace, ep.Name, werr))
 	}
-	return ctrl.Result{}, err
+	return res, err
 }
 
-func (r *EndpointReconciler) reconcile(ctx context.Context, ep *v1alpha1.Endpoint, st *v1alpha1.EndpointStatus) error {
+func (r *EndpointReconciler) reconcile(ctx context.Context, ep *v1alpha1.Endpoint, st *v1alpha1.EndpointStatus) (ctrl.Result, error) {
 	gen := ep.Generation
 	st.URLs = render.EndpointURLs(ep)
 	dep := render.UpstreamDeployment(ep)
 	if dep == nil {
 		for _, gvk := range []schema.GroupVersionKind{appsv1.SchemeGroupVersion.WithKind("Deployment"), {Version: "v1", Kind: "Service"}} {
 			if err := r.deleteOwned(ctx, ep, gvk); err != nil {
-				return err
+				return ctrl.Result{}, err
 			}
 		}
 		st.ObservedGeneration = gen
 		setCondition(&st.Conditions, gen, v1alpha1.ConditionReady, metav1.ConditionTrue, ReasonURLs,
 			fmt.Sprintf("%d URLs", len(st.URLs)))
-		return nil
+		return ctrl.Result{}, nil
 	}
 	key := types.NamespacedName{Namespace: ep.Namespace, Name: render.UpstreamName(ep)}
 	me := owner{kind: "Endpoint", name: ep.Name, label: render.LabelEndpoint}
 	for _, gvk := range []schema.GroupVersionKind{appsv1.SchemeGroupVersion.WithKind("Deployment"), corev1.SchemeGroupVersion.WithKind("Service")} {
 		if err := r.claim(ctx, gvk, key, me); err != nil {
-			// Retried with back-off: nothing watches the other object.
+			var nc *nameConflict
+			if !errors.As(err, &nc) {
+				return ctrl.Result{}, err
+			}
+			// Nothing watches the other object: look again at a fixed
+			// interval rather than after a back-off of many minutes.
 			setCondition(&st.Conditions, gen, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonNameConflict, err.Error())
-			return err
+			return ctrl.Result{RequeueAfter: r.conflictRequeue}, nil
 		}
 	}
 	for _, ac := range []runtime.ApplyConfiguration{dep, render.UpstreamService(ep)} {
 		if err := apply(ctx, r.client, ac); err != nil {
 			setCondition(&st.Conditions, gen, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonApplyFailed, err.Error())
-			return err
+			return ctrl.Result{}, err
 		}
 	}
 	st.ObservedGeneration = gen
@@ -96,7 +104,7 @@ func (r *EndpointReconciler) reconcile(ctx context.Context, ep *v1alpha1.Endpoin
 	case apierrors.IsNotFound(err):
 		cur = nil
 	case err != nil:
-		return fmt.Errorf("get deployment: %w", err)
+		return ctrl.Result{}, fmt.Errorf("get deployment: %w", err)
 	}
 	rd := deploymentReadiness(cur, ep.Spec.Image.Image)
 	reason := ReasonUpstreamWaiting
@@ -104,7 +112,7 @@ func (r *EndpointReconciler) reconcile(ctx context.Context, ep *v1alpha1.Endpoin
 		reason = ReasonUpstreamReady
 	}
 	setCondition(&st.Conditions, gen, v1alpha1.ConditionReady, rd.Status, reason, rd.Message)
-	return nil
+	return ctrl.Result{}, nil
 }
 
 func (r *EndpointReconciler) deleteOwned(ctx context.Context, ep *v1alpha1.Endpoint, gvk schema.GroupVersionKind) error {

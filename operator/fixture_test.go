@@ -41,6 +41,10 @@ var update = flag.Bool("update", false, "rewrite golden files")
 // and its Pod's status the way the Job controller and the kubelet would.
 const kanikoImage = "registry.invalid/kaniko/executor:v1.24.0"
 
+// conflictRequeue is the fixture operator's --name-conflict-requeue: short,
+// so that a test sees a conflict resolve within it.
+const conflictRequeue = time.Second
+
 // fixture is shared by the tests of this package: one API server, one
 // registry, one manager. Each test works in its own namespace.
 type fixture struct {
@@ -161,6 +165,7 @@ func (f *fixture) start(t *testing.T) error {
 			RegistryConfig:      cfg,
 			MaxConcurrentBuilds: 2,
 			DiscoveryInterval:   100 * time.Millisecond,
+			NameConflictRequeue: conflictRequeue,
 		},
 		MetricsAddr: "0",
 		Logger:      testLogger(),

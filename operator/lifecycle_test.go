@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -110,6 +111,46 @@ func TestNameConflictWithUserService(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.waitCondition(t, ns, "backend", v1alpha1.ConditionReady, metav1.ConditionTrue, operator.ReasonAvailable)
+}
+
+// TestNameConflictRecoversWithinInterval: a name conflict is looked at again
+// every --name-conflict-requeue, however long it lasted: nothing watches the
+// other object, and the controller's error back-off would by then wait many
+// times longer (after 12 s of failures, its next retry is ~8 s away).
+func TestNameConflictRecoversWithinInterval(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	ns := f.env.Namespace(t, "conflict-prompt")
+	f.rollouts(t, ns)
+	user := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "orders", Namespace: ns},
+		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 8080}}},
+	}
+	f.create(t, user,
+		definition(ns, "def", "openapi.yaml", []byte(simpleDefinition("conflict prompt", "/cp"))),
+		newAPI(ns, "orders", "def", "openapi.yaml"))
+	f.waitCondition(t, ns, "orders", v1alpha1.ConditionDeployed, metav1.ConditionFalse, operator.ReasonNameConflict)
+	// Long enough for an exponential back-off from 5 ms to pass 10 s.
+	time.Sleep(12 * time.Second)
+	if c := condition(f.getAPI(t, ns, "orders"), v1alpha1.ConditionDeployed); c.Reason != operator.ReasonNameConflict {
+		t.Fatalf("Deployed %s/%s while the Service is still there", c.Status, c.Reason)
+	}
+	if err := f.c.Delete(ctx, user); err != nil {
+		t.Fatal(err)
+	}
+	removed := time.Now()
+	limit := conflictRequeue + 3*time.Second // and a reconcile
+	for {
+		c := condition(f.getAPI(t, ns, "orders"), v1alpha1.ConditionDeployed)
+		if c.Status == metav1.ConditionTrue {
+			break
+		}
+		if time.Since(removed) > limit {
+			t.Fatalf("not deployed %v after the Service went (the requeue interval is %v): %s %s", limit, conflictRequeue, c.Reason, c.Message)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("deployed %v after the conflicting Service was removed", time.Since(removed).Round(time.Millisecond))
 }
 
 // TestNameConflictWithUpstream: an API named like an image Endpoint's

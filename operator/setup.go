@@ -153,13 +153,14 @@ func setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 	}
 	s := make(slots, cfg.MaxConcurrentBuilds)
 	r := &APIReconciler{
-		client:  mgr.GetClient(),
-		reader:  mgr.GetAPIReader(),
-		events:  mgr.GetEventRecorder("gatekiln-operator"),
-		cfg:     cfg,
-		base:    base,
-		remotes: rem,
-		claimer: claimer{cache: mgr.GetCache(), live: mgr.GetAPIReader()},
+		client:   mgr.GetClient(),
+		reader:   mgr.GetAPIReader(),
+		events:   mgr.GetEventRecorder("gatekiln-operator"),
+		cfg:      cfg,
+		base:     base,
+		remotes:  rem,
+		compiles: newCompileGate(cfg.CompileBudget),
+		claimer:  claimer{cache: mgr.GetCache(), live: mgr.GetAPIReader()},
 		builders: map[string]imageBuilder{
 			v1alpha1.BuildDirect: &directBuilder{
 				base:  &image.CachedBase{Options: own.opts},
@@ -230,7 +231,7 @@ func setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 		For(&v1alpha1.Endpoint{}, specOnly).
 		Owns(&appsv1.Deployment{}, owned).
 		Owns(&corev1.Service{}, builder.OnlyMetadata, owned).
-		Complete(&EndpointReconciler{client: c, claimer: r.claimer})
+		Complete(&EndpointReconciler{client: c, claimer: r.claimer, conflictRequeue: cfg.NameConflictRequeue})
 	if err != nil {
 		return fmt.Errorf("endpoint controller: %w", err)
 	}

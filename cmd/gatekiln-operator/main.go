@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/gatekiln/gatekiln/apis/v1alpha1"
@@ -29,6 +31,54 @@ func (l *listFlag) Set(v string) error {
 			*l = append(*l, s)
 		}
 	}
+	return nil
+}
+
+// bytesFlag is a size in bytes, written as a Kubernetes quantity (8Mi).
+type bytesFlag struct{ p *int64 }
+
+func (b bytesFlag) String() string {
+	if b.p == nil {
+		return ""
+	}
+	return resource.NewQuantity(*b.p, resource.BinarySI).String()
+}
+
+func (b bytesFlag) Set(v string) error {
+	q, err := resource.ParseQuantity(v)
+	if err != nil {
+		return err
+	}
+	if q.Sign() <= 0 {
+		return fmt.Errorf("%s: want a positive size", v)
+	}
+	*b.p = q.Value()
+	return nil
+}
+
+// resourceFlag sets one entry of a ResourceList; "" or "0" removes it.
+type resourceFlag struct {
+	list corev1.ResourceList
+	name corev1.ResourceName
+}
+
+func (f resourceFlag) String() string {
+	if q, ok := f.list[f.name]; ok {
+		return q.String()
+	}
+	return ""
+}
+
+func (f resourceFlag) Set(v string) error {
+	if v == "" || v == "0" {
+		delete(f.list, f.name)
+		return nil
+	}
+	q, err := resource.ParseQuantity(v)
+	if err != nil {
+		return err
+	}
+	f.list[f.name] = q
 	return nil
 }
 
@@ -52,6 +102,16 @@ func main() {
 	flag.StringVar(&dockerConfig, "registry-config", "", "docker config.json with registry credentials (default: the default keychain)")
 	flag.IntVar(&o.MaxConcurrentBuilds, "max-concurrent-builds", operator.DefaultMaxConcurrentBuilds, "builds in flight at once (Direct in the operator, Kaniko Jobs in the cluster)")
 	flag.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", operator.DefaultMaxConcurrentReconciles, "API reconcile workers")
+	o.CompileBudget, o.MaxDefinitionBytes = operator.DefaultCompileBudget, operator.DefaultMaxDefinitionBytes
+	flag.Var(bytesFlag{&o.CompileBudget}, "compile-budget", "bytes of definitions (decompressed) compiled at once; a compile takes about 20 times its definition's size in memory, so size the memory limit for it")
+	flag.Var(bytesFlag{&o.MaxDefinitionBytes}, "max-definition-size", "largest definition (decompressed, all files) the operator compiles; larger ones are refused (Resolved=False, DefinitionTooLarge)")
+	flag.DurationVar(&o.NameConflictRequeue, "name-conflict-requeue", operator.DefaultNameConflictRequeue, "how soon an API whose object names someone else's object holds is tried again")
+	kr := operator.DefaultKanikoResources()
+	o.KanikoResources = &kr
+	flag.Var(resourceFlag{kr.Requests, corev1.ResourceCPU}, "kaniko-cpu-request", "CPU request of Kaniko build containers (\"\" for none)")
+	flag.Var(resourceFlag{kr.Requests, corev1.ResourceMemory}, "kaniko-memory-request", "memory request of Kaniko build containers (\"\" for none)")
+	flag.Var(resourceFlag{kr.Limits, corev1.ResourceCPU}, "kaniko-cpu-limit", "CPU limit of Kaniko build containers (\"\" for none; a ResourceQuota on limits.cpu needs one)")
+	flag.Var(resourceFlag{kr.Limits, corev1.ResourceMemory}, "kaniko-memory-limit", "memory limit of Kaniko build containers (\"\" for none)")
 	flag.DurationVar(&o.DiscoveryInterval, "discovery-interval", operator.DefaultDiscoveryInterval, "how often to look for exposure kinds (Gateway API HTTPRoute, Ingress) installed after the operator started")
 	flag.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "Prometheus metrics address (0 disables)")
 	flag.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "/healthz and /readyz address (0 disables)")

@@ -1,0 +1,52 @@
+package operator
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"testing"
+
+	"github.com/gatekiln/gatekiln/builder/registry"
+)
+
+// TestRemotesBounded: every push-Secret rotation brings new credentials; the
+// sets (each with its own HTTP transport) stay bounded, the ones in use are
+// kept, and the operator's own is never evicted.
+func TestRemotesBounded(t *testing.T) {
+	r := newRemotes(context.Background(), registry.Config{})
+	r.max = 3
+	dc := func(i int) []byte {
+		auth := base64.StdEncoding.EncodeToString(fmt.Appendf(nil, "ci:password-%d", i))
+		return fmt.Appendf(nil, `{"auths":{"r.example":{"auth":%q}}}`, auth)
+	}
+	get := func(b []byte) *remoteSet {
+		t.Helper()
+		s, err := r.get(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	own := get(nil)
+	kept := get(dc(0))
+	for i := 1; i <= 100; i++ {
+		get(dc(i))
+		get(dc(0)) // an API whose Secret does not change keeps using it
+		if n := len(r.sets); n > r.max {
+			t.Fatalf("after %d rotations: %d credential sets, want at most %d", i, n, r.max)
+		}
+	}
+	if get(nil) != own {
+		t.Error("the operator's own set was evicted")
+	}
+	if get(dc(0)) != kept {
+		t.Error("a set in steady use was evicted")
+	}
+	if get(dc(100)) == nil || len(r.sets) != 3 {
+		t.Errorf("%d sets", len(r.sets))
+	}
+	// An empty docker config is not the operator's own credentials.
+	if get([]byte{}) == own {
+		t.Error("an empty push Secret got the operator's own credentials")
+	}
+}
