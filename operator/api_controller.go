@@ -135,6 +135,11 @@ func (r *APIReconciler) reconcile(ctx context.Context, api *v1alpha1.API, st *v1
 	digest := compile.InputsDigest(rs.result.BundleBytes, r.base.DigestStr(), compile.Version)
 	img, res, err := r.image(ctx, api, st, rs, digest)
 	if img == "" || err != nil {
+		if st.Image != "" {
+			if rerr := r.refreshBinding(ctx, api, rs); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+		}
 		ensureCondition(&st.Conditions, gen, v1alpha1.ConditionDeployed, metav1.ConditionUnknown, ReasonNotBuilt, "waiting for the image")
 		if st.Image == "" {
 			setCondition(&st.Conditions, gen, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonWaitingImage, "waiting for the image: see the Built condition")

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/gatekiln/gatekiln/builder/registry"
+	"github.com/gatekiln/gatekiln/gatewayruntime/bundle"
 )
 
 // TestRemotesBounded: every push-Secret rotation brings new credentials; the
@@ -48,5 +49,40 @@ func TestRemotesBounded(t *testing.T) {
 	// An empty docker config is not the operator's own credentials.
 	if get([]byte{}) == own {
 		t.Error("an empty push Secret got the operator's own credentials")
+	}
+}
+
+// TestBindingShape: Bindings that differ only in values have one shape, so
+// refreshBinding applies one while the new image builds; a name more or
+// less, or another kind of scheme, is another shape and waits.
+func TestBindingShape(t *testing.T) {
+	base := func() *bundle.Binding {
+		return &bundle.Binding{
+			Endpoints:  map[string]bundle.EndpointBinding{"backend": {URLs: []string{"http://a:80"}}},
+			Security:   map[string]bundle.SecurityBinding{"keys": {APIKey: &bundle.APIKeyBinding{KeysFile: "k.txt"}}},
+			RateLimits: map[string]bundle.RateLimitBinding{"std": {Requests: 10}},
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(b *bundle.Binding)
+		same   bool
+	}{
+		{"other URLs", func(b *bundle.Binding) {
+			b.Endpoints["backend"] = bundle.EndpointBinding{URLs: []string{"http://b:80", "http://c:80"}}
+		}, true},
+		{"other limit", func(b *bundle.Binding) { b.RateLimits["std"] = bundle.RateLimitBinding{Requests: 99} }, true},
+		{"an endpoint more", func(b *bundle.Binding) { b.Endpoints["other"] = bundle.EndpointBinding{URLs: []string{"http://o:80"}} }, false},
+		{"a limit less", func(b *bundle.Binding) { delete(b.RateLimits, "std") }, false},
+		{"another kind of scheme", func(b *bundle.Binding) {
+			b.Security["keys"] = bundle.SecurityBinding{Basic: &bundle.BasicBinding{}}
+		}, false},
+		{"a server certificate", func(b *bundle.Binding) { b.Server = &bundle.ServerBinding{} }, false},
+	} {
+		b := base()
+		tc.change(b)
+		if got := bindingShape(b) == bindingShape(base()); got != tc.same {
+			t.Errorf("%s: same shape %v, want %v", tc.name, got, tc.same)
+		}
 	}
 }
