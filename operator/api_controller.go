@@ -225,7 +225,7 @@ func (r *APIReconciler) resolve(ctx context.Context, api *v1alpha1.API) (resolve
 
 	// Compiling costs memory in proportion to the definition's size: refuse
 	// what is over the limit, and compile the rest within the budget.
-	size, exact := definitionSize(files, sizeCountLimit(r.cfg.MaxDefinitionBytes))
+	size, exact := compile.InputSize(files, sizeCountLimit(r.cfg.MaxDefinitionBytes))
 	if size > r.cfg.MaxDefinitionBytes {
 		return resolved{refs: refs, refusal: tooLarge(size, exact, r.cfg.MaxDefinitionBytes)}, nil
 	}

@@ -1,16 +1,11 @@
 package operator
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"fmt"
-	"io"
 	"sync"
 
 	"golang.org/x/sync/semaphore"
-
-	"github.com/gatekiln/gatekiln/builder/compile"
 )
 
 // compileGate bounds the memory that compiles take at once. A compile peaks
@@ -40,45 +35,7 @@ func (g *compileGate) acquire(ctx context.Context, size int64) (release func(), 
 	return func() { once.Do(func() { g.sem.Release(w) }) }, nil
 }
 
-// definitionSize is the size of the definition's files as the compiler holds
-// them: gzip'd files count decompressed. It inflates into nothing, so a
-// large file costs CPU, not memory, and it stops inflating once the total
-// passes limit, so a gzip bomb costs no more than limit bytes of inflating;
-// exact is false when it stopped. A file that is not valid gzip counts as
-// its own bytes: the compiler refuses it, saying why.
-func definitionSize(files []compile.File, limit int64) (size int64, exact bool) {
-	for _, f := range files {
-		if !bytes.HasPrefix(f.Data, gzipMagic) {
-			size += int64(len(f.Data))
-			continue
-		}
-		if size > limit {
-			return size, false
-		}
-		size += inflatedSize(f.Data, limit-size+1)
-		if size > limit {
-			return size, false
-		}
-	}
-	return size, true
-}
-
-var gzipMagic = []byte{0x1f, 0x8b}
-
-// inflatedSize counts data's decompressed bytes, at most n.
-func inflatedSize(data []byte, n int64) int64 {
-	zr, err := gzip.NewReader(bytes.NewReader(data))
-	if err != nil {
-		return int64(len(data))
-	}
-	got, err := io.Copy(io.Discard, io.LimitReader(zr, n))
-	if err != nil && got == 0 {
-		return int64(len(data))
-	}
-	return got
-}
-
-// sizeCountLimit is how far definitionSize counts for a definition limit:
+// sizeCountLimit is how far compile.InputSize counts for a definition limit:
 // far enough past it that a refusal can say how large most definitions are.
 func sizeCountLimit(limit int64) int64 { return 4 * limit }
 

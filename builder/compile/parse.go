@@ -88,6 +88,42 @@ func decodeDocument(file, key string, data []byte) (*document, []Problem) {
 	return d, nil
 }
 
+// InputSize is the size of files as the compiler holds them, gzip'd files
+// counted decompressed: what a compile's memory grows with. It inflates into
+// nothing, so a large file costs CPU, not memory, and stops once the total
+// passes limit, so a gzip bomb costs no more than limit bytes of inflating;
+// exact is false when it stopped. A file that is not valid gzip counts as its
+// own bytes: Compile refuses it, saying why.
+func InputSize(files []File, limit int64) (size int64, exact bool) {
+	for _, f := range files {
+		if !bytes.HasPrefix(f.Data, gzipMagic) {
+			size += int64(len(f.Data))
+			continue
+		}
+		if size > limit {
+			return size, false
+		}
+		size += inflatedSize(f.Data, limit-size+1)
+		if size > limit {
+			return size, false
+		}
+	}
+	return size, true
+}
+
+// inflatedSize counts data's decompressed bytes, at most n.
+func inflatedSize(data []byte, n int64) int64 {
+	zr, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		return int64(len(data))
+	}
+	got, err := io.Copy(io.Discard, io.LimitReader(zr, n))
+	if err != nil && got == 0 {
+		return int64(len(data))
+	}
+	return got
+}
+
 func gunzip(file string, data []byte) ([]byte, *Problem) {
 	zr, err := gzip.NewReader(bytes.NewReader(data))
 	if err != nil {
