@@ -25,9 +25,13 @@ import (
 // errStoreDown: the store could not decide (unreachable, or its circuit is open).
 var errStoreDown = errors.New("rate-limit store unavailable")
 
-// A limitStore takes one token from the bucket named key.
+// A limitStore takes one token from the bucket named key, and gives it back
+// when a later policy of the route refuses the request.
 type limitStore interface {
 	take(ctx context.Context, key string, b bucket) (decision, error)
+	// refund returns the token of d, an admitting decision of take for key.
+	// It does not block and may be lost (a store that is down).
+	refund(key string, b bucket, d decision)
 }
 
 // bucket is a token bucket: capacity tokens, refilled at requests per period.
@@ -45,6 +49,8 @@ type decision struct {
 	retryAfter time.Duration
 	// reset is how long until the bucket is full again.
 	reset time.Duration
+	// leased: the token came from this replica's lease (redisStore).
+	leased bool
 }
 
 // limitPolicy is one named rate-limit policy with its numbers from the
@@ -112,17 +118,27 @@ type limitCheck struct {
 }
 
 // admit runs every policy and writes the RateLimit headers (or the refusal).
+//
+// A request refused by one policy is not charged to the others: the tokens
+// the policies before it took are given back. Otherwise a client refused by
+// its own small limit would go on draining a shared one (an API-wide limit)
+// for every other client, which nginx's limit_req does not do either.
 func admit(w http.ResponseWriter, r *http.Request, checks []limitCheck) bool {
 	// The header values are built in stack buffers: one allocation per header.
 	var polBuf, stateBuf [256]byte
 	policies, states := polBuf[:0], stateBuf[:0]
-	decided := 0
+	// taken holds the tokens taken so far, to give back on a refusal; a
+	// route rarely has more than a few policies.
+	var takenBuf [4]takenToken
+	taken := takenBuf[:0]
 	for _, c := range checks {
-		d, err := c.p.store.take(r.Context(), c.key(r), c.p.bucket)
+		key := c.key(r)
+		d, err := c.p.store.take(r.Context(), key, c.p.bucket)
 		if err != nil {
 			if c.p.failClosed {
 				c.p.failedClosed.Inc()
 				c.p.storeDown.Inc()
+				refundAll(taken)
 				w.Header().Set("Retry-After", "1")
 				problem.Write(w, r, http.StatusServiceUnavailable, "Service Unavailable",
 					"the rate limit cannot be checked right now")
@@ -133,6 +149,7 @@ func admit(w http.ResponseWriter, r *http.Request, checks []limitCheck) bool {
 		}
 		if !d.allowed {
 			c.p.limited.Inc()
+			refundAll(taken)
 			retry := ceilSeconds(d.retryAfter)
 			h := w.Header()
 			h.Set("Retry-After", strconv.FormatInt(retry, 10))
@@ -142,24 +159,37 @@ func admit(w http.ResponseWriter, r *http.Request, checks []limitCheck) bool {
 				fmt.Sprintf("rate limit %s exceeded; retry in %d s", c.p.name, retry))
 			return false
 		}
-		if decided > 0 {
+		if len(taken) > 0 {
 			policies = append(policies, ", "...)
 			states = append(states, ", "...)
 		}
 		policies = append(policies, c.p.field...)
 		states = appendRateLimit(states, c.p.quoted, d.remaining, ceilSeconds(d.reset))
-		decided++
+		taken = append(taken, takenToken{c.p, key, d})
 	}
-	if decided > 0 {
+	if len(taken) > 0 {
 		h := w.Header()
-		if decided == 1 {
-			h[hdrPolicy] = []string{checks[0].p.field}
+		if len(taken) == 1 {
+			h[hdrPolicy] = []string{taken[0].p.field}
 		} else {
 			h[hdrPolicy] = []string{string(policies)}
 		}
 		h[hdrRateLimit] = []string{string(states)}
 	}
 	return true
+}
+
+// takenToken is a token one policy took for a request still being decided.
+type takenToken struct {
+	p   *limitPolicy
+	key string
+	d   decision
+}
+
+func refundAll(taken []takenToken) {
+	for _, t := range taken {
+		t.p.store.refund(t.key, t.p.bucket, t.d)
+	}
 }
 
 // The header names in Go's canonical form, so that setting them costs no
@@ -448,6 +478,20 @@ func (s *localStore) take(_ context.Context, key string, _ bucket) (decision, er
 	tokens := l.TokensAt(now)
 	wait := time.Duration((1 - tokens) / float64(s.limit) * float64(time.Second))
 	return decision{retryAfter: max(wait, time.Millisecond), reset: s.untilFull(tokens)}, nil
+}
+
+// refund adds the token back; a bucket that refilled meanwhile stays full
+// (the limiter caps its tokens at the burst on its next use).
+func (s *localStore) refund(key string, _ bucket, _ decision) {
+	sh := &s.shards[maphash.String(s.seed, key)%uint64(len(s.shards))]
+	sh.mu.Lock()
+	l := sh.m[key]
+	sh.mu.Unlock()
+	if l != nil {
+		// AllowN with -1 adds a token: the limiter has no other way to,
+		// short of keeping a Reservation (an allocation) for every take.
+		l.AllowN(time.Now(), -1)
+	}
 }
 
 func (s *localStore) untilFull(tokens float64) time.Duration {

@@ -140,7 +140,7 @@ func (l *lease) spend(now time.Time) (decision, bool) {
 		return decision{}, false
 	}
 	l.tokens--
-	return decision{allowed: true, remaining: l.remaining + l.tokens, reset: l.reset}, true
+	return decision{allowed: true, remaining: l.remaining + l.tokens, reset: l.reset, leased: true}, true
 }
 
 // startFetch marks a fetch in flight.
@@ -323,6 +323,29 @@ func (s *redisStore) takeLeased(ctx context.Context, key string, b bucket) (deci
 		l.mu.Unlock()
 	}
 	return r.d, r.err
+}
+
+// refund gives a token back where it came from: to the key's lease while
+// that is valid (an expired lease's tokens are dropped, never returned late),
+// else to Redis, in the background.
+func (s *redisStore) refund(key string, b bucket, d decision) {
+	if d.leased {
+		l := s.leases.get(key)
+		now := time.Now()
+		l.mu.Lock()
+		if now.Before(l.until) {
+			l.tokens++
+		}
+		l.mu.Unlock()
+		return
+	}
+	if s.takeAsync(key, b, -1, func(decisionOrErr) {}) {
+		// The bucket has a token again, whatever was remembered.
+		l := s.leases.get(key)
+		l.mu.Lock()
+		l.emptyUntil = time.Time{}
+		l.mu.Unlock()
+	}
 }
 
 // count records how a check was decided; one that waited for a fetch counts

@@ -20,7 +20,7 @@ import (
 // tokenBucketScript takes tokens from several buckets in one atomic call, on
 // the Redis clock (TIME), so that replicas with skewed clocks agree. For
 // bucket i, ARGV holds capacity, requests, period (µs) and the number of
-// tokens wanted; the reply holds, per bucket, tokens granted, whole tokens
+// tokens wanted (a negative number gives that many back); the reply holds, per bucket, tokens granted, whole tokens
 // left, µs until one token is available and µs until the bucket is full.
 // Numbers are written back with %.17g / %.0f: Lua's tostring keeps only 14
 // digits, which would lose the microseconds of the timestamp.
@@ -41,8 +41,13 @@ for i = 1, #KEYS do
   elseif now > last then
     tokens = math.min(cap, tokens + (now - last) * rate)
   end
-  local granted = math.max(0, math.min(want, math.floor(tokens)))
-  tokens = tokens - granted
+  local granted = 0
+  if want < 0 then
+    tokens = math.min(cap, tokens - want)
+  else
+    granted = math.max(0, math.min(want, math.floor(tokens)))
+    tokens = tokens - granted
+  end
   local full = math.ceil((cap - tokens) / rate)
   local wait = 0
   if tokens < 1 then wait = math.ceil((1 - tokens) / rate) end
@@ -346,12 +351,19 @@ func (s *redisStore) run(ctx context.Context, batch []*redisTake) {
 		takes []*redisTake
 	}
 	groups := make([]group, 0, len(batch))
-	index := make(map[string]int, len(batch))
+	// Refunds (want < 0) are groups of their own, so that a take merged
+	// with one never asks for nothing.
+	type groupKey struct {
+		key    string
+		refund bool
+	}
+	index := make(map[groupKey]int, len(batch))
 	for _, t := range batch {
-		i, ok := index[t.key]
+		gk := groupKey{t.key, t.want < 0}
+		i, ok := index[gk]
 		if !ok {
 			i = len(groups)
-			index[t.key] = i
+			index[gk] = i
 			groups = append(groups, group{key: t.key, b: t.b})
 		}
 		groups[i].takes = append(groups[i].takes, t)
@@ -384,6 +396,10 @@ func (s *redisStore) run(ctx context.Context, batch []*redisTake) {
 		// Hand out the granted tokens in queue order; a take is admitted
 		// when it got at least one.
 		for _, t := range g.takes {
+			if t.want < 0 {
+				t.answer(decisionOrErr{d: decision{reset: full, remaining: left}})
+				continue
+			}
 			n := min(t.want, granted)
 			granted -= n
 			d := decision{reset: full, remaining: left + granted}

@@ -873,3 +873,135 @@ func TestLeasesBounded(t *testing.T) {
 		t.Fatal("the lease with a fetch in flight was evicted")
 	}
 }
+
+// TestRefusalIsNotChargedToOtherPolicies: a request one policy refuses gives
+// back the tokens the route's other policies took for it, whatever their
+// store. Otherwise a client held back by its own limit would go on draining an
+// API-wide one, and every other client would be refused with it.
+func TestRefusalIsNotChargedToOtherPolicies(t *testing.T) {
+	rs := redistest.Start(t, "")
+	for _, store := range []string{bundle.StoreLocal, bundle.StoreRedis} {
+		t.Run(store, func(t *testing.T) {
+			api := rateAPI(t, map[string][]string{"GET /v1/pets": {"apiWide", "perClient"}}, nil)
+			b := binding()
+			b.Redis = &bundle.RedisBinding{Address: rs.Addr}
+			// Below the lease threshold: each Redis decision is exact.
+			b.RateLimits["apiWide"] = bundle.RateLimitBinding{Requests: 10, Period: bundle.Duration(time.Hour), Key: bundle.KeyAPI, Store: store}
+			b.RateLimits["perClient"] = bundle.RateLimitBinding{Requests: 2, Period: bundle.Duration(time.Hour), Key: bundle.KeyClientIP, Store: store}
+			gw := startGateway(t, api, b, t.TempDir(), newUpstream(t), gatewayOptions{trusted: []string{"127.0.0.1"}})
+			client := func(n int) map[string]string {
+				return map[string]string{"X-Forwarded-For": fmt.Sprintf("203.0.113.%d", n)}
+			}
+			var codes []int
+			for range 12 {
+				codes = append(codes, gw.do(t, "GET", "/v1/pets", client(1), "").status)
+			}
+			if fmt.Sprint(codes) != "[200 200 429 429 429 429 429 429 429 429 429 429]" {
+				t.Fatalf("one client's codes %v", codes)
+			}
+			// The refused ten were given back to apiWide: four more clients
+			// get their two each, and then apiWide is spent.
+			for n := 2; n <= 5; n++ {
+				for i := range 2 {
+					res := gw.do(t, "GET", "/v1/pets", client(n), "")
+					if res.status != 200 {
+						t.Fatalf("client %d, request %d: status %d (%s), want 200", n, i, res.status, res.prob.Detail)
+					}
+				}
+			}
+			res := gw.do(t, "GET", "/v1/pets", client(6), "")
+			if res.status != 429 || !strings.Contains(res.prob.Detail, "apiWide") {
+				t.Fatalf("eleventh admission: status %d (%s), want 429 by apiWide", res.status, res.prob.Detail)
+			}
+		})
+	}
+
+	t.Run("refused because a store is down", func(t *testing.T) {
+		api := rateAPI(t, map[string][]string{
+			"POST /v1/pets":        {"apiWide", "closed"},
+			"GET /v1/pets/{petId}": {"apiWide"},
+			"GET /v1/pets":         {"open", "apiWide"},
+		}, nil)
+		b := binding()
+		b.Redis = &bundle.RedisBinding{Address: "127.0.0.1:1"} // nothing listens on port 1
+		b.RateLimits["apiWide"] = bundle.RateLimitBinding{Requests: 3, Period: bundle.Duration(time.Hour), Key: bundle.KeyAPI}
+		b.RateLimits["closed"] = bundle.RateLimitBinding{Requests: 100, Period: bundle.Duration(time.Hour), Store: bundle.StoreRedis,
+			FailureMode: bundle.FailClosed}
+		b.RateLimits["open"] = bundle.RateLimitBinding{Requests: 100, Period: bundle.Duration(time.Hour), Store: bundle.StoreRedis}
+		gw := startGateway(t, api, b, t.TempDir(), newUpstream(t))
+		for i := range 5 {
+			if res := gw.do(t, "POST", "/v1/pets", nil, `{"id":1,"name":"rex"}`); res.status != 503 {
+				t.Fatalf("POST %d with redis down: status %d, want 503", i, res.status)
+			}
+		}
+		res := gw.do(t, "GET", "/v1/pets/1", nil, "")
+		if res.status != 200 || !strings.HasPrefix(res.header.Get("RateLimit"), `"apiWide";r=2;`) {
+			t.Fatalf("after five 503s: status %d, RateLimit %q, want apiWide's first token taken only now", res.status, res.header.Get("RateLimit"))
+		}
+		// The headers name the policy that decided, not the one that could not.
+		res = gw.do(t, "GET", "/v1/pets", nil, "")
+		if res.status != 200 || res.header.Get("RateLimit-Policy") != `"apiWide";q=3;w=3600` || !strings.HasPrefix(res.header.Get("RateLimit"), `"apiWide";r=1;`) {
+			t.Fatalf("fail-open policy first: status %d, RateLimit-Policy %q, RateLimit %q", res.status, res.header.Get("RateLimit-Policy"), res.header.Get("RateLimit"))
+		}
+	})
+}
+
+// TestRedisRefund: a token given back returns where it came from, a lease or
+// the shared bucket.
+func TestRedisRefund(t *testing.T) {
+	rs := redistest.Start(t, "")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := newRedisStore(ctx, &redis.UniversalOptions{Addrs: []string{rs.Addr}}, redisOptions{}, nil)
+
+	t.Run("to redis", func(t *testing.T) {
+		b := bucket{requests: 3, period: time.Hour, capacity: 3}
+		d, err := s.take(ctx, "gatekiln:test:refund", b)
+		if err != nil || !d.allowed || d.leased || d.remaining != 2 {
+			t.Fatalf("take: %+v, %v", d, err)
+		}
+		s.refund("gatekiln:test:refund", b, d)
+		// The refund is sent in the background: wait for the bucket to be full.
+		waitFor(t, 5*time.Second, "the token back in redis", func() bool {
+			left, err := rs.Client().HGet(ctx, "gatekiln:test:refund", "t").Float64()
+			return err == nil && left > 2.99
+		})
+		for i := range 3 {
+			if d, err := s.take(ctx, "gatekiln:test:refund", b); err != nil || !d.allowed {
+				t.Fatalf("take %d after the refund: %+v, %v", i, d, err)
+			}
+		}
+		if d, _ := s.take(ctx, "gatekiln:test:refund", b); d.allowed {
+			t.Fatal("a fourth token from a bucket of three")
+		}
+		// A refund never fills a bucket past its capacity.
+		s.refund("gatekiln:test:full", b, decision{allowed: true})
+		waitFor(t, 5*time.Second, "the refund of a full bucket", func() bool {
+			left, err := rs.Client().HGet(ctx, "gatekiln:test:full", "t").Float64()
+			return err == nil && left == 3
+		})
+	})
+
+	t.Run("to the lease", func(t *testing.T) {
+		b := bucket{requests: 100000, period: 1000 * time.Hour, capacity: 100000}
+		key := "gatekiln:test:refund-lease"
+		var d decision
+		for d = (decision{}); !d.leased; {
+			var err error
+			if d, err = s.take(ctx, key, b); err != nil || !d.allowed {
+				t.Fatalf("take: %+v, %v", d, err)
+			}
+		}
+		l := s.leases.get(key)
+		l.mu.Lock()
+		before := l.tokens
+		l.mu.Unlock()
+		s.refund(key, b, d)
+		l.mu.Lock()
+		after := l.tokens
+		l.mu.Unlock()
+		if after != before+1 {
+			t.Fatalf("lease tokens %d after a refund, were %d", after, before)
+		}
+	})
+}
