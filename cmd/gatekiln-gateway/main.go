@@ -77,6 +77,9 @@ func run(cfg gateway.Config, bundlePath string, accessLog bool, otlpEndpoint str
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	// The first signal drains; a second one (someone at a terminal) exits
+	// without waiting for the grace period.
+	context.AfterFunc(ctx, stop)
 	if otlpEndpoint != "" {
 		tr, shutdown, err := tracing.New(ctx, otlpEndpoint, b.API.Title)
 		if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -56,6 +57,8 @@ reported, and the gateway answers 503 until it has it.`,
 			// Ctrl-C (or SIGTERM) stops the gateway, the mock and the registry cleanly.
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			// A second Ctrl-C does not wait for the drain.
+			context.AfterFunc(ctx, stop)
 			return quickstart.Run(ctx, o)
 		},
 	}

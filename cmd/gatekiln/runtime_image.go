@@ -62,6 +62,8 @@ and the operator take.`,
 			// deferred removal of the build directory still runs.
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			// A second Ctrl-C does not wait for the cleanup.
+			context.AfterFunc(ctx, stop)
 			if len(bins) == 0 {
 				dir, err := os.MkdirTemp("", "gatekiln-runtime-")
 				if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -52,6 +53,8 @@ is the real runtime base, and the image also runs in a cluster.`,
 			// Ctrl-C (or SIGTERM) stops the gateway, the mock and the registry cleanly.
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			// A second Ctrl-C does not wait for the drain.
+			context.AfterFunc(ctx, stop)
 			return quickstart.Up(ctx, o)
 		},
 	}

@@ -47,7 +47,12 @@ func petstore(t *testing.T) []byte {
 // (from a FIFO the test writes only after the signal, so the timing is
 // fixed): it must exit 130 without printing an object, not compile the
 // definition and report it.
-func TestInterruptExits130(t *testing.T) {
+// startOnFIFO runs the plugin on a client dry run whose definition is a FIFO,
+// and returns once the plugin has opened the FIFO to read (so it has been
+// running main, signal handler installed, for a while), with the FIFO's
+// writing end and a channel that reports the process's exit.
+func startOnFIFO(t *testing.T) (*exec.Cmd, *os.File, <-chan error, *bytes.Buffer, *bytes.Buffer) {
+	t.Helper()
 	dir := t.TempDir()
 	fifo := filepath.Join(dir, "petstore.yaml")
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
@@ -69,9 +74,8 @@ func TestInterruptExits130(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
 
-	// Opening the FIFO for writing returns once the plugin has opened it to
-	// read: it has been running main (signal handler installed) for a while.
 	opened := make(chan *os.File, 1)
 	go func() {
 		f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
@@ -87,12 +91,17 @@ func TestInterruptExits130(t *testing.T) {
 	case err := <-done:
 		t.Fatalf("plugin exited before reading the definition: %v\n%s", err, stderr.String())
 	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
 		t.Fatal("plugin did not open the definition in 30s")
 	}
 	if w == nil {
 		t.FailNow()
 	}
+	t.Cleanup(func() { w.Close() })
+	return cmd, w, done, &stdout, &stderr
+}
+
+func TestInterruptExits130(t *testing.T) {
+	cmd, w, done, stdout, stderr := startOnFIFO(t)
 	if err := cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
@@ -125,6 +134,37 @@ func TestInterruptExits130(t *testing.T) {
 	}
 	if got := stderr.String(); !strings.Contains(got, "interrupted") || !strings.Contains(got, "nothing was written") {
 		t.Errorf("stderr does not say the run was interrupted before writing:\n%s", got)
+	}
+}
+
+// TestSecondInterruptKills: the first Ctrl-C lets the plugin finish what it
+// is doing and clean up, which can take a while (here: forever, the
+// definition never comes); a second one ends it at once.
+func TestSecondInterruptKills(t *testing.T) {
+	cmd, _, done, _, stderr := startOnFIFO(t)
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	select {
+	case err := <-done:
+		t.Fatalf("plugin exited on the first Ctrl-C while reading: %v\n%s", err, stderr.String())
+	default:
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			t.Fatalf("exit after a second Ctrl-C: %v", err)
+		}
+		if ws, ok := ee.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGINT {
+			t.Fatalf("exit after a second Ctrl-C: %v, want killed by SIGINT", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("plugin still running 10s after a second Ctrl-C")
 	}
 }
 
