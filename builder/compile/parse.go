@@ -36,9 +36,10 @@ type document struct {
 	value any    // generic JSON value: map[string]any, []any, string, json.Number, bool, nil
 	// canonical is value in canonical JSON: sorted keys, no HTML escaping.
 	canonical []byte
-	// node is the YAML node tree, kept to find line numbers (nil for JSON
-	// input, whose lines jsonLines finds).
-	node *yaml.Node
+	// yaml: the document is YAML, not JSON. Its node tree is not kept: it
+	// is several times the size of the value, and is needed only to locate
+	// problems and warnings (lines parses it again then).
+	yaml bool
 }
 
 var gzipMagic = []byte{0x1f, 0x8b}
@@ -69,7 +70,7 @@ func decodeDocument(file, key string, data []byte) (*document, []Problem) {
 			return nil, []Problem{{File: file, Line: yamlErrorLine(err), Code: CodeParseError,
 				Reason: "not valid YAML or JSON: " + yamlErrorMessage(err)}}
 		}
-		d.node = &root
+		d.yaml = true
 		if p := checkExpansion(&root); p != nil {
 			p.File = file
 			return nil, []Problem{*p}
@@ -429,13 +430,16 @@ func canonicalJSON(v any) ([]byte, error) {
 
 // lines finds the line of the value each JSON pointer names, 0 if unknown.
 func (d *document) lines(ptrs []string) []int {
-	if d.node == nil {
-		// JSON (decodeDocument keeps no node tree for it).
+	if !d.yaml {
 		return jsonLines(d.data, ptrs)
 	}
 	out := make([]int, len(ptrs))
+	var root yaml.Node
+	if yaml.Unmarshal(d.data, &root) != nil {
+		return out // decodeDocument parsed it once; not reached
+	}
 	for i, p := range ptrs {
-		out[i] = nodeLine(d.node, p)
+		out[i] = nodeLine(&root, p)
 	}
 	return out
 }
