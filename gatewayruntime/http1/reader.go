@@ -22,8 +22,14 @@ func (e *Error) Error() string { return e.Reason }
 
 func bad(reason string) error { return &Error{Status: 400, Reason: reason} }
 
-// ErrHeadTooLarge is returned when a message head exceeds the reader's limit.
-var ErrHeadTooLarge = &Error{Status: 431, Reason: "header fields too large"}
+// ErrHeadTooLarge is returned when a message head exceeds the reader's limit;
+// ErrStartLineTooLarge when the start line alone does (for a request, its
+// target: 414, as nginx answers, so a client knows to shorten the URL rather
+// than its headers).
+var (
+	ErrHeadTooLarge      = &Error{Status: 431, Reason: "header fields too large"}
+	ErrStartLineTooLarge = &Error{Status: 414, Reason: "request target too long"}
+)
 
 // ErrWouldBlock may be returned by a Reader's source when no bytes are
 // available yet (a raw read of a non-blocking socket). The Reader passes it on
@@ -183,9 +189,15 @@ func (b *Reader) ReadHead() ([]byte, error) {
 				b.r += i + 1
 				return head, nil
 			}
+			if lineStart == 0 && i+1 > b.maxHead {
+				return nil, ErrStartLineTooLarge
+			}
 			lineStart = i + 1
 		}
 		if len(data) >= b.maxHead {
+			if lineStart == 0 {
+				return nil, ErrStartLineTooLarge
+			}
 			return nil, ErrHeadTooLarge
 		}
 		if b.buf != nil && b.r+len(data) == len(b.buf) && b.r == 0 {
