@@ -110,6 +110,13 @@ func DefaultKanikoResources() corev1.ResourceRequirements {
 	}
 }
 
+// Validate reports what is wrong with c, every problem at once; NewManager
+// checks the same.
+func (c Config) Validate() error {
+	_, err := c.withDefaults()
+	return err
+}
+
 // withDefaults fills unset fields and checks the rest.
 func (c Config) withDefaults() (Config, error) {
 	if c.DefaultStrategy == "" {

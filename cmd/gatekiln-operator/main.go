@@ -135,6 +135,11 @@ func main() {
 	o.Logger = logr.FromSlogHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}))
 	ctrl.SetLogger(o.Logger)
 
+	// Flags first: a wrong flag is the error to report, not a missing
+	// kubeconfig.
+	if err := o.Validate(); err != nil {
+		fail(fmt.Errorf("operator config: %w", err))
+	}
 	ctx := ctrl.SetupSignalHandler()
 	rc, err := ctrl.GetConfig()
 	if err != nil {
