@@ -251,14 +251,11 @@ func FromImage(img v1.Image) (*Loaded, error) {
 		return nil, fmt.Errorf("layers: %w", err)
 	}
 	want := strings.TrimPrefix(bundle.Path, "/")
-	whiteout := path.Join(path.Dir(want), ".wh."+path.Base(want))
+	hiders := whiteoutsOf(want)
 	for i := len(layers) - 1; i >= 0; i-- {
-		data, found, removed, err := findInLayer(layers[i], want, whiteout)
+		data, found, removed, err := findInLayer(layers[i], want, hiders)
 		if err != nil {
 			return nil, fmt.Errorf("layer %d: %w", i, err)
-		}
-		if removed {
-			break
 		}
 		if found {
 			b, err := bundle.Parse(data)
@@ -267,6 +264,9 @@ func FromImage(img v1.Image) (*Loaded, error) {
 			}
 			return &Loaded{Bundle: b, Bytes: data, Labels: cf.Config.Labels}, nil
 		}
+		if removed {
+			break
+		}
 	}
 	return nil, fmt.Errorf("no %s in the image: not a Gatekiln gateway image", bundle.Path)
 }
@@ -274,7 +274,25 @@ func FromImage(img v1.Image) (*Loaded, error) {
 // maxBundleBytes bounds what is read from a layer entry claiming to be the Bundle.
 const maxBundleBytes = 256 << 20
 
-func findInLayer(l v1.Layer, want, whiteout string) (data []byte, found, removed bool, err error) {
+// whiteoutsOf lists the layer entries that hide file from lower layers
+// (OCI image spec, layer changesets): its whiteout, and the whiteout or
+// opaque marker of each directory above it.
+func whiteoutsOf(file string) map[string]bool {
+	hiders := map[string]bool{}
+	for p := file; p != "." && p != "/"; p = path.Dir(p) {
+		hiders[path.Join(path.Dir(p), ".wh."+path.Base(p))] = true
+		if p != file {
+			hiders[path.Join(p, ".wh..wh..opq")] = true
+		}
+	}
+	hiders[".wh..wh..opq"] = true
+	return hiders
+}
+
+// findInLayer reads want from one layer. removed: the layer hides want in the
+// layers below it (a whiteout applies only to lower layers, so want in the
+// same layer is still found).
+func findInLayer(l v1.Layer, want string, hiders map[string]bool) (data []byte, found, removed bool, err error) {
 	rc, err := l.Uncompressed()
 	if err != nil {
 		return nil, false, false, err
@@ -284,16 +302,16 @@ func findInLayer(l v1.Layer, want, whiteout string) (data []byte, found, removed
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
-			return nil, false, false, nil
+			return nil, false, removed, nil
 		}
 		if err != nil {
 			return nil, false, false, err
 		}
 		name := strings.TrimPrefix(path.Clean("/"+hdr.Name), "/")
-		switch name {
-		case whiteout:
-			return nil, false, true, nil
-		case want:
+		switch {
+		case hiders[name]:
+			removed = true
+		case name == want:
 			if hdr.Typeflag != tar.TypeReg {
 				return nil, false, false, fmt.Errorf("%s is not a regular file", bundle.Path)
 			}
