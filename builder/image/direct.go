@@ -149,7 +149,14 @@ func Assemble(base v1.ImageIndex, r Request) (v1.ImageIndex, error) {
 		return nil, fmt.Errorf("base %s: %w", r.Base, err)
 	}
 	out := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	images := 0
 	for _, desc := range im.Manifests {
+		if attestation(desc) {
+			// An attestation describes the base's image, not ours: it is
+			// left out rather than given a Bundle layer it does not run.
+			continue
+		}
+		images++
 		if !desc.MediaType.IsImage() {
 			return nil, fmt.Errorf("base %s: manifest %s is %s, not an image", r.Base, desc.Digest, desc.MediaType)
 		}
@@ -167,7 +174,19 @@ func Assemble(base v1.ImageIndex, r Request) (v1.ImageIndex, error) {
 			Descriptor: v1.Descriptor{Platform: desc.Platform},
 		})
 	}
+	if images == 0 {
+		return nil, fmt.Errorf("base %s: the index holds no image, only attestations", r.Base)
+	}
 	return mutate.Annotations(out, annotations).(v1.ImageIndex), nil
+}
+
+// attestation reports an index entry that is an attestation of another
+// entry, as BuildKit writes them (its platform unknown/unknown).
+func attestation(desc v1.Descriptor) bool {
+	if desc.Annotations["vnd.docker.reference.type"] == "attestation-manifest" {
+		return true
+	}
+	return desc.Platform != nil && desc.Platform.OS == "unknown" && desc.Platform.Architecture == "unknown"
 }
 
 func appendBundle(img v1.Image, layer v1.Layer, labels map[string]string) (v1.Image, error) {

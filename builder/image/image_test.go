@@ -12,6 +12,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/gatekiln/gatekiln/builder/image"
 	"github.com/gatekiln/gatekiln/builder/image/imagetest"
@@ -367,6 +369,38 @@ func TestAssemble(t *testing.T) {
 	bad.InputsDigest = "nope"
 	if _, err := image.Assemble(base, bad); err == nil || !strings.Contains(err.Error(), "inputs digest") {
 		t.Fatalf("bad inputs digest: error = %v", err)
+	}
+}
+
+// TestAssembleLeavesOutAttestations: a base index with BuildKit-style
+// attestation manifests gives the same image as one without them; they are
+// not images to run, and they describe the base, not the gateway image.
+func TestAssembleLeavesOutAttestations(t *testing.T) {
+	base := imagetest.RuntimeBase(t, imagetest.FakeBinaries(t))
+	req := request(t, imagetest.Petstore(t), base)
+	want, _ := mustAssemble(t, base, req).Digest()
+
+	baseIM, _ := base.IndexManifest()
+	att, err := random.Image(128, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	attested := mutate.AppendManifests(base, mutate.IndexAddendum{Add: att, Descriptor: v1.Descriptor{
+		Platform: &v1.Platform{OS: "unknown", Architecture: "unknown"},
+		Annotations: map[string]string{
+			"vnd.docker.reference.type":   "attestation-manifest",
+			"vnd.docker.reference.digest": baseIM.Manifests[0].Digest.String(),
+		},
+	}})
+	got, _ := mustAssemble(t, attested, req).Digest()
+	if got != want {
+		t.Fatalf("with an attestation in the base: %s, want %s as without", got, want)
+	}
+
+	only := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex), mutate.IndexAddendum{Add: att,
+		Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "unknown", Architecture: "unknown"}}})
+	if _, err := image.Assemble(only, req); err == nil || !strings.Contains(err.Error(), "only attestations") {
+		t.Fatalf("a base of attestations only: error = %v", err)
 	}
 }
 
