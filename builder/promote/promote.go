@@ -1,7 +1,9 @@
 // Package promote copies a gateway image, every platform of it, by digest
 // from one registry to another — what CI does to move the image QA tested into
 // production. The destination ends up with the very same digest or the copy
-// fails; a copy that is already there moves nothing.
+// fails; a copy that is already there moves nothing. What is attached to the
+// image (cosign signatures, attestations and SBOMs, OCI referrers) goes with
+// it, so a policy that verifies signatures in production admits it.
 package promote
 
 import (
@@ -40,6 +42,10 @@ type Request struct {
 	SourceOptions, DestinationOptions []remote.Option
 	// DryRun reports what would be copied and writes nothing.
 	DryRun bool
+	// SkipAttached leaves out what is attached to the image and its
+	// platforms: the cosign tags sha256-<hex>.sig, .att and .sbom, and the
+	// OCI referrers.
+	SkipAttached bool
 }
 
 // Result says what happened.
@@ -61,6 +67,10 @@ type Result struct {
 	// TagUpdated: the destination tag was written (it was absent or pointed
 	// elsewhere).
 	TagUpdated bool
+	// Attached lists the attached artifacts copied (or that would be), which
+	// the destination lacked: cosign tags ("sha256-<hex>.sig") and referrers
+	// ("referrer sha256:… (artifact type)").
+	Attached []string
 }
 
 // Promote copies r.Source to r.Destination by digest.
@@ -124,6 +134,16 @@ func Promote(ctx context.Context, r Request) (*Result, error) {
 			return nil, classify("destination", dstTag.String(), err)
 		}
 	}
+	var attached []attachment
+	if !r.SkipAttached {
+		// Listed before anything is written: a source that cannot be read
+		// fails the promote with the destination untouched.
+		attached, err = planAttached(desc, r.Source.Context(), dstRepo, srcOpts, dstOpts)
+		if err != nil {
+			return nil, fmt.Errorf("list what is attached to %s: %w", res.Source, err)
+		}
+		res.Attached = attachedNames(attached)
+	}
 	if r.DryRun {
 		res.TagUpdated = tagNeedsWrite
 		return res, nil
@@ -142,23 +162,35 @@ func Promote(ctx context.Context, r Request) (*Result, error) {
 		res.TagUpdated = tagNeedsWrite
 	}
 
-	got, err := remote.Head(dstRepo.Digest(digest.String()), dstOpts...)
-	if err != nil {
-		return nil, classify("destination", res.Destination, err)
-	}
-	if got.Digest != digest {
-		return nil, fmt.Errorf("%w: %s holds %s, source %s is %s", ErrMismatch, dstRepo, got.Digest, res.Source, digest)
+	if err := verify(dstRepo.Digest(digest.String()), digest, res.Source, dstOpts); err != nil {
+		return nil, err
 	}
 	if dstTag != nil {
-		tagged, err := remote.Head(*dstTag, dstOpts...)
-		if err != nil {
-			return nil, classify("destination", dstTag.String(), err)
+		if err := verify(*dstTag, digest, res.Source, dstOpts); err != nil {
+			return nil, err
 		}
-		if tagged.Digest != digest {
-			return nil, fmt.Errorf("%w: %s points at %s, source %s is %s", ErrMismatch, dstTag, tagged.Digest, res.Source, digest)
+	}
+	// After the image, so that a signature never arrives before what it
+	// signs.
+	for _, a := range attached {
+		if err := copyAttached(a, dstOpts); err != nil {
+			return nil, fmt.Errorf("%s is promoted but not everything attached to it: copy %s: %w", res.Destination, a.name, err)
 		}
 	}
 	return res, nil
+}
+
+// verify checks that the destination ref holds want: a registry that
+// rewrote the manifest would answer with another digest.
+func verify(ref name.Reference, want v1.Hash, source string, opts []remote.Option) error {
+	got, err := remote.Head(ref, opts...)
+	if err != nil {
+		return classify("destination", ref.String(), err)
+	}
+	if got.Digest != want {
+		return fmt.Errorf("%w: %s holds %s, source %s is %s", ErrMismatch, ref, got.Digest, source, want)
+	}
+	return nil
 }
 
 func write(target name.Reference, desc *remote.Descriptor, opts []remote.Option) error {

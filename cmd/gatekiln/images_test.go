@@ -6,12 +6,18 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/spf13/cobra"
 
 	"github.com/gatekiln/gatekiln/builder/image/imagetest"
@@ -156,6 +162,103 @@ func TestImageCommands(t *testing.T) {
 	}
 	if _, err := remote.Index(ref, opts...); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPromoteAttachedCLI promotes an image that carries a cosign signature
+// and an SBOM referrer: one "attached:" line each, DST@sha256:… still last.
+func TestPromoteAttachedCLI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts docker-registry")
+	}
+	qa := registrytest.Start(t, registrytest.Options{})
+	prod := registrytest.Start(t, registrytest.Options{TLS: true, Auth: true})
+	dockerConfig := filepath.Join(t.TempDir(), "config.json")
+	if err := os.WriteFile(dockerConfig, prod.DockerConfig(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	flags := []string{"--docker-config", dockerConfig, "--registry-ca", prod.CACertFile, "--insecure-registry", qa.Host}
+	qaCfg := qa.Config()
+	qaOpts, err := qaCfg.Remote(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	img, err := random.Image(256, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, _ := qaCfg.ParseReference(qa.Host + "/apis/petstore:1.0.0")
+	if err := remote.Write(src, img, qaOpts...); err != nil {
+		t.Fatal(err)
+	}
+	subject, err := remote.Head(src, qaOpts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sigTag := "sha256-" + subject.Digest.Hex + ".sig"
+	sig, err := random.Image(64, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(src.Context().Tag(sigTag), sig, qaOpts...); err != nil {
+		t.Fatal(err)
+	}
+	sigDigest, _ := sig.Digest()
+	sbom, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), static.NewLayer([]byte("{}"), "application/spdx+json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sbom = mutate.Subject(mutate.ConfigMediaType(sbom, "application/spdx+json"), *subject).(v1.Image)
+	sbomDigest, _ := sbom.Digest()
+	if err := remote.Write(src.Context().Digest(sbomDigest.String()), sbom, qaOpts...); err != nil {
+		t.Fatal(err)
+	}
+	referrer := "referrer " + sbomDigest.String() + " (application/spdx+json)"
+
+	dst, unsigned := prod.Host+"/apis/petstore", prod.Host+"/apis/unsigned"
+	for _, step := range []struct {
+		name, dst string
+		flags     []string
+		attached  []string
+	}{
+		{name: "dry run", dst: dst, flags: []string{"--dry-run"}, attached: []string{"attached: " + sigTag + " (would be copied)", "attached: " + referrer + " (would be copied)"}},
+		{name: "promote", dst: dst, attached: []string{"attached: " + sigTag + " (copied)", "attached: " + referrer + " (copied)"}},
+		{name: "again", dst: dst},
+		{name: "skip-attached", dst: unsigned, flags: []string{"--skip-attached"}},
+	} {
+		out, err := runCLI(t, newPromoteCmd(), append(append([]string{"promote", src.String(), step.dst}, step.flags...), flags...)...)
+		if err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		var attached []string
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(l, "attached: ") {
+				attached = append(attached, l)
+			}
+		}
+		if !slices.Equal(attached, step.attached) || lastLine(out) != step.dst+"@"+subject.Digest.String() {
+			t.Fatalf("%s printed:\n%s\nwant attached lines %q and %s@%s last", step.name, out, step.attached, step.dst, subject.Digest)
+		}
+	}
+
+	cfg := prod.Config()
+	opts, err := cfg.Remote(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for repo, want := range map[string]bool{dst: true, unsigned: false} {
+		ref, err := cfg.ParseReference(repo + ":" + sigTag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := remote.Head(ref, opts...)
+		if want && (err != nil || got.Digest != sigDigest) {
+			t.Errorf("%s: %v, %v; want the signature %s", ref, got, err, sigDigest)
+		}
+		if !want && err == nil {
+			t.Errorf("%s: copied with --skip-attached", ref)
+		}
 	}
 }
 

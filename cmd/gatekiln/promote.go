@@ -30,17 +30,27 @@ func (e *exitError) ExitCode() int { return e.code }
 
 func newPromoteCmd() *cobra.Command {
 	var (
-		reg    registryFlags
-		dryRun bool
+		reg          registryFlags
+		dryRun       bool
+		skipAttached bool
 	)
 	cmd := &cobra.Command{
-		Use:   "promote SRC DST [--dry-run]",
+		Use:   "promote SRC DST [--dry-run] [--skip-attached]",
 		Short: "Copy an image, every platform, by digest between registries; print DST@sha256:…",
 		Long: `Promote copies SRC (repo:tag or repo@sha256:…) to DST (a repository, or
 repository:tag) without changing a byte: the destination gets the same digest
 or the command fails. Blobs the destination already has are not sent again
 (within one registry they are mounted from the source repository), so running
 it twice uploads nothing the second time. DST without a tag takes SRC's tag.
+
+What is attached to the image's digest, and to each platform's, goes with it
+unless --skip-attached: cosign signatures, attestations and SBOMs (the tags
+sha256-<hex>.sig, .att and .sbom in SRC's repository) and OCI referrers
+(manifests whose subject is the image, listed by the referrers API or, on
+registries without it, the tag sha256-<hex>, which promote keeps up to date
+in DST). They keep their digests, so signatures stay valid. One "attached:"
+line is printed per artifact copied; if one fails, the command fails naming
+it, and the image itself may already be in DST.
 
 Credentials for both registries come from one docker config (--docker-config,
 or the default keychain); --registry-ca and --insecure-registry apply to both.
@@ -69,6 +79,7 @@ other failure. The last line of stdout is DST@sha256:….`,
 			res, err := promote.Promote(cmd.Context(), promote.Request{
 				Source: src, Destination: dstRepo, Tag: tag,
 				SourceOptions: opts, DestinationOptions: opts, DryRun: dryRun,
+				SkipAttached: skipAttached,
 			})
 			if err != nil {
 				return withExitCode(err)
@@ -100,11 +111,19 @@ other failure. The last line of stdout is DST@sha256:….`,
 				}
 				fmt.Fprintf(out, "tag: %s (%s)\n", res.Tag, state)
 			}
+			for _, a := range res.Attached {
+				state := "copied"
+				if dryRun {
+					state = "would be copied"
+				}
+				fmt.Fprintf(out, "attached: %s (%s)\n", a, state)
+			}
 			fmt.Fprintln(out, res.Destination)
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "report what would be copied; write nothing")
+	cmd.Flags().BoolVar(&skipAttached, "skip-attached", false, "copy the image alone, without the signatures, attestations, SBOMs and referrers attached to it")
 	reg.add(cmd.Flags())
 	return cmd
 }

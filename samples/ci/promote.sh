@@ -15,6 +15,8 @@
 #   GATEKILN_INSECURE_REGISTRY  host:port of a registry served over plain HTTP
 #                       (a local QA registry); every other one is HTTPS only
 #   DRY_RUN=1           only report what would be copied
+#   SKIP_ATTACHED=1     copy the image without its signatures, attestations,
+#                       SBOMs and referrers
 #
 # The image keeps its digest, so the production operator, which computes the
 # same <version>-<inputs digest[:12]> tag from the same definition, finds it
@@ -30,6 +32,7 @@ args=(promote "$src" "$dst")
 [ -n "${REGISTRY_CA:-}" ] && args+=(--registry-ca "$REGISTRY_CA")
 [ -n "${GATEKILN_INSECURE_REGISTRY:-}" ] && args+=(--insecure-registry "$GATEKILN_INSECURE_REGISTRY")
 [ "${DRY_RUN:-0}" = 1 ] && args+=(--dry-run)
+[ "${SKIP_ATTACHED:-0}" = 1 ] && args+=(--skip-attached)
 
 out=$(gatekiln "${args[@]}")
 echo "$out"
