@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -13,7 +14,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/gatekiln/gatekiln/apis/v1alpha1"
 	"github.com/gatekiln/gatekiln/builder/kaniko"
@@ -31,6 +34,11 @@ const (
 	// jobNameLabel is the label the Job controller puts on a Job's Pods.
 	jobNameLabel = "batch.kubernetes.io/job-name"
 )
+
+// ReasonBuildSuperseded is the reason of the Normal Event recorded when an
+// API's unfinished Kaniko Job is deleted because its inputs changed (an
+// Event reason only, never a condition's).
+const ReasonBuildSuperseded = "BuildSuperseded"
 
 // JobName names the Kaniko Job that builds these inputs to this destination
 // with these push credentials: the same inputs never build twice, also across
@@ -55,18 +63,25 @@ type kanikoBuilder struct {
 	client client.Client
 	reader client.Reader
 	// cache holds every ConfigMap's metadata (the API controller watches them).
-	cache client.Reader
-	cfg   Config
+	cache  client.Reader
+	events events.EventRecorder
+	cfg    Config
 }
 
 func (k *kanikoBuilder) build(ctx context.Context, req buildRequest) (buildOutcome, error) {
 	api := req.API
 	name := JobName(req.Image.InputsDigest, req.Tag.String(), req.ForceRebuild, req.PushSecret)
+	// Before start counts the running builds: the slots of the Jobs this one
+	// supersedes are free for it.
+	cancelled, err := k.cancelSuperseded(ctx, api, name)
+	if err != nil {
+		return buildOutcome{}, err
+	}
 	job := &batchv1.Job{}
-	err := k.client.Get(ctx, types.NamespacedName{Namespace: api.Namespace, Name: name}, job)
+	err = k.client.Get(ctx, types.NamespacedName{Namespace: api.Namespace, Name: name}, job)
 	switch {
 	case apierrors.IsNotFound(err):
-		return k.start(ctx, req, name)
+		return k.start(ctx, req, name, cancelled)
 	case err != nil:
 		return buildOutcome{}, fmt.Errorf("get job: %w", err)
 	}
@@ -74,9 +89,10 @@ func (k *kanikoBuilder) build(ctx context.Context, req buildRequest) (buildOutco
 }
 
 // start creates the Job and its context ConfigMaps, unless the cluster
-// already runs as many builds as allowed.
-func (k *kanikoBuilder) start(ctx context.Context, req buildRequest, name string) (buildOutcome, error) {
-	running, err := k.running(ctx)
+// already runs as many builds as allowed. cancelled are the Jobs this
+// reconcile deleted, which the cache may still hold.
+func (k *kanikoBuilder) start(ctx context.Context, req buildRequest, name string, cancelled []types.NamespacedName) (buildOutcome, error) {
+	running, err := k.running(ctx, cancelled)
 	if err != nil {
 		return buildOutcome{}, err
 	}
@@ -171,8 +187,9 @@ func (k *kanikoBuilder) contextMissing(ctx context.Context, job *batchv1.Job) (b
 	return false, nil
 }
 
-// running counts unfinished Kaniko Jobs the operator created.
-func (k *kanikoBuilder) running(ctx context.Context) (int, error) {
+// running counts unfinished Kaniko Jobs the operator created, but for those
+// in gone (just deleted: the cache may not have seen that yet).
+func (k *kanikoBuilder) running(ctx context.Context, gone []types.NamespacedName) (int, error) {
 	var jobs batchv1.JobList
 	if err := k.client.List(ctx, &jobs, client.MatchingLabels{render.LabelComponent: componentKaniko},
 		client.UnsafeDisableDeepCopy); err != nil {
@@ -180,11 +197,116 @@ func (k *kanikoBuilder) running(ctx context.Context) (int, error) {
 	}
 	n := 0
 	for i := range jobs.Items {
-		if done, _ := jobFinished(&jobs.Items[i]); !done {
+		j := &jobs.Items[i]
+		if done, _ := jobFinished(j); !done && !slices.Contains(gone, client.ObjectKeyFromObject(j)) {
 			n++
 		}
 	}
 	return n, nil
+}
+
+// cancelSuperseded deletes the API's unfinished Kaniko Jobs other than
+// current: the API's inputs changed since they started, so nobody wants
+// what they build, yet each holds a build slot (--max-concurrent-builds).
+// A Job another API of the namespace waits for is kept (Jobs are shared by
+// inputs); finished ones are left to their TTL (a failed one holds the
+// error users read). It returns the Jobs it deleted.
+func (k *kanikoBuilder) cancelSuperseded(ctx context.Context, api *v1alpha1.API, current string) ([]types.NamespacedName, error) {
+	stale, err := k.superseded(ctx, api, current)
+	if err != nil {
+		return nil, err
+	}
+	var cancelled []types.NamespacedName
+	for _, job := range stale {
+		waited, err := k.waitedFor(ctx, api, job.Name)
+		if err != nil {
+			return cancelled, err
+		}
+		if waited {
+			continue
+		}
+		deleted, err := k.cancel(ctx, job)
+		if err != nil {
+			return cancelled, err
+		}
+		if deleted {
+			k.recordCancelled(ctx, api, job.Name, current)
+			cancelled = append(cancelled, client.ObjectKeyFromObject(job))
+		}
+	}
+	return cancelled, nil
+}
+
+// superseded lists, from the cache, the API's unfinished Kaniko Jobs other
+// than current, leaving out those already being deleted.
+func (k *kanikoBuilder) superseded(ctx context.Context, api *v1alpha1.API, current string) ([]*batchv1.Job, error) {
+	var jobs batchv1.JobList
+	if err := k.client.List(ctx, &jobs, client.InNamespace(api.Namespace),
+		client.MatchingLabels{render.LabelComponent: componentKaniko}, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, fmt.Errorf("list build jobs: %w", err)
+	}
+	var out []*batchv1.Job
+	for i := range jobs.Items {
+		j := &jobs.Items[i]
+		if j.Name == current || !j.DeletionTimestamp.IsZero() || !ownedBy(j, api) {
+			continue
+		}
+		if done, _ := jobFinished(j); done {
+			continue
+		}
+		// Only what Delete needs: the list's items belong to the cache.
+		out = append(out, &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: j.Namespace, Name: j.Name, UID: j.UID}})
+	}
+	return out, nil
+}
+
+func ownedBy(o metav1.Object, api *v1alpha1.API) bool {
+	for _, ref := range o.GetOwnerReferences() {
+		if ref.UID == api.UID {
+			return true
+		}
+	}
+	return false
+}
+
+// waitedFor reports whether an API of the namespace other than api builds
+// in the Job named job (its status.buildJob names it).
+func (k *kanikoBuilder) waitedFor(ctx context.Context, api *v1alpha1.API, job string) (bool, error) {
+	var apis v1alpha1.APIList
+	if err := k.client.List(ctx, &apis, client.InNamespace(api.Namespace),
+		client.MatchingFields{indexBuildJob: job}, client.UnsafeDisableDeepCopy); err != nil {
+		return false, fmt.Errorf("list apis waiting for job %s: %w", job, err)
+	}
+	for i := range apis.Items {
+		if apis.Items[i].UID != api.UID {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// cancel deletes a superseded Job; its Pod and build context go with it
+// (they are the Job's). The UID precondition spares a Job of the same name
+// created since (by another API, for the same inputs). It reports whether
+// this call deleted it.
+func (k *kanikoBuilder) cancel(ctx context.Context, job *batchv1.Job) (bool, error) {
+	err := k.client.Delete(ctx, job, client.PropagationPolicy(metav1.DeletePropagationBackground),
+		client.Preconditions{UID: &job.UID})
+	switch {
+	case apierrors.IsNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("delete superseded job %s: %w", job.Name, err)
+	}
+	return true, nil
+}
+
+// recordCancelled tells the API's users (an Event) and the operator's log that
+// a build was cancelled, so that a Job vanishing is not a mystery.
+func (k *kanikoBuilder) recordCancelled(ctx context.Context, api *v1alpha1.API, old, current string) {
+	log.FromContext(ctx).Info("cancelled a superseded Kaniko build", "job", old, "current", current)
+	k.events.Eventf(api, nil, corev1.EventTypeNormal, ReasonBuildSuperseded, "Build",
+		"cancelled the Kaniko Job %s: the API's inputs changed, it builds in Job %s now", old, current)
 }
 
 // progress reads a Job's state: running, succeeded with a digest in the

@@ -17,6 +17,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
 	"github.com/google/go-containerregistry/pkg/name"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -44,6 +45,11 @@ const kanikoImage = "registry.invalid/kaniko/executor:v1.24.0"
 // conflictRequeue is the fixture operator's --name-conflict-requeue: short,
 // so that a test sees a conflict resolve within it.
 const conflictRequeue = time.Second
+
+// maxConcurrentBuilds is the fixture operator's --max-concurrent-builds. It
+// counts the unfinished Kaniko Jobs of the whole cluster, those of every
+// test: a test that leaves one unfinished drops it (dropBuilds).
+const maxConcurrentBuilds = 2
 
 // fixture is shared by the tests of this package: one API server, one
 // registry, one manager. Each test works in its own namespace.
@@ -163,7 +169,7 @@ func (f *fixture) start(t *testing.T) error {
 			KanikoImage:         kanikoImage,
 			DefaultStrategy:     v1alpha1.BuildDirect,
 			RegistryConfig:      cfg,
-			MaxConcurrentBuilds: 2,
+			MaxConcurrentBuilds: maxConcurrentBuilds,
 			DiscoveryInterval:   100 * time.Millisecond,
 			NameConflictRequeue: conflictRequeue,
 		},
@@ -317,6 +323,27 @@ func (f *fixture) events(t *testing.T, ns, name string) []eventsv1.Event {
 		}
 	}
 	return out
+}
+
+// dropBuilds deletes, once the test is over, the namespace's APIs and then
+// its Kaniko Jobs: envtest runs neither the Job controller that would finish
+// them nor the garbage collector that would delete them with their API, and
+// an unfinished one would hold a build slot for every later test.
+func (f *fixture) dropBuilds(t *testing.T, ns string) {
+	t.Helper()
+	t.Cleanup(func() {
+		ctx := context.Background()
+		if err := f.c.DeleteAllOf(ctx, &v1alpha1.API{}, client.InNamespace(ns)); err != nil {
+			t.Errorf("delete apis: %v", err)
+			return
+		}
+		// A reconcile under way as the APIs went may still create a Job.
+		f.quiesce(t)
+		if err := f.c.DeleteAllOf(ctx, &batchv1.Job{}, client.InNamespace(ns),
+			client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil {
+			t.Errorf("delete jobs: %v", err)
+		}
+	})
 }
 
 // quiesce waits until the API controller has nothing queued and nothing

@@ -322,6 +322,8 @@ func TestKanikoContextCreatedLate(t *testing.T) {
 	f := setup(t)
 	ctx := context.Background()
 	ns := f.env.Namespace(t, "kaniko-late-context")
+	// Its Kaniko Job never finishes.
+	f.dropBuilds(t, ns)
 	f.create(t, definition(ns, "def", "openapi.yaml", []byte(simpleDefinition("late context", "/late"))))
 	// A quota that says the namespace has used up its ConfigMaps (envtest
 	// runs no quota controller to correct it) refuses every new one.

@@ -25,6 +25,8 @@ func TestBindingAppliesWhileRebuilding(t *testing.T) {
 	f := setup(t)
 	ctx := context.Background()
 	ns := f.env.Namespace(t, "rebuild-binding")
+	// Its Kaniko Job never finishes.
+	f.dropBuilds(t, ns)
 	f.rollouts(t, ns)
 	def := func(path string) []byte {
 		return []byte(`openapi: 3.0.3

@@ -173,6 +173,7 @@ func setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 			client: mgr.GetClient(),
 			reader: mgr.GetAPIReader(),
 			cache:  mgr.GetCache(),
+			events: r.events,
 			cfg:    cfg,
 		}
 	}
