@@ -73,6 +73,10 @@ func TestGoldenDeploy(t *testing.T) {
 	ctx := context.Background()
 	ns := f.env.Namespace(t, "golden")
 	api := f.petstore(t, ns, "petstore", func(a *v1alpha1.API) {
+		// Its own repository: other tests build the same petstore image into
+		// the default one, and this test checks a build (Built), whatever
+		// ran before it.
+		a.Spec.Image.Repository = "golden/swagger-petstore"
 		a.Spec.Replicas = ptr(int32(2))
 		a.Spec.Exposure = &v1alpha1.ExposureSpec{Ingress: &v1alpha1.IngressExposure{Host: "petstore.example.com", ClassName: "nginx"}}
 	})
