@@ -349,9 +349,9 @@ func (r *APIReconciler) image(ctx context.Context, api *v1alpha1.API, st *v1alph
 	if err != nil {
 		return "", ctrl.Result{}, err
 	}
-	if out.Job != "" {
-		st.BuildJob = out.Job
-	}
+	// No Job while a build waits for a slot (or runs in the operator): the
+	// status must not name the Job of inputs the API has left.
+	st.BuildJob = out.Job
 	switch {
 	case out.Failed:
 		r.warnOnce(api, st, out.Reason, out.Message)

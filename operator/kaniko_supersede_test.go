@@ -156,6 +156,39 @@ func TestKanikoSupersededFreesSlot(t *testing.T) {
 	}
 }
 
+// TestKanikoQueuedBuildNamesNoJob: an API whose new build waits for a slot
+// builds in no Job yet, and its status says so rather than naming the Job of
+// its previous inputs (here one another API still waits for).
+func TestKanikoQueuedBuildNamesNoJob(t *testing.T) {
+	f := setup(t)
+	ns := f.env.Namespace(t, "supersede-queued")
+	f.dropBuilds(t, ns)
+	def := []byte(simpleDefinition("supersede queued", "/v1"))
+	f.create(t, definition(ns, "def-a", "openapi.yaml", def), definition(ns, "def-b", "openapi.yaml", def),
+		newKanikoAPI(ns, "a", "def-a"))
+	shared := f.waitBuildJob(t, ns, "a", "")
+	f.create(t, newKanikoAPI(ns, "b", "def-b"))
+	f.waitBuildJob(t, ns, "b", "")
+	for i := 0; f.unfinishedBuilds(t) < maxConcurrentBuilds; i++ {
+		name := fmt.Sprintf("filler-%d", i)
+		f.create(t, definition(ns, name, "openapi.yaml", []byte(simpleDefinition("supersede queued "+name, "/f"))),
+			newKanikoAPI(ns, name, name))
+		f.waitBuildJob(t, ns, name, "")
+	}
+
+	f.setDefinition(t, ns, "def-a", simpleDefinition("supersede queued", "/v2"))
+	eventually(t, "API a's new build queued", func() error {
+		a := f.getAPI(t, ns, "a")
+		if c := condition(a, v1alpha1.ConditionBuilt); c.Reason != operator.ReasonBuildQueued {
+			return errorf("Built %s/%s: %s", c.Status, c.Reason, c.Message)
+		}
+		if a.Status.BuildJob != "" {
+			return errorf("queued, status.buildJob %q, want none (the shared Job is %s)", a.Status.BuildJob, shared.Name)
+		}
+		return nil
+	})
+}
+
 // newKanikoAPI is an API building the definition in ConfigMap cm with Kaniko.
 func newKanikoAPI(ns, name, cm string) *v1alpha1.API {
 	return newAPI(ns, name, cm, "openapi.yaml", func(a *v1alpha1.API) { a.Spec.Build.Strategy = v1alpha1.BuildKaniko })
