@@ -33,32 +33,67 @@ type attachment struct {
 	relist bool
 }
 
+// maxAttachedDepth bounds how far planAttached follows attachments of
+// attachments: the image's signatures and SBOMs (1), a signature of an SBOM
+// (2), and one more level for good measure.
+const maxAttachedDepth = 3
+
 // planAttached lists what is attached to the image's digest and to each of
-// its platforms' in the source and missing from the destination. It writes
-// nothing, so a failure here leaves the destination as it was.
+// its platforms' in the source and missing from the destination, and what is
+// attached to those in turn (a signed SBOM), up to maxAttachedDepth. It
+// writes nothing, so a failure here leaves the destination as it was.
 func planAttached(desc *remote.Descriptor, srcRepo, dstRepo name.Repository, srcOpts, dstOpts []remote.Option) ([]attachment, error) {
-	subjects, err := subjects(desc)
+	level, err := subjects(desc)
 	if err != nil {
 		return nil, err
 	}
+	seen := map[v1.Hash]bool{}
+	for _, s := range level {
+		seen[s] = true
+	}
 	var out []attachment
-	for _, s := range subjects {
-		for _, suffix := range cosignSuffixes {
-			a, err := cosignTag(s, suffix, srcRepo, dstRepo, srcOpts, dstOpts)
+	for depth := 0; depth < maxAttachedDepth && len(level) > 0; depth++ {
+		var next []v1.Hash
+		for _, s := range level {
+			found, missing, err := attachedTo(s, srcRepo, dstRepo, srcOpts, dstOpts)
 			if err != nil {
 				return nil, err
 			}
-			if a != nil {
-				out = append(out, *a)
+			out = append(out, missing...)
+			// Followed whether or not the destination has them: what is
+			// attached to them may still be missing there.
+			for _, d := range found {
+				if !seen[d] {
+					seen[d] = true
+					next = append(next, d)
+				}
 			}
 		}
-		refs, err := missingReferrers(s, srcRepo, dstRepo, srcOpts, dstOpts)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, refs...)
+		level = next
 	}
 	return out, nil
+}
+
+// attachedTo returns the digests of everything the source attaches to
+// subject, and those of them the destination lacks.
+func attachedTo(subject v1.Hash, srcRepo, dstRepo name.Repository, srcOpts, dstOpts []remote.Option) (found []v1.Hash, missing []attachment, err error) {
+	for _, suffix := range cosignSuffixes {
+		d, a, err := cosignTag(subject, suffix, srcRepo, dstRepo, srcOpts, dstOpts)
+		if err != nil {
+			return nil, nil, err
+		}
+		if d != nil {
+			found = append(found, *d)
+		}
+		if a != nil {
+			missing = append(missing, *a)
+		}
+	}
+	refs, absent, err := referrersOf(subject, srcRepo, dstRepo, srcOpts, dstOpts)
+	if err != nil {
+		return nil, nil, err
+	}
+	return append(found, refs...), append(missing, absent...), nil
 }
 
 // subjects are the digests something can be attached to: the image's and,
@@ -86,51 +121,55 @@ func subjects(desc *remote.Descriptor) ([]v1.Hash, error) {
 	return out, nil
 }
 
-// cosignTag returns the cosign artifact sha256-<hex>.<suffix> when the
-// source has it and the destination tag does not point at the same digest;
-// a source without it is the common case, not an error.
-func cosignTag(subject v1.Hash, suffix string, srcRepo, dstRepo name.Repository, srcOpts, dstOpts []remote.Option) (*attachment, error) {
+// cosignTag looks for the cosign artifact sha256-<hex>.<suffix> of subject
+// in the source; a source without it is the common case, not an error. It
+// returns the artifact's digest when the source has it, and the attachment
+// to copy when the destination tag does not point at that digest.
+func cosignTag(subject v1.Hash, suffix string, srcRepo, dstRepo name.Repository, srcOpts, dstOpts []remote.Option) (*v1.Hash, *attachment, error) {
 	tag := fmt.Sprintf("%s-%s.%s", subject.Algorithm, subject.Hex, suffix)
 	src := srcRepo.Tag(tag)
 	d, err := remote.Get(src, srcOpts...)
 	if registry.IsNotFound(err) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, classify("source", src.String(), err)
+		return nil, nil, classify("source", src.String(), err)
 	}
 	dst := dstRepo.Tag(tag)
 	cur, err := remote.Head(dst, dstOpts...)
 	switch {
 	case err == nil && cur.Digest == d.Digest:
-		return nil, nil
+		return &d.Digest, nil, nil
 	case err != nil && !registry.IsNotFound(err):
-		return nil, classify("destination", dst.String(), err)
+		return nil, nil, classify("destination", dst.String(), err)
 	}
-	return &attachment{name: tag, from: src, src: d, target: dst}, nil
+	return &d.Digest, &attachment{name: tag, from: src, src: d, target: dst}, nil
 }
 
-// missingReferrers returns the source's referrers of subject that the
-// destination does not list, by digest order.
-func missingReferrers(subject v1.Hash, srcRepo, dstRepo name.Repository, srcOpts, dstOpts []remote.Option) ([]attachment, error) {
+// referrersOf returns the digests of the source's referrers of subject (but
+// for those deleted since), and those of them the destination does not
+// list, by digest order.
+func referrersOf(subject v1.Hash, srcRepo, dstRepo name.Repository, srcOpts, dstOpts []remote.Option) ([]v1.Hash, []attachment, error) {
 	want, err := referrers(srcRepo.Digest(subject.String()), "source", srcOpts)
 	if err != nil || len(want) == 0 {
-		return nil, err
+		return nil, nil, err
 	}
 	have, err := referrers(dstRepo.Digest(subject.String()), "destination", dstOpts)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	listed := map[v1.Hash]bool{}
 	for _, d := range have {
 		listed[d.Digest] = true
 	}
+	var found []v1.Hash
 	var out []attachment
 	for _, d := range want {
+		src := srcRepo.Digest(d.Digest.String())
 		if listed[d.Digest] {
+			found = append(found, d.Digest)
 			continue
 		}
-		src := srcRepo.Digest(d.Digest.String())
 		m, err := remote.Get(src, srcOpts...)
 		if registry.IsNotFound(err) {
 			// The fallback tag still lists a referrer deleted since (nothing
@@ -138,12 +177,13 @@ func missingReferrers(subject v1.Hash, srcRepo, dstRepo name.Repository, srcOpts
 			continue
 		}
 		if err != nil {
-			return nil, classify("source", src.String(), err)
+			return nil, nil, classify("source", src.String(), err)
 		}
+		found = append(found, d.Digest)
 		dst := dstRepo.Digest(d.Digest.String())
 		present, err := headDigest(dst, dstOpts)
 		if err != nil {
-			return nil, classify("destination", dst.String(), err)
+			return nil, nil, classify("destination", dst.String(), err)
 		}
 		kind := d.ArtifactType
 		if kind == "" {
@@ -151,7 +191,7 @@ func missingReferrers(subject v1.Hash, srcRepo, dstRepo name.Repository, srcOpts
 		}
 		out = append(out, attachment{name: fmt.Sprintf("referrer %s (%s)", d.Digest, kind), from: src, src: m, target: dst, relist: present})
 	}
-	return out, nil
+	return found, out, nil
 }
 
 // referrers lists the manifests whose subject is d, through the referrers

@@ -97,8 +97,8 @@ func pushReferrer(t *testing.T, s side, repo name.Repository, subject v1.Descrip
 func referrerName(h v1.Hash) string { return fmt.Sprintf("referrer %s (%s)", h, sbomType) }
 
 // attach signs the image and one platform (.sig), attests the image (.att),
-// and attaches an SBOM referrer to the image and one to the other platform,
-// plus one deleted since.
+// and attaches an SBOM referrer to the image (signed too) and one to the
+// other platform, plus one deleted since.
 func attach(t *testing.T, qa side, src name.Reference) attachedFixture {
 	t.Helper()
 	head, err := remote.Head(src, qa.opts...)
@@ -125,13 +125,17 @@ func attach(t *testing.T, qa side, src name.Reference) attachedFixture {
 	platformSBOM := pushReferrer(t, qa, f.repo, im.Manifests[1], "platform sbom")
 	f.referrers[imageSBOM] = head.Digest
 	f.referrers[platformSBOM] = f.platforms[1]
+	// A signed SBOM: the signature is attached to the SBOM, not the image.
+	sbomSig := cosignTag(imageSBOM, "sig")
+	f.tags[sbomSig] = pushTag(t, qa, f.repo, sbomSig)
 	f.dangling = pushReferrer(t, qa, f.repo, *head, "withdrawn sbom")
 	if err := remote.Delete(f.repo.Digest(f.dangling.String()), qa.opts...); err != nil {
 		t.Fatal(err)
 	}
-	// The image's first, then each platform's; per digest the cosign tags in
-	// the order sig, att, sbom, then the referrers.
-	f.want = []string{imageSig, att, referrerName(imageSBOM), platformSig, referrerName(platformSBOM)}
+	// The image's first, then each platform's, then what is attached to
+	// those; per digest the cosign tags in the order sig, att, sbom, then the
+	// referrers.
+	f.want = []string{imageSig, att, referrerName(imageSBOM), platformSig, referrerName(platformSBOM), sbomSig}
 	return f
 }
 

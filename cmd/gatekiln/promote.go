@@ -48,9 +48,10 @@ unless --skip-attached: cosign signatures, attestations and SBOMs (the tags
 sha256-<hex>.sig, .att and .sbom in SRC's repository) and OCI referrers
 (manifests whose subject is the image, listed by the referrers API or, on
 registries without it, the tag sha256-<hex>, which promote keeps up to date
-in DST). They keep their digests, so signatures stay valid. One "attached:"
-line is printed per artifact copied; if one fails, the command fails naming
-it, and the image itself may already be in DST.
+in DST), and what is attached to those in turn (a signed SBOM). They keep
+their digests, so signatures stay valid. One "attached:" line is printed per
+artifact copied; if one fails, the command fails naming it, and the image
+itself may already be in DST.
 
 Credentials for both registries come from one docker config (--docker-config,
 or the default keychain); --registry-ca and --insecure-registry apply to both.
