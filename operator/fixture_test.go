@@ -198,13 +198,31 @@ func (f *fixture) rollouts(t *testing.T, ns string) {
 	})
 }
 
-// testLogger prints the manager's errors only, so a failing test shows why.
+// managerLog holds every line the manager logged, debug lines included, so
+// that a test can check what reaches the log (never a secret).
+var managerLog struct {
+	sync.Mutex
+	lines []string
+}
+
+// loggedSince returns the lines logged after the first n, and the count now.
+func loggedSince(n int) ([]string, int) {
+	managerLog.Lock()
+	defer managerLog.Unlock()
+	return append([]string(nil), managerLog.lines[min(n, len(managerLog.lines)):]...), len(managerLog.lines)
+}
+
+// testLogger prints the manager's errors only, so a failing test shows why,
+// and keeps every line in managerLog.
 func testLogger() logr.Logger {
 	return funcr.New(func(prefix, args string) {
+		managerLog.Lock()
+		managerLog.lines = append(managerLog.lines, prefix+" "+args)
+		managerLog.Unlock()
 		if strings.Contains(args, `"error"`) {
 			fmt.Fprintln(os.Stderr, prefix, args)
 		}
-	}, funcr.Options{Verbosity: 0})
+	}, funcr.Options{Verbosity: 5})
 }
 
 // eventually polls cond until it returns nil or the deadline passes; it

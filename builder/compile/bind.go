@@ -136,6 +136,12 @@ func (bd *binder) endpoints() {
 			bd.c.fail("", "", CodeInvalidKinds, fmt.Sprintf("Endpoint %q has neither urls nor image", object))
 			continue
 		}
+		if i := slices.IndexFunc(eb.URLs, HasUserInfo); i >= 0 {
+			// The Binding is a ConfigMap, and the gateway would refuse the
+			// URL quoting it whole: refused here, the URL not quoted.
+			bd.c.fail("", "", CodeInvalidKinds, fmt.Sprintf("Endpoint %q: urls[%d] holds user info (credentials before '@'): an upstream URL may not carry credentials", object, i))
+			continue
+		}
 		if r := spec.Retries; r != nil {
 			eb.Retries = &bundle.Retries{Attempts: r.Attempts, PerTry: dur(r.PerTryTimeout)}
 		}

@@ -1,6 +1,7 @@
 package compile
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"regexp"
@@ -283,7 +284,12 @@ func (c *compiler) basePath() string {
 		})
 		u, err := url.Parse(expanded)
 		if err != nil {
-			c.warn(file, "/servers/0/url", CodeInvalidDefinition, fmt.Sprintf("server URL %q cannot be parsed (%v); the base path is /", srv.URL, err))
+			// url.Parse's error quotes the URL whole, user info included.
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err
+			}
+			c.warn(file, "/servers/0/url", CodeInvalidDefinition, fmt.Sprintf("server URL %q cannot be parsed (%v); the base path is /", RedactURL(srv.URL), err))
 			return "/"
 		}
 		raw, from = u.Path, "/servers/0/url"

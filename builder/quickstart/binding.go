@@ -118,8 +118,14 @@ func NewLocal(b *bundle.Bundle, v Values) (*Local, error) {
 		}
 	}
 	for name := range v.APIKeys {
-		if s, ok := b.SecuritySchemes[name]; !ok || s.Type != bundle.SchemeAPIKey {
-			return nil, fmt.Errorf("api key for %q: the definition has no apiKey scheme of that name", name)
+		s, ok := b.SecuritySchemes[name]
+		switch {
+		case !ok:
+			// Not quoted: a name the definition does not know may be part
+			// of the key itself (SCHEME= forgotten, the key holding '=').
+			return nil, fmt.Errorf("api key for a scheme the definition does not have (its apiKey schemes: %s)", listOrNone(apiKeySchemes(b)))
+		case s.Type != bundle.SchemeAPIKey:
+			return nil, fmt.Errorf("api key for %q: the scheme is %s, not apiKey (the definition's apiKey schemes: %s)", name, s.Type, listOrNone(apiKeySchemes(b)))
 		}
 	}
 	for _, name := range b.EndpointNames() {
@@ -212,6 +218,24 @@ func NewLocal(b *bundle.Bundle, v Values) (*Local, error) {
 		l.RateLimits = append(l.RateLimits, fmt.Sprintf("%s: %d per %s per client IP (local)", name, localRate.Requests, period(localRate.Period)))
 	}
 	return l, nil
+}
+
+// apiKeySchemes lists the definition's apiKey schemes, sorted.
+func apiKeySchemes(b *bundle.Bundle) []string {
+	var out []string
+	for _, name := range b.SchemeNames() {
+		if b.SecuritySchemes[name].Type == bundle.SchemeAPIKey {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+func listOrNone(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
 }
 
 // period says "minute" for a minute and "1m30s" for odd periods.

@@ -178,7 +178,7 @@ func TestNewLocalRefusesUnknownNames(t *testing.T) {
 	}{
 		{Values{Endpoints: map[string][]string{"three": {"http://x"}}}, `endpoint "three"`},
 		{Values{APIKeys: map[string]string{"basic": "k"}}, `api key for "basic"`},
-		{Values{APIKeys: map[string]string{"nope": "k"}}, `api key for "nope"`},
+		{Values{APIKeys: map[string]string{"nope": "k"}}, `api key for a scheme the definition does not have (its apiKey schemes: `},
 	} {
 		if _, err := NewLocal(b, c.v); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("NewLocal(%+v) = %v, want an error naming %s", c.v, err, c.want)

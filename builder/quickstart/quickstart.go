@@ -125,13 +125,20 @@ func Run(ctx context.Context, o RunOptions) error {
 	}
 	for name, urls := range eps {
 		for _, raw := range urls {
-			if u, err := url.Parse(raw); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				return fmt.Errorf("--endpoint %s=%s: not an http:// or https:// URL", name, raw)
+			// Quoted with any user info hidden: the message is printed.
+			u, err := url.Parse(raw)
+			switch {
+			case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+				return fmt.Errorf("--endpoint %s=%s: not an http:// or https:// URL", name, compile.RedactURL(raw))
+			case u.User != nil:
+				// The gateway refuses it, quoting it whole in its log and
+				// in what this command prints.
+				return fmt.Errorf("--endpoint %s=%s: the URL holds user info (credentials before '@'); an upstream URL may not carry credentials", name, compile.RedactURL(raw))
 			}
 		}
 	}
 	keys := map[string]string{}
-	kv, err := pairs("--api-key", o.APIKeys)
+	kv, err := secretPairs("--api-key", o.APIKeys)
 	if err != nil {
 		return err
 	}
@@ -160,15 +167,46 @@ func Run(ctx context.Context, o RunOptions) error {
 	return serve(ctx, b, plan, o.Serve, describe)
 }
 
-// pairs reads NAME=VALUE flags, a repeated name collecting its values.
+// pairs reads NAME=VALUE flags, a repeated name collecting its values. A
+// malformed one is quoted with any URL user info hidden.
 func pairs(flag string, args []string) (map[string][]string, error) {
 	out := map[string][]string{}
 	for _, a := range args {
 		k, v, ok := strings.Cut(a, "=")
 		if !ok || k == "" || v == "" {
-			return nil, fmt.Errorf("%s %q: want NAME=VALUE", flag, a)
+			return nil, fmt.Errorf("%s %q: want NAME=VALUE", flag, compile.RedactURL(a))
 		}
 		out[k] = append(out[k], v)
 	}
 	return out, nil
+}
+
+// secretPairs reads SCHEME=KEY flags as pairs does, but a malformed one is
+// named by its position, never quoted, its scheme included: with the scheme
+// forgotten, `--api-key KEY` is the key alone, and a base64 key's padding
+// makes `--api-key a2V5==` look like scheme a2V5; the error is printed.
+func secretPairs(flag string, args []string) (map[string][]string, error) {
+	out := map[string][]string{}
+	for i, a := range args {
+		k, v, ok := strings.Cut(a, "=")
+		if !ok || k == "" || v == "" {
+			return nil, fmt.Errorf("%s (the %s one): want SCHEME=KEY, both non-empty (the value is not shown: it may hold a key)", flag, ordinal(i+1))
+		}
+		out[k] = append(out[k], v)
+	}
+	return out, nil
+}
+
+func ordinal(n int) string {
+	suffix := "th"
+	switch {
+	case n%100 >= 11 && n%100 <= 13:
+	case n%10 == 1:
+		suffix = "st"
+	case n%10 == 2:
+		suffix = "nd"
+	case n%10 == 3:
+		suffix = "rd"
+	}
+	return fmt.Sprintf("%d%s", n, suffix)
 }

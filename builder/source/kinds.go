@@ -55,16 +55,41 @@ func ParseKinds(data []byte) (*compile.Kinds, error) {
 	ours := 0
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	for i := 0; ; i++ {
-		var doc any
-		err := dec.Decode(&doc)
+		// Each document is read as a node tree first and its values are
+		// resolved only once it is one of ours: the file may hold Secrets,
+		// and a value that does not resolve (`password: !!int s3cr3t`) would
+		// otherwise be quoted in the error, which the CLI prints. A syntax
+		// error names a line, never a value.
+		var node yaml.Node
+		err := dec.Decode(&node)
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
 			return nil, fmt.Errorf("document %d: %w", i+1, err)
 		}
-		if doc == nil {
+		root := &node
+		if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+			root = root.Content[0]
+		}
+		if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
 			continue
+		}
+		if root.Kind != yaml.MappingNode {
+			return nil, fmt.Errorf("document %d: not a mapping (a Kubernetes object)", i+1)
+		}
+		if apiVersion := topLevelString(root, "apiVersion"); apiVersion != v1alpha1.GroupVersion.String() {
+			if group, _, _ := strings.Cut(apiVersion, "/"); group == v1alpha1.GroupVersion.Group {
+				// One of ours in a version this compiler does not read: it
+				// must not vanish into "not found" errors later.
+				return nil, fmt.Errorf("document %d (%s %q): apiVersion %q: this gatekiln reads %s",
+					i+1, topLevelString(root, "kind"), metadataName(root), apiVersion, v1alpha1.GroupVersion)
+			}
+			continue
+		}
+		var doc any
+		if err := root.Decode(&doc); err != nil {
+			return nil, fmt.Errorf("document %d: %w", i+1, err)
 		}
 		raw, err := json.Marshal(doc)
 		if err != nil {
@@ -73,15 +98,6 @@ func ParseKinds(data []byte) (*compile.Kinds, error) {
 		var obj object
 		if err := json.Unmarshal(raw, &obj); err != nil {
 			return nil, fmt.Errorf("document %d: %w", i+1, err)
-		}
-		if obj.APIVersion != v1alpha1.GroupVersion.String() {
-			if group, _, _ := strings.Cut(obj.APIVersion, "/"); group == v1alpha1.GroupVersion.Group {
-				// One of ours in a version this compiler does not read: it
-				// must not vanish into "not found" errors later.
-				return nil, fmt.Errorf("document %d (%s %q): apiVersion %q: this gatekiln reads %s",
-					i+1, obj.Kind, obj.Metadata.Name, obj.APIVersion, v1alpha1.GroupVersion)
-			}
-			continue
 		}
 		ours++
 		where := fmt.Sprintf("document %d (%s %q)", i+1, obj.Kind, obj.Metadata.Name)
@@ -130,6 +146,30 @@ func ParseKinds(data []byte) (*compile.Kinds, error) {
 	}
 	k.Namespace = namespace
 	return k, nil
+}
+
+// topLevelString is the plain scalar value of a mapping's key, "" when the
+// key is absent or holds something else. Nothing else is resolved.
+func topLevelString(m *yaml.Node, key string) string {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if k, v := m.Content[i], m.Content[i+1]; k.Kind == yaml.ScalarNode && k.Value == key {
+			if v.Kind == yaml.ScalarNode && (v.Tag == "!!str" || v.Tag == "") {
+				return v.Value
+			}
+			return ""
+		}
+	}
+	return ""
+}
+
+// metadataName is metadata.name of an object's node, or "".
+func metadataName(m *yaml.Node) string {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if k, v := m.Content[i], m.Content[i+1]; k.Kind == yaml.ScalarNode && k.Value == "metadata" && v.Kind == yaml.MappingNode {
+			return topLevelString(v, "name")
+		}
+	}
+	return ""
 }
 
 func addSpec[T any](m map[string]T, obj object, where string) error {

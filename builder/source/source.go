@@ -16,6 +16,8 @@ import (
 	"sort"
 	"strings"
 
+	yaml "go.yaml.in/yaml/v4"
+
 	"github.com/gatekiln/gatekiln/builder/compile"
 )
 
@@ -31,13 +33,14 @@ func Definition(name string) bool {
 
 // Read returns the definition files the arguments name, root first. Each
 // argument is a file or a directory (every definition file under it, hidden
-// ones and what is not a regular file excepted, see walk). The first argument
-// is the root: a file, or a directory holding openapi.yaml (or .yml, .json, or
-// swagger.*, optionally .gz) or a single definition file at its top. A file
-// named as an argument may be a symbolic link: the user chose it. Paths are
-// relative to the root file's directory, slash-separated, without a ".gz"
-// suffix, which is how $refs name them. A file larger than
-// compile.MaxDocumentBytes is refused.
+// ones, what is not a regular file and Kubernetes manifests excepted, see
+// walk and Manifest). The first argument is the root: a file, or a directory
+// holding openapi.yaml (or .yml, .json, or swagger.*, optionally .gz) or a
+// single definition file at its top (manifests aside). A file named as an
+// argument may be a symbolic link: the user chose it. Paths are relative to
+// the root file's directory, slash-separated, without a ".gz" suffix, which
+// is how $refs name them. A file larger than compile.MaxDocumentBytes is
+// refused.
 func Read(args ...string) ([]compile.File, error) {
 	if len(args) == 0 {
 		return nil, errors.New("no definition files given")
@@ -49,7 +52,9 @@ func Read(args ...string) ([]compile.File, error) {
 	base := filepath.Dir(rootFile)
 	var files []compile.File
 	seen := map[string]bool{}
-	add := func(p string) error {
+	// walked says p was found in a directory rather than named: a manifest
+	// found so is left out.
+	add := func(p string, walked bool) error {
 		abs, err := filepath.Abs(p)
 		if err != nil {
 			return fmt.Errorf("read %s: %w", p, err)
@@ -57,7 +62,6 @@ func Read(args ...string) ([]compile.File, error) {
 		if seen[abs] {
 			return nil
 		}
-		seen[abs] = true
 		rel, err := filepath.Rel(base, p)
 		if err != nil {
 			return fmt.Errorf("read %s: %w", p, err)
@@ -66,6 +70,11 @@ func Read(args ...string) ([]compile.File, error) {
 		if err != nil {
 			return err
 		}
+		if walked && Manifest(data) {
+			// Not marked seen: naming it as an argument still brings it.
+			return nil
+		}
+		seen[abs] = true
 		name := filepath.ToSlash(rel)
 		if strings.HasSuffix(strings.ToLower(name), ".gz") {
 			name = name[:len(name)-3]
@@ -73,7 +82,7 @@ func Read(args ...string) ([]compile.File, error) {
 		files = append(files, compile.File{Path: path.Clean(name), Data: data})
 		return nil
 	}
-	if err := add(rootFile); err != nil {
+	if err := add(rootFile, false); err != nil {
 		return nil, err
 	}
 	for _, arg := range args {
@@ -82,7 +91,7 @@ func Read(args ...string) ([]compile.File, error) {
 			return nil, fmt.Errorf("read %s: %w", arg, err)
 		}
 		if !info.IsDir() {
-			if err := add(arg); err != nil {
+			if err := add(arg, false); err != nil {
 				return nil, err
 			}
 			continue
@@ -92,7 +101,7 @@ func Read(args ...string) ([]compile.File, error) {
 			return nil, err
 		}
 		for _, p := range found {
-			if err := add(p); err != nil {
+			if err := add(p, true); err != nil {
 				return nil, err
 			}
 		}
@@ -125,6 +134,11 @@ func findRoot(arg string) (string, error) {
 	var defs []string
 	for _, e := range entries {
 		if e.Type().IsRegular() && !strings.HasPrefix(e.Name(), ".") && Definition(e.Name()) {
+			// A manifest beside the definition (its kinds, a Secret) is no
+			// candidate; one that cannot be read stays one, and Read says why.
+			if data, err := readLimited(filepath.Join(arg, e.Name())); err == nil && Manifest(data) {
+				continue
+			}
 			defs = append(defs, e.Name())
 		}
 	}
@@ -136,9 +150,10 @@ func findRoot(arg string) (string, error) {
 
 // walk lists the definition files under dir, sorted, skipping hidden entries
 // and anything that is not a regular file, as `kubectl create configmap
-// --from-file=DIR` does. A symbolic link is not followed: one in a
-// definition's folder may point anywhere on this machine (/etc/passwd), and
-// kubectl add would upload what it points at; a dangling one is no error.
+// --from-file=DIR` does (Read then leaves out the manifests among them). A
+// symbolic link is not followed: one in a definition's folder may point
+// anywhere on this machine (/etc/passwd), and kubectl add would upload what
+// it points at; a dangling one is no error.
 // Devices and FIFOs are skipped too: reading one may never end.
 func walk(dir string) ([]string, error) {
 	var out []string
@@ -162,6 +177,65 @@ func walk(dir string) ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// Manifest reports whether data (YAML or JSON, gzip'd or not) holds a
+// Kubernetes object: a document whose top level has both apiVersion and kind.
+// No OpenAPI or Swagger document, nor a fragment one $refs, looks like that;
+// the kinds file, a Secret or a ConfigMap kept beside a definition does.
+// Found in a directory, such a file is no part of the definition: kubectl add
+// would store it (a Secret's keys too) in a ConfigMap and print it with
+// --dry-run -o yaml, and its fingerprint would go into the Bundle, so that
+// rotating a secret changed the image. Only the top-level keys are read: a
+// value is never resolved, so no parse error can quote one.
+func Manifest(data []byte) bool {
+	if bytes.HasPrefix(data, gzipMagic) {
+		zr, err := gzip.NewReader(bytes.NewReader(data))
+		if err != nil {
+			return false
+		}
+		plain, err := io.ReadAll(io.LimitReader(zr, compile.MaxDocumentBytes+1))
+		if err != nil {
+			return false
+		}
+		data = plain
+	}
+	// Most definition files hold neither word: no need to parse them.
+	if !bytes.Contains(data, []byte("apiVersion")) || !bytes.Contains(data, []byte("kind")) {
+		return false
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var doc yaml.Node
+		// A document that does not parse is the compiler's to report.
+		if err := dec.Decode(&doc); err != nil {
+			return false
+		}
+		if topLevelKeys(&doc, "apiVersion", "kind") {
+			return true
+		}
+	}
+}
+
+// topLevelKeys reports whether the document's top-level mapping has every key.
+func topLevelKeys(doc *yaml.Node, keys ...string) bool {
+	n := doc
+	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
+		n = n.Content[0]
+	}
+	if n.Kind != yaml.MappingNode {
+		return false
+	}
+	found := 0
+	for _, k := range keys {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if kn := n.Content[i]; kn.Kind == yaml.ScalarNode && kn.Value == k {
+				found++
+				break
+			}
+		}
+	}
+	return found == len(keys)
 }
 
 // readLimited reads a file, refusing one larger than the compiler accepts

@@ -22,12 +22,14 @@ func newCompileCmd() *cobra.Command {
 		Short: "Compile an API definition into a Bundle and a Binding; print the inputs digest",
 		Long: `Compile reads an OpenAPI 3.0/3.1 or Swagger 2.0 definition (the first argument
 is the root document; further files and directories supply the files its $refs
-name) and, with --kinds, the Endpoint, RateLimit, Security (and API) objects it
-refers to. It writes bundle.json and binding.json into the -o directory (nothing
-is written without -o), reports warnings on stderr, and prints the inputs digest,
-sha256:<64 hex>, as the last line of stdout. The digest covers the Bundle, the
-runtime base image digest (--runtime-digest, empty by default) and the compiler
-version; it is the digest that names the gateway image.
+name, Kubernetes manifests found in a directory, such as the kinds file or a
+Secret, left out) and, with --kinds, the Endpoint, RateLimit, Security (and API)
+objects it refers to. It writes bundle.json and binding.json into the -o
+directory (nothing is written without -o), reports warnings on stderr, and
+prints the inputs digest, sha256:<64 hex>, as the last line of stdout. The
+digest covers the Bundle, the runtime base image digest (--runtime-digest,
+empty by default) and the compiler version; it is the digest that names the
+gateway image.
 
 On a bad definition it exits 1 and prints every problem on stderr as
 "file: pointer (line N): reason".`,

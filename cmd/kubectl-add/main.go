@@ -69,7 +69,10 @@ be at most 1000 KiB once gzip'd.
 
 The first --from-file is the root document, or a directory holding openapi.yaml
 (or .yml/.json, or swagger.*); a directory brings every definition file under it
-with its relative path, so relative $refs keep working.
+with its relative path, so relative $refs keep working. Kubernetes manifests in
+a directory (YAML or JSON with apiVersion and kind at the top: the kinds file, a
+Secret) are left out, so that no Secret is copied into a ConfigMap; a file
+named with --from-file is stored whatever it holds.
 
 The ConfigMaps are owned by the API: "kubectl delete api NAME" deletes them too.
 Endpoints created with --endpoint are shared objects and stay. A run that is

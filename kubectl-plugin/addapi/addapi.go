@@ -41,7 +41,8 @@ type Options struct {
 	Name string
 	// Files are the --from-file arguments: the first is the root document
 	// (or a directory holding it); directories bring every definition file
-	// under them, relative paths intact.
+	// under them, relative paths intact, Kubernetes manifests (a Secret, the
+	// kinds file) excepted (source.Manifest).
 	Files []string
 	// Version overrides the definition's info.version (spec.version).
 	Version  string
@@ -143,18 +144,26 @@ func ParseEndpoints(args []string) ([]EndpointURL, error) {
 	var out []EndpointURL
 	var errs []error
 	for _, a := range args {
+		// Quoted with any user info hidden: the message is printed.
+		shown := compile.RedactURL(a)
 		name, raw, ok := strings.Cut(a, "=")
 		if !ok {
-			errs = append(errs, fmt.Errorf("--endpoint %q: want NAME=URL", a))
+			errs = append(errs, fmt.Errorf("--endpoint %q: want NAME=URL", shown))
 			continue
 		}
 		if msgs := validation.IsDNS1123Subdomain(name); len(msgs) > 0 {
-			errs = append(errs, fmt.Errorf("--endpoint %q: name %q: %s", a, name, strings.Join(msgs, "; ")))
+			errs = append(errs, fmt.Errorf("--endpoint %q: name %q: %s", shown, compile.RedactURL(name), strings.Join(msgs, "; ")))
 			continue
 		}
 		u, err := url.Parse(raw)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			errs = append(errs, fmt.Errorf("--endpoint %q: %q is not an http:// or https:// URL", a, raw))
+		switch {
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+			errs = append(errs, fmt.Errorf("--endpoint %q: %q is not an http:// or https:// URL", shown, compile.RedactURL(raw)))
+			continue
+		case u.User != nil:
+			// The Endpoint object and the output would carry the
+			// credentials, and the gateway refuses such a URL anyway.
+			errs = append(errs, fmt.Errorf("--endpoint %q: the URL holds user info (credentials before '@'); an upstream URL may not carry credentials", shown))
 			continue
 		}
 		out = append(out, EndpointURL{Name: name, URL: raw})
