@@ -289,7 +289,7 @@ func (c *compiler) basePath() string {
 			if errors.As(err, &ue) {
 				err = ue.Err
 			}
-			c.warn(file, "/servers/0/url", CodeInvalidDefinition, fmt.Sprintf("server URL %q cannot be parsed (%v); the base path is /", RedactURL(srv.URL), err))
+			c.warn(file, "/servers/0/url", CodeInvalidDefinition, fmt.Sprintf("server URL %q cannot be parsed (%v); the base path is /", bundle.RedactURL(srv.URL), err))
 			return "/"
 		}
 		raw, from = u.Path, "/servers/0/url"

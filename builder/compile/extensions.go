@@ -338,12 +338,12 @@ func (c *compiler) urls(v any, ptr, what string) ([]string, bool) {
 		switch {
 		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
 			c.fail(c.fs.root.file, fmt.Sprintf("%s/%d", ptr, i), CodeInvalidDefinition,
-				fmt.Sprintf("%s.urls: %q is not an absolute http(s) URL", what, RedactURL(s)))
+				fmt.Sprintf("%s.urls: %q is not an absolute http(s) URL", what, bundle.RedactURL(s)))
 			ok = false
 		case u.User != nil:
 			// The URL would go into the Bundle, so into the image.
 			c.fail(c.fs.root.file, fmt.Sprintf("%s/%d", ptr, i), CodeInvalidDefinition,
-				fmt.Sprintf("%s.urls: %q holds user info (credentials before '@'): an upstream URL may not carry credentials", what, RedactURL(s)))
+				fmt.Sprintf("%s.urls: %q holds user info (credentials before '@'): an upstream URL may not carry credentials", what, bundle.RedactURL(s)))
 			ok = false
 		}
 	}

@@ -129,11 +129,11 @@ func Run(ctx context.Context, o RunOptions) error {
 			u, err := url.Parse(raw)
 			switch {
 			case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-				return fmt.Errorf("--endpoint %s=%s: not an http:// or https:// URL", name, compile.RedactURL(raw))
+				return fmt.Errorf("--endpoint %s=%s: not an http:// or https:// URL", name, bundle.RedactURL(raw))
 			case u.User != nil:
 				// The gateway refuses it, quoting it whole in its log and
 				// in what this command prints.
-				return fmt.Errorf("--endpoint %s=%s: the URL holds user info (credentials before '@'); an upstream URL may not carry credentials", name, compile.RedactURL(raw))
+				return fmt.Errorf("--endpoint %s=%s: the URL holds user info (credentials before '@'); an upstream URL may not carry credentials", name, bundle.RedactURL(raw))
 			}
 		}
 	}
@@ -174,7 +174,7 @@ func pairs(flag string, args []string) (map[string][]string, error) {
 	for _, a := range args {
 		k, v, ok := strings.Cut(a, "=")
 		if !ok || k == "" || v == "" {
-			return nil, fmt.Errorf("%s %q: want NAME=VALUE", flag, compile.RedactURL(a))
+			return nil, fmt.Errorf("%s %q: want NAME=VALUE", flag, bundle.RedactURL(a))
 		}
 		out[k] = append(out[k], v)
 	}

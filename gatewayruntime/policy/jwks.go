@@ -18,6 +18,8 @@ import (
 
 	"github.com/MicahParks/jwkset"
 	"golang.org/x/time/rate"
+
+	"github.com/gatekiln/gatekiln/gatewayruntime/bundle"
 )
 
 var (
@@ -109,7 +111,7 @@ type fetchCall struct {
 func newJWKSCache(ctx context.Context, rawURL string, opts jwksOptions, log *slog.Logger, observe func(string)) (*jwksCache, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, fmt.Errorf("jwks url %q: want an http(s) URL", rawURL)
+		return nil, fmt.Errorf("jwks url %q: want an http(s) URL", bundle.RedactURL(rawURL))
 	}
 	if ctx == nil {
 		ctx = context.Background()
@@ -206,7 +208,7 @@ func (c *jwksCache) startLocked() *fetchCall {
 			c.observe("ok")
 		} else {
 			c.observe("error")
-			c.log.Warn("jwks fetch failed, keeping the previous keys", "url", c.url, "error", err.Error())
+			c.log.Warn("jwks fetch failed, keeping the previous keys", "url", bundle.RedactURL(c.url), "error", err.Error())
 		}
 		call.err = err
 		c.mu.Lock()

@@ -65,7 +65,7 @@ type introspected struct {
 func newIntrospectionScheme(g *generation, name, realm string, ob *bundle.OAuth2Binding) (*introspectionScheme, error) {
 	u, err := url.Parse(ob.IntrospectionURL)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, fmt.Errorf("introspection url %q: want an http(s) URL", ob.IntrospectionURL)
+		return nil, fmt.Errorf("introspection url %q: want an http(s) URL", bundle.RedactURL(ob.IntrospectionURL))
 	}
 	s := &introspectionScheme{
 		name:     name,

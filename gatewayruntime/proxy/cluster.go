@@ -221,18 +221,25 @@ func (us *Upstreams) cluster(name string, def bundle.Endpoint, bind bundle.Endpo
 }
 
 func parseUpstreamURL(raw string) (*url.URL, error) {
+	// Quoted with any user info hidden: the error is logged and shown by
+	// /readyz.
+	shown := bundle.RedactURL(raw)
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("url %q: %w", raw, err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // url.Error quotes the URL whole
+		}
+		return nil, fmt.Errorf("url %q: %w", shown, err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("url %q: scheme must be http or https", raw)
+		return nil, fmt.Errorf("url %q: scheme must be http or https", shown)
 	}
 	if u.Host == "" || u.Hostname() == "" {
-		return nil, fmt.Errorf("url %q: no host", raw)
+		return nil, fmt.Errorf("url %q: no host", shown)
 	}
 	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("url %q: user info, query and fragment are not allowed", raw)
+		return nil, fmt.Errorf("url %q: user info, query and fragment are not allowed", shown)
 	}
 	return u, nil
 }

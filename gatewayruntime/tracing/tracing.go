@@ -18,6 +18,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/gatekiln/gatekiln/gatewayruntime/bundle"
 )
 
 // Tracer starts spans; it implements gateway.Tracer.
@@ -32,7 +34,7 @@ type Tracer struct {
 func New(_ context.Context, endpoint, service string) (*Tracer, func(), error) {
 	u, err := url.Parse(endpoint)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, nil, fmt.Errorf("otlp endpoint %q: want an http(s) URL", endpoint)
+		return nil, nil, fmt.Errorf("otlp endpoint %q: want an http(s) URL", bundle.RedactURL(endpoint))
 	}
 	exp := newExporter(endpoint)
 	res := resource.NewSchemaless(

@@ -22,6 +22,7 @@ import (
 	"github.com/gatekiln/gatekiln/apis/v1alpha1"
 	"github.com/gatekiln/gatekiln/builder/compile"
 	"github.com/gatekiln/gatekiln/builder/source"
+	"github.com/gatekiln/gatekiln/gatewayruntime/bundle"
 )
 
 // Dry-run modes, as kubectl spells them.
@@ -145,20 +146,20 @@ func ParseEndpoints(args []string) ([]EndpointURL, error) {
 	var errs []error
 	for _, a := range args {
 		// Quoted with any user info hidden: the message is printed.
-		shown := compile.RedactURL(a)
+		shown := bundle.RedactURL(a)
 		name, raw, ok := strings.Cut(a, "=")
 		if !ok {
 			errs = append(errs, fmt.Errorf("--endpoint %q: want NAME=URL", shown))
 			continue
 		}
 		if msgs := validation.IsDNS1123Subdomain(name); len(msgs) > 0 {
-			errs = append(errs, fmt.Errorf("--endpoint %q: name %q: %s", shown, compile.RedactURL(name), strings.Join(msgs, "; ")))
+			errs = append(errs, fmt.Errorf("--endpoint %q: name %q: %s", shown, bundle.RedactURL(name), strings.Join(msgs, "; ")))
 			continue
 		}
 		u, err := url.Parse(raw)
 		switch {
 		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-			errs = append(errs, fmt.Errorf("--endpoint %q: %q is not an http:// or https:// URL", shown, compile.RedactURL(raw)))
+			errs = append(errs, fmt.Errorf("--endpoint %q: %q is not an http:// or https:// URL", shown, bundle.RedactURL(raw)))
 			continue
 		case u.User != nil:
 			// The Endpoint object and the output would carry the
