@@ -38,6 +38,10 @@ func TestOutOfDescriptors(t *testing.T) {
 		t.Fatalf("before the limit: %d", status)
 	}
 	h.g.gen.Load().upstreams.Close() // drop the pooled connection: the next request dials
+	// The upstream closes its end of that connection once it reads the
+	// gateway's close; its descriptor freed after the limit below would let
+	// a dial through (to an upstream that could then not accept it).
+	up.waitNoConns(t)
 
 	var old syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
@@ -70,10 +74,14 @@ func TestOutOfDescriptors(t *testing.T) {
 	restore := func() {
 		if !restored {
 			restored = true
+			// The limit first: a descriptor freed under it would let the
+			// gateway accept the late connection, whose dial could then
+			// find none free and answer 503 (the test paused between two
+			// closes, under load).
+			_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old)
 			for _, f := range hold {
 				f.Close()
 			}
-			_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old)
 		}
 	}
 	defer restore()

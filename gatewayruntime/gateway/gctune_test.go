@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"runtime"
 	"runtime/debug"
@@ -212,6 +213,7 @@ func TestReleaseIdleBusy(t *testing.T) {
 // TestReleaseIdleOnce: free memory that a release could not return does
 // not make releaseIdle collect again at every look.
 func TestReleaseIdleOnce(t *testing.T) {
+	waitPostLoad(t)
 	defer debug.SetGCPercent(debug.SetGCPercent(10000))
 	var calls atomic.Int32
 	defer func(f func()) { releaseHeap = f }(releaseHeap)
@@ -228,6 +230,31 @@ func TestReleaseIdleOnce(t *testing.T) {
 	time.Sleep(200 * time.Millisecond) // ten more idle looks
 	if n := calls.Load(); n != 1 {
 		t.Errorf("released %d times, want once", n)
+	}
+}
+
+// waitPostLoad waits until no gateway is loading a Binding or running what
+// follows a load (reload's goroutine: debug.FreeOSMemory, then the GC
+// tuning), which outlives Gateway.Close. An earlier test's gateway doing so
+// while a test here measures the heap takes away the free memory the test
+// made (a forced collection and a full scavenge), and TestReleaseIdleOnce
+// would then wait in vain for a release. No goroutine names the gateway it
+// belongs to, so this reads every goroutine's stack.
+func waitPostLoad(t testing.TB) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		n := runtime.Stack(buf, true)
+		if n == len(buf) {
+			buf = make([]byte, 2*len(buf))
+			continue
+		}
+		if !bytes.Contains(buf[:n], []byte("gatewayruntime/gateway.(*Gateway).reload")) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a gateway still loading its Binding after 10s:\n%s", buf[:n])
+		}
 	}
 }
 

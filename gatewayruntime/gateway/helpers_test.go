@@ -228,9 +228,12 @@ type upstream struct {
 	url  string
 	addr string
 	hits atomic.Int64
-	mu   sync.Mutex
-	last *http.Request
-	body string
+	// conns is the number of connections the upstream has open: accepted
+	// and not yet closed (their descriptors still taken).
+	conns atomic.Int64
+	mu    sync.Mutex
+	last  *http.Request
+	body  string
 }
 
 func newUpstream(t testing.TB, h http.HandlerFunc) *upstream {
@@ -254,10 +257,28 @@ func newUpstream(t testing.TB, h http.HandlerFunc) *upstream {
 		}
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = io.WriteString(w, "upstream "+u.addr+" "+r.Method+" "+r.URL.RequestURI())
-	})}
+	}), ConnState: func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			u.conns.Add(1)
+		case http.StateClosed, http.StateHijacked: // closed (its descriptor too), or the handler's now
+			u.conns.Add(-1)
+		}
+	}}
 	go func() { _ = u.Serve(ln) }()
 	t.Cleanup(func() { _ = u.Close() })
 	return u
+}
+
+// waitNoConns waits until the upstream has closed every connection it
+// accepted: a client that closes its end only starts the upstream's close.
+func (u *upstream) waitNoConns(t testing.TB) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); u.conns.Load() != 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the upstream still has %d connections open after 10s", u.conns.Load())
+		}
+	}
 }
 
 func (u *upstream) request() (*http.Request, string) {

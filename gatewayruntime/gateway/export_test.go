@@ -1,0 +1,4 @@
+package gateway
+
+// WaitPostLoad is waitPostLoad, for the tests of package gateway_test.
+var WaitPostLoad = waitPostLoad
