@@ -331,10 +331,6 @@ func (r *APIReconciler) image(ctx context.Context, api *v1alpha1.API, st *v1alph
 		if d.Reason == ReasonFoundInRegistry || d.Reason == ReasonPrebuilt {
 			st.BuildJob = ""
 		}
-		// A Job still building other inputs for this API builds for nobody.
-		if err := r.cancelKaniko(ctx, api, st.BuildJob); err != nil {
-			return "", ctrl.Result{}, err
-		}
 		setCondition(&st.Conditions, gen, v1alpha1.ConditionBuilt, metav1.ConditionTrue, d.Reason, d.Message)
 		return d.Image, ctrl.Result{}, nil
 	}
@@ -348,12 +344,6 @@ func (r *APIReconciler) image(ctx context.Context, api *v1alpha1.API, st *v1alph
 		msg := fmt.Sprintf("build strategy %s is not enabled in this operator", strategy)
 		setCondition(&st.Conditions, gen, v1alpha1.ConditionBuilt, metav1.ConditionFalse, ReasonBuildFailed, msg)
 		return "", ctrl.Result{}, nil
-	}
-	if strategy != v1alpha1.BuildKaniko {
-		// Built in the operator now: the API's Kaniko Jobs are superseded.
-		if err := r.cancelKaniko(ctx, api, ""); err != nil {
-			return "", ctrl.Result{}, err
-		}
 	}
 	out, err := b.build(ctx, req)
 	if err != nil {
@@ -389,17 +379,6 @@ func (r *APIReconciler) warnOnce(api *v1alpha1.API, st *v1alpha1.APIStatus, reas
 		return
 	}
 	r.events.Eventf(api, nil, corev1.EventTypeWarning, reason, "Build", "%s", truncate(message, 1000))
-}
-
-// cancelKaniko deletes the API's unfinished Kaniko Jobs other than current
-// (see kanikoBuilder.cancelSuperseded), when this operator runs Kaniko builds.
-func (r *APIReconciler) cancelKaniko(ctx context.Context, api *v1alpha1.API, current string) error {
-	k, ok := r.builders[v1alpha1.BuildKaniko].(*kanikoBuilder)
-	if !ok {
-		return nil
-	}
-	_, err := k.cancelSuperseded(ctx, api, current)
-	return err
 }
 
 // buildRequest says what to build and where it goes: <registry>/<repository>

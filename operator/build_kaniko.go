@@ -305,12 +305,8 @@ func (k *kanikoBuilder) cancel(ctx context.Context, job *batchv1.Job) (bool, err
 // a build was cancelled, so that a Job vanishing is not a mystery.
 func (k *kanikoBuilder) recordCancelled(ctx context.Context, api *v1alpha1.API, old, current string) {
 	log.FromContext(ctx).Info("cancelled a superseded Kaniko build", "job", old, "current", current)
-	now := "it needs no Kaniko build now"
-	if current != "" {
-		now = "it builds in Job " + current + " now"
-	}
 	k.events.Eventf(api, nil, corev1.EventTypeNormal, ReasonBuildSuperseded, "Build",
-		"cancelled the Kaniko Job %s: the API's inputs or build changed, %s", old, now)
+		"cancelled the Kaniko Job %s: the API's inputs changed, it builds in Job %s now", old, current)
 }
 
 // progress reads a Job's state: running, succeeded with a digest in the

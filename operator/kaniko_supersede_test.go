@@ -189,45 +189,6 @@ func TestKanikoQueuedBuildNamesNoJob(t *testing.T) {
 	})
 }
 
-// TestKanikoCancelledWhenNotNeeded: a running Kaniko Job is cancelled too
-// when the API stops needing a Kaniko build at all: it now builds in the
-// operator, or names a prebuilt image.
-func TestKanikoCancelledWhenNotNeeded(t *testing.T) {
-	f := setup(t)
-	for _, tc := range []struct {
-		name string
-		edit func(a *v1alpha1.API)
-	}{
-		{"direct", func(a *v1alpha1.API) { a.Spec.Build.Strategy = v1alpha1.BuildDirect }},
-		{"prebuilt", func(a *v1alpha1.API) {
-			a.Spec.Image.Ref = "registry.example.com/prebuilt/petstore@sha256:" + strings.Repeat("ab", 32)
-		}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			ctx := context.Background()
-			ns := f.env.Namespace(t, "unneeded-"+tc.name)
-			f.dropBuilds(t, ns)
-			f.create(t, definition(ns, "def", "openapi.yaml", []byte(simpleDefinition("unneeded "+tc.name, "/v1"))),
-				newKanikoAPI(ns, "api", "def"))
-			old := f.waitBuildJob(t, ns, "api", "")
-			api := f.getAPI(t, ns, "api")
-			tc.edit(api)
-			if err := f.c.Update(ctx, api); err != nil {
-				t.Fatal(err)
-			}
-			eventually(t, "the unneeded Job deleted, with an event", func() error {
-				if err := f.c.Get(ctx, client.ObjectKeyFromObject(old), &batchv1.Job{}); !apierrors.IsNotFound(err) {
-					return errorf("Job %s: get err %v, want it deleted", old.Name, err)
-				}
-				if f.supersededEvents(t, ns, "api", old.Name) == 0 {
-					return errorf("no %s event naming %s", operator.ReasonBuildSuperseded, old.Name)
-				}
-				return nil
-			})
-		})
-	}
-}
-
 // newKanikoAPI is an API building the definition in ConfigMap cm with Kaniko.
 func newKanikoAPI(ns, name, cm string) *v1alpha1.API {
 	return newAPI(ns, name, cm, "openapi.yaml", func(a *v1alpha1.API) { a.Spec.Build.Strategy = v1alpha1.BuildKaniko })
