@@ -105,13 +105,25 @@ func TestStaleUpstreamBytesNeverAnswerAnotherRequest(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			url, conns := keepAliveUpstream(t, tt.first)
+			sent := make(chan struct{})
+			url, conns := keepAliveUpstream(t, func(c net.Conn) {
+				defer close(sent)
+				tt.first(c)
+			})
 			h := newHarness(t, testAPI(), bindingTo(url))
 			if r := h.do("GET", "/v1/items/1", nil, nil); r.status != tt.want {
 				t.Fatalf("first request: %d %q", r.status, r.body)
 			}
 			// Let the late bytes arrive and the gateway's loop see them: a
 			// reuse racing bytes still on the way is HTTP/1.1's own hazard.
+			// The upstream has sent them all once its first answer returns
+			// (its pause, under load, may last well past 20ms); the loop
+			// then has 100ms to see them.
+			select {
+			case <-sent:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the upstream's first answer not sent after 10s")
+			}
 			time.Sleep(100 * time.Millisecond)
 			for i := 2; i <= 3; i++ {
 				r := h.do("GET", fmt.Sprintf("/v1/items/%d", i), nil, nil)

@@ -330,10 +330,13 @@ func TestHTTP2ClientToPlainUpstream(t *testing.T) {
 // HTTPS one (net/http's).
 func TestClientCancelIsNotAnUpstreamFailure(t *testing.T) {
 	var cancelled atomic.Int64
+	// arrived: a slow request reached the upstream, which now works on it.
+	arrived := make(chan struct{}, 16)
 	slow := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("slow") == "" {
 			return
 		}
+		arrived <- struct{}{}
 		select {
 		case <-r.Context().Done():
 			cancelled.Add(1)
@@ -358,13 +361,34 @@ func TestClientCancelIsNotAnUpstreamFailure(t *testing.T) {
 			before := cancelled.Load()
 			const n = 5
 			for range n {
-				ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-				req, _ := http.NewRequestWithContext(ctx, "GET", base+"?slow=1", nil)
-				if resp, err := client.Do(req); err == nil {
+				// The client resets its stream once the upstream works on the
+				// request (a fixed delay could end before, under load: the
+				// request cancelled before it reached the upstream).
+				ctx, cancel := context.WithCancel(context.Background())
+				answered := make(chan int, 1) // the status, or 0 for an error
+				go func() {
+					req, _ := http.NewRequestWithContext(ctx, "GET", base+"?slow=1", nil)
+					resp, err := client.Do(req)
+					if err != nil {
+						answered <- 0
+						return
+					}
 					resp.Body.Close()
-					t.Fatalf("a slow request answered %d", resp.StatusCode)
+					answered <- resp.StatusCode
+				}()
+				select {
+				case <-arrived:
+				case status := <-answered:
+					cancel()
+					t.Fatalf("a slow request ended (status %d; 0: an error) before it reached the upstream", status)
+				case <-time.After(10 * time.Second):
+					cancel()
+					t.Fatal("a slow request did not reach the upstream in 10s")
 				}
 				cancel()
+				if status := <-answered; status != 0 {
+					t.Fatalf("a slow request answered %d", status)
+				}
 			}
 			resp, err := client.Get(base)
 			if err != nil {
